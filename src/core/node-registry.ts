@@ -1,0 +1,300 @@
+import type { Store } from "../store/store.ts";
+import type { Compare, KeyValue, Op } from "../store/types.ts";
+import type { Clock } from "./clock.ts";
+import { parseEndpoint } from "./endpoint.ts";
+import { CorralError, ErrorCode } from "./errors.ts";
+import { asObject, asOneOf } from "./json-fields.ts";
+import {
+  emptyResources,
+  type MetadataValue,
+  type NodeRecord,
+  type NodeRole,
+  type NodeService,
+  type NodeStatus,
+  nodeRoles,
+  nodeStatuses,
+  type Resources,
+} from "./node.ts";
+import { decodeStoredNode, encodeNode } from "./node-codec.ts";
+import { matchesNodeFilter, type NodeFilter, validateNodeFilter } from "./node-filter.ts";
+import { nodeKey, nodeKeyPrefix, nodeNameKey } from "./node-keys.ts";
+import {
+  isPlausibleIdOrName,
+  validateLabels,
+  validateMetadata,
+  validateNodeId,
+  validateNodeName,
+  validateResources,
+  validateServices,
+  validateShortText,
+} from "./node-validation.ts";
+
+export interface RegisterNodeInput {
+  /** A fresh UUID when absent. */
+  id?: string;
+  name: string;
+  role?: NodeRole;
+  /** "host:port", or a host with `port`; absent for a node that cannot be dialed. */
+  address?: string;
+  port?: number;
+  metadata?: Record<string, MetadataValue>;
+  services?: NodeService[];
+  resources?: Partial<Resources>;
+  labels?: Record<string, string>;
+  status?: NodeStatus;
+  version?: string;
+}
+
+/** Fields given replace the stored ones whole (metadata and labels included); absent fields stay. */
+export interface NodePatch {
+  name?: string;
+  address?: string;
+  port?: number;
+  metadata?: Record<string, MetadataValue>;
+  labels?: Record<string, string>;
+  services?: NodeService[];
+  resources?: Partial<Resources>;
+  version?: string;
+}
+
+export interface NodeRegistryOptions {
+  /** Compare-and-swap attempts before a write gives up with ABORTED; default 32. */
+  maxAttempts?: number;
+}
+
+interface Stored {
+  kv: KeyValue;
+  node: NodeRecord;
+}
+
+/**
+ * Every node the controller knows, kept in the store under `/nodes/`. Writes are compare-and-swap on the
+ * node's modRevision, so concurrent writers never lose each other's changes, and every change lands in
+ * the store's event feed. A node is addressed by id, or by its name (unique among nodes that have not left).
+ */
+export class NodeRegistry {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #maxAttempts: number;
+
+  constructor(store: Store, clock: Clock, options: NodeRegistryOptions = {}) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#maxAttempts = options.maxAttempts ?? 32;
+  }
+
+  async register(input: RegisterNodeInput): Promise<NodeRecord> {
+    const node = this.#newRecord(input);
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const compares: Compare[] = [{ key: nodeKey(node.id), modRevision: 0 }];
+      const ops: Op[] = [{ type: "put", key: nodeKey(node.id), value: encodeNode(node) }];
+      if (holdsName(node)) {
+        compares.push({ key: nodeNameKey(node.name), modRevision: 0 });
+        ops.push({ type: "put", key: nodeNameKey(node.name), value: JSON.stringify({ id: node.id }) });
+      }
+      if ((await this.#store.commit({ compares, ops })).succeeded) return node;
+      if ((await this.#store.get(nodeKey(node.id))) !== undefined)
+        throw new CorralError(ErrorCode.AlreadyExists, `node id "${node.id}" is already registered`, {
+          details: { id: node.id },
+        });
+      await this.#assertNameFree(node);
+    }
+    throw this.#contention(node.id);
+  }
+
+  /** By exact id first, then by name. */
+  async get(idOrName: string): Promise<NodeRecord> {
+    return (await this.#resolve(idOrName)).node;
+  }
+
+  async list(filter: NodeFilter = {}): Promise<{ nodes: NodeRecord[]; revision: number }> {
+    const checked = validateNodeFilter(filter);
+    const { items, revision } = await this.#store.list(nodeKeyPrefix);
+    const nodes = items
+      .map((kv) => decodeStoredNode(kv.value, kv.key))
+      .filter((node) => matchesNodeFilter(node, checked))
+      .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
+    return { nodes, revision };
+  }
+
+  /** `patch` may be a function of the current record: it is called again on every retry. */
+  async update(
+    idOrName: string,
+    patch: NodePatch | ((current: NodeRecord) => NodePatch),
+  ): Promise<NodeRecord> {
+    return this.#mutate(idOrName, (current, now) =>
+      applyPatch(current, typeof patch === "function" ? patch(current) : patch, now),
+    );
+  }
+
+  async setStatus(idOrName: string, status: NodeStatus): Promise<NodeRecord> {
+    const checked = asOneOf(status, nodeStatuses, "status");
+    return this.#mutate(idOrName, (current, now) => ({ ...current, status: checked, updatedAt: now }));
+  }
+
+  /**
+   * Marks the node seen now. Each call is a store write: the membership layer should coalesce heartbeats
+   * rather than call this for every one.
+   */
+  async touch(idOrName: string): Promise<NodeRecord> {
+    return this.#mutate(idOrName, (current, now) => ({ ...current, lastSeenAt: now }));
+  }
+
+  /** Deletes the node (and frees its name); returns it as it was. */
+  async remove(idOrName: string): Promise<NodeRecord> {
+    let target = idOrName;
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const { kv, node } = await this.#resolve(target);
+      target = node.id; // retries go by id, which a concurrent rename cannot change
+      const ops: Op[] = [{ type: "delete", key: kv.key }];
+      if (holdsName(node)) ops.push({ type: "delete", key: nodeNameKey(node.name) });
+      const result = await this.#store.commit({
+        compares: [{ key: kv.key, modRevision: kv.modRevision }],
+        ops,
+      });
+      if (result.succeeded) return node;
+    }
+    throw this.#contention(target);
+  }
+
+  async #mutate(
+    idOrName: string,
+    change: (current: NodeRecord, now: number) => NodeRecord,
+  ): Promise<NodeRecord> {
+    // Resolve the name once: a concurrent rename must not make the retry miss the node.
+    const id = (await this.#resolve(idOrName)).node.id;
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const { kv, node: current } = await this.#resolve(id);
+      const next = change(current, this.#clock.now());
+      const compares: Compare[] = [{ key: kv.key, modRevision: kv.modRevision }];
+      const ops: Op[] = [{ type: "put", key: kv.key, value: encodeNode(next) }];
+      const nameChanges = current.name !== next.name || holdsName(current) !== holdsName(next);
+      if (nameChanges && holdsName(current)) ops.push({ type: "delete", key: nodeNameKey(current.name) });
+      if (nameChanges && holdsName(next)) {
+        compares.push({ key: nodeNameKey(next.name), modRevision: 0 });
+        ops.push({ type: "put", key: nodeNameKey(next.name), value: JSON.stringify({ id: next.id }) });
+      }
+      if ((await this.#store.commit({ compares, ops })).succeeded) return next;
+      if (nameChanges && holdsName(next)) await this.#assertNameFree(next);
+    }
+    throw this.#contention(id);
+  }
+
+  async #resolve(idOrName: string): Promise<Stored> {
+    if (typeof idOrName !== "string" || idOrName === "")
+      throw CorralError.invalidArgument("node", "is empty; give a node id or name");
+    if (!isPlausibleIdOrName(idOrName)) throw notFound(idOrName);
+    const byId = await this.#store.get(nodeKey(idOrName));
+    if (byId !== undefined) return { kv: byId, node: decodeStoredNode(byId.value, byId.key) };
+    const index = await this.#store.get(nodeNameKey(idOrName));
+    if (index !== undefined) {
+      const kv = await this.#store.get(nodeKey(indexedId(index)));
+      if (kv !== undefined) return { kv, node: decodeStoredNode(kv.value, kv.key) };
+    }
+    return this.#resolveLeftByName(idOrName);
+  }
+
+  /** Nodes that left give up the name index, but can still be found by name while it is unambiguous. */
+  async #resolveLeftByName(name: string): Promise<Stored> {
+    const { items } = await this.#store.list(nodeKeyPrefix);
+    const matches = items
+      .map((kv) => ({ kv, node: decodeStoredNode(kv.value, kv.key) }))
+      .filter(({ node }) => node.name === name);
+    const [only, second] = matches;
+    if (only === undefined) throw notFound(name);
+    if (second !== undefined)
+      throw new CorralError(
+        ErrorCode.FailedPrecondition,
+        `node name "${name}" is shared by ${matches.length} nodes that left; address one by id`,
+        { details: { name } },
+      );
+    return only;
+  }
+
+  async #assertNameFree(node: NodeRecord): Promise<void> {
+    const index = await this.#store.get(nodeNameKey(node.name));
+    if (index !== undefined && indexedId(index) !== node.id)
+      throw new CorralError(
+        ErrorCode.AlreadyExists,
+        `node name "${node.name}" is already used by node ${indexedId(index)}`,
+        { details: { name: node.name } },
+      );
+  }
+
+  #newRecord(input: RegisterNodeInput): NodeRecord {
+    const o = asObject(input, "node");
+    const now = this.#clock.now();
+    const endpoint = parseEndpoint(o.address, o.port);
+    return {
+      id: o.id === undefined ? crypto.randomUUID() : validateNodeId(o.id),
+      name: validateNodeName(o.name),
+      role: o.role === undefined ? "agent" : asOneOf(o.role, nodeRoles, "role"),
+      address: endpoint.address,
+      port: endpoint.port,
+      metadata: validateMetadata(o.metadata ?? {}),
+      services: validateServices(o.services ?? []),
+      resources: validateResources(o.resources ?? emptyResources()),
+      labels: validateLabels(o.labels ?? {}),
+      status: o.status === undefined ? "pending" : asOneOf(o.status, nodeStatuses, "status"),
+      createdAt: now,
+      updatedAt: now,
+      lastSeenAt: now,
+      version: validateShortText(o.version ?? "", "version"),
+    };
+  }
+
+  #contention(id: string): CorralError {
+    return new CorralError(
+      ErrorCode.Aborted,
+      `node "${id}" kept changing during ${this.#maxAttempts} attempts to write it; try again`,
+      { details: { id } },
+    );
+  }
+}
+
+function applyPatch(current: NodeRecord, patch: NodePatch, now: number): NodeRecord {
+  const p = asObject(patch, "patch");
+  const next: NodeRecord = { ...current, updatedAt: now };
+  if (p.name !== undefined) next.name = validateNodeName(p.name);
+  if (p.address !== undefined || p.port !== undefined) {
+    const endpoint =
+      p.address === undefined
+        ? parseEndpoint(current.address, p.port)
+        : parseEndpoint(p.address, p.port, current.port === 0 ? undefined : current.port);
+    next.address = endpoint.address;
+    next.port = endpoint.port;
+  }
+  if (p.metadata !== undefined) next.metadata = validateMetadata(p.metadata);
+  if (p.labels !== undefined) next.labels = validateLabels(p.labels);
+  if (p.services !== undefined) next.services = validateServices(p.services);
+  if (p.resources !== undefined) next.resources = validateResources(p.resources);
+  if (p.version !== undefined) next.version = validateShortText(p.version, "version");
+  return next;
+}
+
+/** Only a node that has not left holds its name in the index. */
+function holdsName(node: NodeRecord): boolean {
+  return node.status !== "left";
+}
+
+function indexedId(index: KeyValue): string {
+  let id: unknown;
+  try {
+    id = asObject(JSON.parse(index.value), "index").id;
+  } catch {
+    id = undefined;
+  }
+  if (typeof id !== "string")
+    throw new CorralError(ErrorCode.Internal, `name index at ${index.key} is malformed: ${index.value}`);
+  return id;
+}
+
+function notFound(idOrName: string): CorralError {
+  return new CorralError(ErrorCode.NotFound, `node "${idOrName}" not found (looked up by id and by name)`, {
+    details: { node: idOrName },
+  });
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
