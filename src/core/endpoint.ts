@@ -1,3 +1,4 @@
+import { formatHostPort } from "./address.ts";
 import { CorralError } from "./errors.ts";
 import { nodeLimits } from "./node-limits.ts";
 
@@ -70,7 +71,5 @@ function checkHost(host: string): void {
 
 /** "host:port" for dialing, with IPv6 hosts in brackets; "" for a node with no address. */
 export function formatEndpoint(node: { address: string; port: number }): string {
-  if (node.address === "") return "";
-  const host = node.address.includes(":") ? `[${node.address}]` : node.address;
-  return `${host}:${node.port}`;
+  return node.address === "" ? "" : formatHostPort({ host: node.address, port: node.port });
 }

@@ -1,61 +1,16 @@
 import type { Store } from "../store/store.ts";
 import type { Compare, KeyValue, Op } from "../store/types.ts";
 import type { Clock } from "./clock.ts";
-import { parseEndpoint } from "./endpoint.ts";
 import { CorralError, ErrorCode } from "./errors.ts";
 import { asObject, asOneOf } from "./json-fields.ts";
-import {
-  emptyResources,
-  type MetadataValue,
-  type NodeRecord,
-  type NodeRole,
-  type NodeService,
-  type NodeStatus,
-  nodeRoles,
-  nodeStatuses,
-  type Resources,
-} from "./node.ts";
+import { type NodeRecord, type NodeStatus, nodeStatuses } from "./node.ts";
 import { decodeStoredNode, encodeNode } from "./node-codec.ts";
 import { matchesNodeFilter, type NodeFilter, validateNodeFilter } from "./node-filter.ts";
 import { nodeKey, nodeKeyPrefix, nodeNameKey } from "./node-keys.ts";
-import {
-  isPlausibleIdOrName,
-  validateLabels,
-  validateMetadata,
-  validateNodeId,
-  validateNodeName,
-  validateResources,
-  validateServices,
-  validateShortText,
-} from "./node-validation.ts";
+import { applyNodePatch, buildNodeRecord, type NodePatch, type RegisterNodeInput } from "./node-record.ts";
+import { isPlausibleIdOrName } from "./node-validation.ts";
 
-export interface RegisterNodeInput {
-  /** A fresh UUID when absent. */
-  id?: string;
-  name: string;
-  role?: NodeRole;
-  /** "host:port", or a host with `port`; absent for a node that cannot be dialed. */
-  address?: string;
-  port?: number;
-  metadata?: Record<string, MetadataValue>;
-  services?: NodeService[];
-  resources?: Partial<Resources>;
-  labels?: Record<string, string>;
-  status?: NodeStatus;
-  version?: string;
-}
-
-/** Fields given replace the stored ones whole (metadata and labels included); absent fields stay. */
-export interface NodePatch {
-  name?: string;
-  address?: string;
-  port?: number;
-  metadata?: Record<string, MetadataValue>;
-  labels?: Record<string, string>;
-  services?: NodeService[];
-  resources?: Partial<Resources>;
-  version?: string;
-}
+export type { NodePatch, RegisterNodeInput } from "./node-record.ts";
 
 export interface NodeRegistryOptions {
   /** Compare-and-swap attempts before a write gives up with ABORTED; default 32. */
@@ -84,7 +39,7 @@ export class NodeRegistry {
   }
 
   async register(input: RegisterNodeInput): Promise<NodeRecord> {
-    const node = this.#newRecord(input);
+    const node = buildNodeRecord(input, this.#clock.now());
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
       const compares: Compare[] = [{ key: nodeKey(node.id), modRevision: 0 }];
       const ops: Op[] = [{ type: "put", key: nodeKey(node.id), value: encodeNode(node) }];
@@ -123,7 +78,7 @@ export class NodeRegistry {
     patch: NodePatch | ((current: NodeRecord) => NodePatch),
   ): Promise<NodeRecord> {
     return this.#mutate(idOrName, (current, now) =>
-      applyPatch(current, typeof patch === "function" ? patch(current) : patch, now),
+      applyNodePatch(current, typeof patch === "function" ? patch(current) : patch, now),
     );
   }
 
@@ -142,10 +97,9 @@ export class NodeRegistry {
 
   /** Deletes the node (and frees its name); returns it as it was. */
   async remove(idOrName: string): Promise<NodeRecord> {
-    let target = idOrName;
+    const id = (await this.#resolve(idOrName)).node.id;
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const { kv, node } = await this.#resolve(target);
-      target = node.id; // retries go by id, which a concurrent rename cannot change
+      const { kv, node } = await this.#byId(id);
       const ops: Op[] = [{ type: "delete", key: kv.key }];
       if (holdsName(node)) ops.push({ type: "delete", key: nodeNameKey(node.name) });
       const result = await this.#store.commit({
@@ -154,17 +108,16 @@ export class NodeRegistry {
       });
       if (result.succeeded) return node;
     }
-    throw this.#contention(target);
+    throw this.#contention(id);
   }
 
   async #mutate(
     idOrName: string,
     change: (current: NodeRecord, now: number) => NodeRecord,
   ): Promise<NodeRecord> {
-    // Resolve the name once: a concurrent rename must not make the retry miss the node.
     const id = (await this.#resolve(idOrName)).node.id;
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const { kv, node: current } = await this.#resolve(id);
+      const { kv, node: current } = await this.#byId(id);
       const next = change(current, this.#clock.now());
       const compares: Compare[] = [{ key: kv.key, modRevision: kv.modRevision }];
       const ops: Op[] = [{ type: "put", key: kv.key, value: encodeNode(next) }];
@@ -194,6 +147,16 @@ export class NodeRegistry {
     return this.#resolveLeftByName(idOrName);
   }
 
+  /**
+   * Retries re-read by id only: a concurrent rename must not make them miss the node, and a node removed
+   * meanwhile must not be mistaken for another whose name happens to equal its id.
+   */
+  async #byId(id: string): Promise<Stored> {
+    const kv = await this.#store.get(nodeKey(id));
+    if (kv === undefined) throw notFound(id);
+    return { kv, node: decodeStoredNode(kv.value, kv.key) };
+  }
+
   /** Nodes that left give up the name index, but can still be found by name while it is unambiguous. */
   async #resolveLeftByName(name: string): Promise<Stored> {
     const { items } = await this.#store.list(nodeKeyPrefix);
@@ -221,28 +184,6 @@ export class NodeRegistry {
       );
   }
 
-  #newRecord(input: RegisterNodeInput): NodeRecord {
-    const o = asObject(input, "node");
-    const now = this.#clock.now();
-    const endpoint = parseEndpoint(o.address, o.port);
-    return {
-      id: o.id === undefined ? crypto.randomUUID() : validateNodeId(o.id),
-      name: validateNodeName(o.name),
-      role: o.role === undefined ? "agent" : asOneOf(o.role, nodeRoles, "role"),
-      address: endpoint.address,
-      port: endpoint.port,
-      metadata: validateMetadata(o.metadata ?? {}),
-      services: validateServices(o.services ?? []),
-      resources: validateResources(o.resources ?? emptyResources()),
-      labels: validateLabels(o.labels ?? {}),
-      status: o.status === undefined ? "pending" : asOneOf(o.status, nodeStatuses, "status"),
-      createdAt: now,
-      updatedAt: now,
-      lastSeenAt: now,
-      version: validateShortText(o.version ?? "", "version"),
-    };
-  }
-
   #contention(id: string): CorralError {
     return new CorralError(
       ErrorCode.Aborted,
@@ -250,26 +191,6 @@ export class NodeRegistry {
       { details: { id } },
     );
   }
-}
-
-function applyPatch(current: NodeRecord, patch: NodePatch, now: number): NodeRecord {
-  const p = asObject(patch, "patch");
-  const next: NodeRecord = { ...current, updatedAt: now };
-  if (p.name !== undefined) next.name = validateNodeName(p.name);
-  if (p.address !== undefined || p.port !== undefined) {
-    const endpoint =
-      p.address === undefined
-        ? parseEndpoint(current.address, p.port)
-        : parseEndpoint(p.address, p.port, current.port === 0 ? undefined : current.port);
-    next.address = endpoint.address;
-    next.port = endpoint.port;
-  }
-  if (p.metadata !== undefined) next.metadata = validateMetadata(p.metadata);
-  if (p.labels !== undefined) next.labels = validateLabels(p.labels);
-  if (p.services !== undefined) next.services = validateServices(p.services);
-  if (p.resources !== undefined) next.resources = validateResources(p.resources);
-  if (p.version !== undefined) next.version = validateShortText(p.version, "version");
-  return next;
 }
 
 /** Only a node that has not left holds its name in the index. */

@@ -33,9 +33,11 @@ export interface Store extends AsyncDisposable {
   changes(fromRevision: number, options?: ChangesOptions): Promise<StoreEvent[]>;
 
   /**
-   * History from `fromRevision` in batches, then one batch per committed txn, until `signal` aborts.
-   * A watcher more than `maxLag` events behind fails with RESOURCE_EXHAUSTED, `details.resumeRevision`
-   * naming the revision to watch from again.
+   * History from `fromRevision` in batches, then one batch per committed txn, until `signal` aborts (the
+   * iterator then ends without error). A live watcher more than `maxLag` events behind fails with
+   * RESOURCE_EXHAUSTED, `details.resumeRevision` naming the revision to watch from again. An implementation
+   * may read history on demand while a watcher replays it; such a watcher cannot lag, but gets OUT_OF_RANGE
+   * if compaction overtakes it.
    */
   watch(fromRevision: number, options: WatchOptions): AsyncIterable<StoreEvent[]>;
 

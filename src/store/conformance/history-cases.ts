@@ -61,7 +61,7 @@ export function describeHistory(make: MakeStore): void {
           ]);
           assert.equal((await store.get("/kept"))?.value, "early");
           assert.equal((await store.get("/busy"))?.value, "3");
-          assert.equal(await store.activeWatchers(), 0);
+          assert.equal(store.activeWatchers(), 0);
         }),
     );
 

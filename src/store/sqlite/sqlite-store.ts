@@ -189,9 +189,8 @@ export class SqliteStore implements Store {
     if (this.#closed) throw storeErrors.closed();
     if (signal.aborted) return;
     const buffer = new WatchBuffer(maxLag);
-    const end = prefixEnd(prefix);
     const listener = (events: StoreEvent[]): void => {
-      const mine = events.filter((event) => event.key >= prefix && event.key < end);
+      const mine = events.filter((event) => event.key.startsWith(prefix));
       if (!buffer.push(mine)) this.#watchers.delete(buffer);
     };
     // Abort releases everything at once, even while the consumer is not pulling.

@@ -1,0 +1,32 @@
+import type { Command } from "commander";
+import { loadControllerConfig } from "../../controller/config.ts";
+import { createLogger } from "../../observability/logger.ts";
+import { closeOnSignals } from "../shutdown.ts";
+
+export function registerControllerCommand(program: Command): void {
+  program
+    .command("controller")
+    .description("run the controller: the cluster's API, store and certificate authority")
+    .option("-c, --config <file>", "controller YAML (NanoPing controller format plus web, dataDir, store)")
+    .option("--data-dir <dir>", "where the store, the CA and keys live (overrides the config)")
+    .option("--insecure", "allow plaintext listeners on non-loopback addresses", false)
+    .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .action(async (options: { config?: string; dataDir?: string; insecure: boolean; logLevel: string }) => {
+      const logger = createLogger({ level: options.logLevel, name: "controller" });
+      const config = await loadControllerConfig(options.config, {
+        insecure: options.insecure,
+        ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+      });
+      // Loaded on demand: the other commands start faster without the controller's dependencies.
+      const { Controller } = await import("../../controller/controller.ts");
+      const controller = await Controller.start(config, logger);
+      process.stdout.write(
+        `corral controller "${config.nodeName}" is up\n` +
+          `  cluster (gRPC, TLS)  ${controller.addresses.cluster}\n` +
+          `  bridge (gRPC, h2c)   ${controller.addresses.bridge}\n` +
+          `  web                  ${controller.webUrl}\n` +
+          `  CA fingerprint       ${controller.ca.fingerprint}\n`,
+      );
+      await closeOnSignals(() => controller.close(), logger);
+    });
+}

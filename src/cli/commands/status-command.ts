@@ -1,0 +1,36 @@
+import { toJson } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { Command } from "commander";
+import { ClusterService, GetClusterStatusResponseSchema } from "../../gen/corral/v1/cluster_pb.ts";
+import { controllerClient, fromConnectError } from "../client.ts";
+import { parseOutputFormat, printJson } from "../output.ts";
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command("status")
+    .description("show the controller and a count of nodes by state")
+    .action(async (_options: unknown, command: Command) => {
+      const global = command.optsWithGlobals<{ server?: string; output: string }>();
+      const output = parseOutputFormat(global.output);
+      const client = controllerClient(
+        ClusterService,
+        global.server === undefined ? {} : { server: global.server },
+      );
+      const status = await client.getClusterStatus({}).catch((error: unknown) => {
+        throw fromConnectError(error, global.server ?? "the default bridge");
+      });
+      if (output === "json") {
+        printJson(toJson(GetClusterStatusResponseSchema, status));
+        return;
+      }
+      const n = status.nodes;
+      process.stdout.write(
+        `cluster     ${status.clusterId}\n` +
+          `controller  ${status.controllerName} (corral ${status.version})\n` +
+          `started     ${status.startedAt === undefined ? "-" : timestampDate(status.startedAt).toISOString()}\n` +
+          `store       ${status.store}, revision ${status.revision}\n` +
+          `nodes       ${n?.total ?? 0} total: ${n?.ready ?? 0} ready, ${n?.pending ?? 0} pending, ` +
+          `${n?.suspect ?? 0} suspect, ${n?.down ?? 0} down, ${n?.left ?? 0} left\n`,
+      );
+    });
+}

@@ -1,0 +1,167 @@
+import { readFile } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { isLoopbackHost, parseHostPort } from "../core/address.ts";
+import { parseDuration } from "../core/duration.ts";
+import { CorralError } from "../core/errors.ts";
+import { defaults } from "../defaults.ts";
+
+/**
+ * The controller's YAML follows NanoPing's controller file (node.name, http.address,
+ * hubServer.authenticationByRequest.timeout, grpcBridge.address) and adds web, dataDir and store.
+ */
+const address = (field: string) =>
+  z.string().superRefine((value, ctx) => {
+    try {
+      parseHostPort(value, field);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+    }
+  });
+const duration = (field: string) =>
+  z.string().superRefine((value, ctx) => {
+    try {
+      parseDuration(value, field);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+    }
+  });
+
+const fileSchema = z
+  .object({
+    node: z
+      .object({ name: z.string().min(1).max(128).optional() })
+      .strict()
+      .optional(),
+    http: z
+      .object({ address: address("http.address").optional() })
+      .strict()
+      .optional(),
+    grpcBridge: z
+      .object({ address: address("grpcBridge.address").optional() })
+      .strict()
+      .optional(),
+    web: z
+      .object({ address: address("web.address").optional() })
+      .strict()
+      .optional(),
+    hubServer: z
+      .object({
+        authenticationByRequest: z
+          .object({ timeout: duration("hubServer.authenticationByRequest.timeout").optional() })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    dataDir: z.string().min(1).optional(),
+    shutdownGrace: duration("shutdownGrace").optional(),
+    store: z
+      .object({
+        sqlite: z
+          .object({ path: z.string().min(1).optional() })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export interface ControllerConfig {
+  readonly nodeName: string;
+  readonly clusterAddress: string;
+  readonly bridgeAddress: string;
+  readonly webAddress: string;
+  readonly authenticationByRequestTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+  readonly dataDir: string;
+  readonly store: { readonly kind: "sqlite"; readonly path: string };
+  /** Plaintext listeners may bind beyond loopback only when the operator said so. */
+  readonly insecure: boolean;
+}
+
+export interface ConfigOverrides {
+  readonly insecure?: boolean;
+  readonly dataDir?: string;
+  readonly clusterAddress?: string;
+  readonly bridgeAddress?: string;
+  readonly webAddress?: string;
+}
+
+/** Reads and validates a config file; every problem names its key. Relative paths are relative to the file. */
+export async function loadControllerConfig(
+  path: string | undefined,
+  overrides: ConfigOverrides = {},
+): Promise<ControllerConfig> {
+  let raw: unknown = {};
+  let baseDir = process.cwd();
+  if (path !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (error) {
+      throw new CorralError("NOT_FOUND", `cannot read config file ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (error) {
+      throw new CorralError("INVALID_ARGUMENT", `${path} is not valid YAML: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    baseDir = resolve(path, "..");
+  }
+  return resolveControllerConfig(raw, baseDir, overrides, path ?? "config");
+}
+
+export function resolveControllerConfig(
+  raw: unknown,
+  baseDir: string,
+  overrides: ConfigOverrides = {},
+  source = "config",
+): ControllerConfig {
+  const parsed = fileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = [
+        ...issue.path,
+        ...(issue.code === "unrecognized_keys" ? [issue.keys.join(", ")] : []),
+      ].join(".");
+      const what = issue.code === "unrecognized_keys" ? "is not a known key" : issue.message;
+      return `${key || "(top level)"}: ${what}`;
+    });
+    throw new CorralError("INVALID_ARGUMENT", `${source}: ${problems.join("; ")}`);
+  }
+  const file = parsed.data;
+  const c = defaults.controller;
+  const dataDir = absolute(overrides.dataDir ?? file.dataDir ?? c.dataDir, baseDir);
+  const config: ControllerConfig = {
+    nodeName: file.node?.name ?? c.nodeName,
+    clusterAddress: overrides.clusterAddress ?? file.http?.address ?? c.clusterAddress,
+    bridgeAddress: overrides.bridgeAddress ?? file.grpcBridge?.address ?? c.bridgeAddress,
+    webAddress: overrides.webAddress ?? file.web?.address ?? c.webAddress,
+    authenticationByRequestTimeoutMs: parseDuration(
+      file.hubServer?.authenticationByRequest?.timeout ?? c.authenticationByRequestTimeout,
+    ),
+    shutdownGraceMs: parseDuration(file.shutdownGrace ?? c.shutdownGrace),
+    dataDir,
+    store: { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
+    insecure: overrides.insecure ?? false,
+  };
+  const bridgeHost = parseHostPort(config.bridgeAddress, "grpcBridge.address").host;
+  if (!config.insecure && !isLoopbackHost(bridgeHost)) {
+    throw CorralError.invalidArgument(
+      "grpcBridge.address",
+      `${config.bridgeAddress} is not a loopback address; the bridge is plaintext, so bind it to 127.0.0.1 or pass --insecure`,
+    );
+  }
+  return config;
+}
+
+function absolute(path: string, base: string): string {
+  return isAbsolute(path) ? path : resolve(base, path);
+}

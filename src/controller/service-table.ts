@@ -1,0 +1,53 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { cartActorControlPlane } from "../faces/cart-actor/control-plane-service.ts";
+import { clusterService } from "../faces/corral/cluster-service.ts";
+import { nodesService } from "../faces/corral/nodes-service.ts";
+import { distributedLlmDiscoveryService } from "../faces/distributed-llm/discovery-service.ts";
+import { distributedLlmNodeService } from "../faces/distributed-llm/node-service.ts";
+import { distributedLlmTuiService } from "../faces/distributed-llm/tui-service.ts";
+import type { FaceContext } from "../faces/face-context.ts";
+import { hubServerService } from "../faces/nanoping/hub-server-service.ts";
+import { piControlPlane } from "../faces/picontroller/control-plane-service.ts";
+import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
+import { ClusterService } from "../gen/corral/v1/cluster_pb.ts";
+import { NodesService } from "../gen/corral/v1/nodes_pb.ts";
+import { HubClientService } from "../gen/hub_client_pb.ts";
+import { HubServerService } from "../gen/hub_server_pb.ts";
+import { DiscoveryService, NodeService, TUIService } from "../gen/node_pb.ts";
+import { NodeAgent, ControlPlane as PiControlPlane } from "../gen/picontroller_pb.ts";
+import { PipelinesService } from "../gen/pipelines_pb.ts";
+
+export interface ServiceEntry {
+  readonly service: DescService;
+  readonly impl: Partial<ServiceImpl<DescService>>;
+}
+
+const entry = <S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): ServiceEntry => ({
+  service,
+  impl: impl as Partial<ServiceImpl<DescService>>,
+});
+
+/** corral's native API: served on every transport, the browser's included. */
+export function browserServices(context: FaceContext): ServiceEntry[] {
+  return [entry(NodesService, nodesService(context)), entry(ClusterService, clusterService(context))];
+}
+
+/**
+ * Every service the controller serves over gRPC. A method a face does not implement yet answers
+ * UNIMPLEMENTED, so clients and reflection see every API's full surface.
+ */
+export function grpcServices(context: FaceContext, _mounted: () => readonly DescService[]): ServiceEntry[] {
+  return [
+    ...browserServices(context),
+    entry(NodeService, distributedLlmNodeService(context)),
+    entry(DiscoveryService, distributedLlmDiscoveryService(context)),
+    entry(TUIService, distributedLlmTuiService(context)),
+    entry(HubServerService, hubServerService(context)),
+    entry(HubClientService, {}),
+    entry(PipelinesService, {}),
+    entry(CartControlPlane, cartActorControlPlane(context)),
+    entry(PiControlPlane, piControlPlane(context)),
+    entry(NodeAgent, {}),
+  ];
+}

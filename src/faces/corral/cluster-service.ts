@@ -1,0 +1,32 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { ClusterService } from "../../gen/corral/v1/cluster_pb.ts";
+import type { FaceContext } from "../face-context.ts";
+
+export function clusterService({
+  registry,
+  facts,
+}: FaceContext): Partial<ServiceImpl<typeof ClusterService>> {
+  return {
+    async getClusterStatus() {
+      const { nodes, revision } = await registry.list();
+      const count = (status: string) => nodes.filter((node) => node.status === status).length;
+      return {
+        clusterId: facts.clusterId,
+        controllerName: facts.controllerName,
+        version: facts.version,
+        revision: BigInt(revision),
+        nodes: {
+          total: nodes.length,
+          pending: count("pending"),
+          ready: count("ready"),
+          suspect: count("suspect"),
+          down: count("down"),
+          left: count("left"),
+        },
+        store: facts.storeKind,
+        startedAt: timestampFromMs(facts.startedAt),
+      };
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { CorralError } from "../../core/errors.ts";
+import type { NodeRecord } from "../../core/node.ts";
+import { matchesNodeFilter, validateNodeFilter } from "../../core/node-filter.ts";
+import { NodeEventType, type NodesService, type WatchNodesResponse } from "../../gen/corral/v1/nodes_pb.ts";
+import type { FaceContext } from "../face-context.ts";
+import { filterFromMessage, nodeToMessage } from "./node-message.ts";
+
+type Impl = ServiceImpl<typeof NodesService>;
+
+export function nodesService({ registry, feed }: FaceContext): Partial<Impl> {
+  return {
+    async listNodes(request) {
+      const { nodes, revision } = await registry.list(filterFromMessage(request.filter));
+      return { nodes: nodes.map(nodeToMessage), revision: BigInt(revision) };
+    },
+
+    async getNode(request) {
+      if (request.node.trim() === "")
+        throw CorralError.invalidArgument("node", "is empty; give a node id or name");
+      return { node: nodeToMessage(await registry.get(request.node)) };
+    },
+
+    async *watchNodes(request, ctx) {
+      const filter = validateNodeFilter(filterFromMessage(request.filter));
+      if (request.fromRevision < 0n)
+        throw CorralError.invalidArgument("from_revision", "must not be negative");
+      let from = Number(request.fromRevision);
+      if (from === 0) {
+        const listing = await registry.list(filter);
+        const revision = BigInt(listing.revision);
+        for (const node of listing.nodes) {
+          yield {
+            type: NodeEventType.SNAPSHOT,
+            revision,
+            node: nodeToMessage(node),
+          } satisfies Partial<WatchNodesResponse>;
+        }
+        yield { type: NodeEventType.SYNCED, revision };
+        from = listing.revision + 1;
+      }
+      for await (const event of feed.watch({ fromRevision: from, kinds: ["node"], signal: ctx.signal })) {
+        const revision = BigInt(event.revision);
+        const matches = (node: NodeRecord | undefined) =>
+          node !== undefined && matchesNodeFilter(node, filter);
+        if (event.type === "node.put" && matches(event.node) && event.node !== undefined) {
+          yield { type: NodeEventType.PUT, revision, node: nodeToMessage(event.node) };
+        } else if (matches(event.previous) && event.previous !== undefined) {
+          // Deleted, or changed so that it no longer matches: either way it leaves the watcher's view.
+          yield { type: NodeEventType.DELETED, revision, node: nodeToMessage(event.node ?? event.previous) };
+        }
+      }
+    },
+  };
+}
