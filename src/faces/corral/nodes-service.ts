@@ -43,11 +43,12 @@ export function nodesService({ registry, feed }: FaceContext): Partial<Impl> {
         const revision = BigInt(event.revision);
         const matches = (node: NodeRecord | undefined) =>
           node !== undefined && matchesNodeFilter(node, filter);
-        if (event.type === "node.put" && matches(event.node) && event.node !== undefined) {
+        // A delete carries the node as it was; a put that stops matching leaves the watcher's view too.
+        const before = event.type === "node.deleted" ? event.node : event.previous;
+        if (event.type === "node.put" && event.node !== undefined && matches(event.node)) {
           yield { type: NodeEventType.PUT, revision, node: nodeToMessage(event.node) };
-        } else if (matches(event.previous) && event.previous !== undefined) {
-          // Deleted, or changed so that it no longer matches: either way it leaves the watcher's view.
-          yield { type: NodeEventType.DELETED, revision, node: nodeToMessage(event.node ?? event.previous) };
+        } else if (before !== undefined && matches(before)) {
+          yield { type: NodeEventType.DELETED, revision, node: nodeToMessage(event.node ?? before) };
         }
       }
     },

@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { resolveControllerConfig } from "../../src/controller/config.ts";
+import { CorralError } from "../../src/core/errors.ts";
+
+const rejectsWith = (raw: unknown, pattern: RegExp, overrides = {}) =>
+  assert.throws(
+    () => resolveControllerConfig(raw, "/tmp", overrides),
+    (error: unknown) =>
+      error instanceof CorralError && error.code === "INVALID_ARGUMENT" && pattern.test(error.message),
+  );
+
+describe("controller config", () => {
+  it("reads NanoPing's controller file as printed in its guide", () => {
+    const config = resolveControllerConfig(
+      {
+        node: { name: "My Controller" },
+        http: { address: "127.0.0.1:8769" },
+        hubServer: { authenticationByRequest: { timeout: "5m" } },
+        grpcBridge: { address: "127.0.0.1:10564" },
+      },
+      "/srv/corral",
+    );
+    assert.equal(config.nodeName, "My Controller");
+    assert.equal(config.clusterAddress, "127.0.0.1:8769");
+    assert.equal(config.bridgeAddress, "127.0.0.1:10564");
+    assert.equal(config.authenticationByRequestTimeoutMs, 300_000);
+    assert.equal(config.dataDir, "/srv/corral/.corral/controller");
+    assert.equal(config.store.path, "/srv/corral/.corral/controller/corral.db");
+  });
+
+  it("has defaults for everything", () => {
+    const config = resolveControllerConfig({}, "/x");
+    assert.equal(config.clusterAddress, "0.0.0.0:7443");
+    assert.equal(config.bridgeAddress, "127.0.0.1:8080");
+    assert.equal(config.webAddress, "127.0.0.1:7080");
+    assert.equal(config.authenticationByRequestTimeoutMs, 300_000);
+  });
+
+  it("names an unknown key, even a nested one", () => {
+    rejectsWith({ grpcbridge: { address: "127.0.0.1:1" } }, /grpcbridge: is not a known key/);
+    rejectsWith(
+      { hubServer: { authenticationByRequest: { timout: "5m" } } },
+      /hubServer\.authenticationByRequest\.timout/,
+    );
+  });
+
+  it("names a bad duration and a bad address", () => {
+    rejectsWith(
+      { hubServer: { authenticationByRequest: { timeout: "five minutes" } } },
+      /timeout.*not a duration/,
+    );
+    rejectsWith({ http: { address: "localhost" } }, /http\.address.*not an address/);
+    rejectsWith({ web: { address: "127.0.0.1:99999" } }, /web\.address/);
+  });
+
+  it("refuses a plaintext bridge beyond loopback unless told --insecure", () => {
+    rejectsWith({ grpcBridge: { address: "0.0.0.0:8080" } }, /not a loopback address.*--insecure/);
+    const config = resolveControllerConfig({ grpcBridge: { address: "0.0.0.0:8080" } }, "/x", {
+      insecure: true,
+    });
+    assert.equal(config.bridgeAddress, "0.0.0.0:8080");
+  });
+});
