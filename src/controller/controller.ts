@@ -11,7 +11,10 @@ import type { FaceContext } from "../faces/face-context.ts";
 import type { Logger } from "../observability/logger.ts";
 import { ControllerMetrics } from "../observability/metrics.ts";
 import { addConnectService } from "../rpc/connect-routes.ts";
+import { ServingStatus } from "../rpc/health/health-registry.ts";
+import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
+import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
 import { CertificateAuthority } from "../security/certificate-authority.ts";
 import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
@@ -133,7 +136,10 @@ export class Controller implements AsyncDisposable {
           storeKind: `sqlite (${config.store.path})`,
         },
       };
-      for (const { service, impl } of grpcServices(context, () => rpc.services)) rpc.add(service, impl);
+      for (const { service, impl } of grpcServices(context)) rpc.add(service, impl);
+      mountReflection(rpc);
+      const health = mountHealth(rpc);
+      for (const service of rpc.services) health.set(service.typeName, ServingStatus.SERVING);
 
       let draining = false;
       const web = await WebListener.start({
@@ -164,6 +170,7 @@ export class Controller implements AsyncDisposable {
       });
       controller.#onDrain = () => {
         draining = true;
+        health.shutdown();
       };
       logger.info(
         { ...controller.addresses, clusterId, caFingerprint: ca.fingerprint },

@@ -37,7 +37,7 @@ export function browserServices(context: FaceContext): ServiceEntry[] {
  * Every service the controller serves over gRPC. A method a face does not implement yet answers
  * UNIMPLEMENTED, so clients and reflection see every API's full surface.
  */
-export function grpcServices(context: FaceContext, _mounted: () => readonly DescService[]): ServiceEntry[] {
+export function grpcServices(context: FaceContext): ServiceEntry[] {
   return [
     ...browserServices(context),
     entry(NodeService, distributedLlmNodeService(context)),
