@@ -3,37 +3,51 @@ import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { formatHostPort, parseHostPort } from "../core/address.ts";
+import { AuditLog } from "../core/audit-log.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
+import { parseDuration } from "../core/duration.ts";
 import { EventFeed } from "../core/event-feed.ts";
+import { JoinRequestBook } from "../core/join-requests.ts";
 import { nodeStatuses } from "../core/node.ts";
 import { NodeRegistry } from "../core/node-registry.ts";
+import { TokenRegistry } from "../core/tokens.ts";
+import { defaults } from "../defaults.ts";
 import type { FaceContext } from "../faces/face-context.ts";
 import type { Logger } from "../observability/logger.ts";
 import { ControllerMetrics } from "../observability/metrics.ts";
+import { type AuthorizeOptions, authorizeCalls } from "../rpc/authorize.ts";
 import { addConnectService } from "../rpc/connect-routes.ts";
-import { ServingStatus } from "../rpc/health/health-registry.ts";
+import { type HealthRegistry, ServingStatus } from "../rpc/health/health-registry.ts";
 import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
 import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
+import { Admission } from "../security/admission.ts";
 import { CertificateAuthority } from "../security/certificate-authority.ts";
+import { PrincipalResolver } from "../security/principal-resolver.ts";
+import { optionalClientCertificateCredentials, RotatingCertificates } from "../security/tls-credentials.ts";
 import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { corralVersion } from "../version.ts";
+import { ensureAdminCredentials } from "./admin-credentials.ts";
 import { ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
 import type { ControllerConfig } from "./config.ts";
+import { Membership } from "./membership.ts";
 import { browserServices, grpcServices } from "./service-table.ts";
 import { issueControllerCertificate } from "./tls-material.ts";
 import { WebListener } from "./web-listener.ts";
 
 export interface ControllerAddresses {
-  /** TLS gRPC (mTLS for nodes and operators). */
+  /** TLS gRPC: mTLS for nodes and operators; joining needs no certificate. */
   readonly cluster: string;
-  /** Plaintext gRPC on loopback. */
+  /** Plaintext gRPC on loopback; callers act as admin. */
   readonly bridge: string;
-  /** gRPC-Web / Connect, /metrics, /healthz. */
+  /** gRPC-Web / Connect (bearer tokens), /metrics, /healthz. */
   readonly web: string;
 }
+
+/** A part that must be stopped when the controller stops, in reverse order of starting. */
+type Stopper = () => Promise<void>;
 
 /**
  * The controller process: store, core, faces and three listeners. `start` brings everything up or
@@ -43,31 +57,40 @@ export class Controller implements AsyncDisposable {
   readonly addresses: ControllerAddresses;
   readonly ca: CertificateAuthority;
   readonly context: FaceContext;
-  readonly #rpc: RpcServer;
+  readonly adminCredentialsDir: string;
   readonly #web: WebListener;
-  readonly #store: Store;
+  readonly #servers: readonly RpcServer[];
+  readonly #health: readonly HealthRegistry[];
+  readonly #stoppers: readonly Stopper[];
   readonly #logger: Logger;
   readonly #graceMs: number;
+  readonly #draining: { value: boolean };
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
     addresses: ControllerAddresses;
     ca: CertificateAuthority;
     context: FaceContext;
-    rpc: RpcServer;
+    adminCredentialsDir: string;
     web: WebListener;
-    store: Store;
+    servers: RpcServer[];
+    health: HealthRegistry[];
+    stoppers: Stopper[];
     logger: Logger;
     graceMs: number;
+    draining: { value: boolean };
   }) {
     this.addresses = parts.addresses;
     this.ca = parts.ca;
     this.context = parts.context;
-    this.#rpc = parts.rpc;
+    this.adminCredentialsDir = parts.adminCredentialsDir;
     this.#web = parts.web;
-    this.#store = parts.store;
+    this.#servers = parts.servers;
+    this.#health = parts.health;
+    this.#stoppers = parts.stoppers;
     this.#logger = parts.logger;
     this.#graceMs = parts.graceMs;
+    this.#draining = parts.draining;
   }
 
   static async start(
@@ -76,14 +99,23 @@ export class Controller implements AsyncDisposable {
     clock: Clock = systemClock,
   ): Promise<Controller> {
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-    const cleanup: (() => Promise<void>)[] = [];
+    const stoppers: Stopper[] = [];
     try {
-      const store = await SqliteStore.open({ path: config.store.path });
-      cleanup.push(() => store.close());
+      const store: Store = await SqliteStore.open({ path: config.store.path });
+      stoppers.push(() => store.close());
       const ca = await CertificateAuthority.loadOrCreate(join(config.dataDir, "ca"), config.nodeName);
+      const adminCredentialsDir = await ensureAdminCredentials(ca, config.dataDir);
       const clusterListen = parseHostPort(config.clusterAddress, "http.address");
       const registry = new NodeRegistry(store, clock);
       const feed = new EventFeed(store);
+      const tokens = new TokenRegistry(store, clock);
+      const joinRequests = new JoinRequestBook(store, clock, {
+        maxPending: defaults.joinRequests.maxPending,
+        perSourcePerMinute: defaults.joinRequests.perSourcePerMinute,
+        keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
+      });
+      const audit = new AuditLog(store, clock);
+      const resolver = new PrincipalResolver(registry, tokens, store);
       const clusterId = await ensureClusterId(store);
       const advertiseHost = ["0.0.0.0", "::"].includes(clusterListen.host) ? "127.0.0.1" : clusterListen.host;
 
@@ -96,31 +128,41 @@ export class Controller implements AsyncDisposable {
         },
         storeRevision: () => store.revision(),
       });
-      const rpc = new RpcServer({ interceptors: [observeCalls(logger, metrics)] });
-      cleanup.push(async () => rpc.forceClose());
+      const authorization = (listener: AuthorizeOptions["listener"]): AuthorizeOptions => ({
+        listener,
+        resolver,
+        audit,
+        onAuditError: (error) => logger.error({ err: error }, "could not write an audit entry"),
+      });
+      const observe = observeCalls(logger, metrics);
+      const cluster = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("cluster"))] });
+      const bridge = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("bridge"))] });
+      stoppers.push(async () => {
+        cluster.forceClose();
+        bridge.forceClose();
+      });
+
       const certificate = await issueControllerCertificate(ca, config.nodeName, clusterListen);
-      const clusterPort = await rpc.listen(
-        config.clusterAddress,
-        ServerCredentials.createSsl(
-          Buffer.from(ca.certificatePem),
-          [
-            {
-              private_key: Buffer.from(certificate.privateKeyPem),
-              cert_chain: Buffer.from(certificate.certificatePem),
-            },
-          ],
-          // Nodes present no certificate while they join; each call is authorized on its own.
-          false,
-        ),
+      const tls = new RotatingCertificates(
+        ca.certificatePem,
+        certificate.certificatePem,
+        certificate.privateKeyPem,
       );
-      const bridgePort = await rpc.listen(config.bridgeAddress, ServerCredentials.createInsecure());
-      const advertiseAddress = formatHostPort({ host: advertiseHost, port: clusterPort });
+      const clusterPort = await cluster.listen(
+        config.clusterAddress,
+        optionalClientCertificateCredentials(tls),
+      );
+      const bridgePort = await bridge.listen(config.bridgeAddress, ServerCredentials.createInsecure());
       const controllerNodeId = await ensureControllerNode(store, registry, {
         name: config.nodeName,
         address: advertiseHost,
         port: clusterPort,
         version: corralVersion,
       });
+      const membership = new Membership({ registry, feed, clock, logger, controllerNodeId });
+      await membership.start();
+      stoppers.push(() => membership.close());
+
       const context: FaceContext = {
         registry,
         feed,
@@ -130,25 +172,54 @@ export class Controller implements AsyncDisposable {
           clusterId,
           controllerNodeId,
           controllerName: config.nodeName,
-          advertiseAddress,
+          advertiseAddress: formatHostPort({ host: advertiseHost, port: clusterPort }),
           version: corralVersion,
           startedAt: clock.now(),
           storeKind: `sqlite (${config.store.path})`,
         },
+        admission: new Admission({
+          registry,
+          tokens,
+          requests: joinRequests,
+          ca,
+          nodeCertificateLifetimeMs: parseDuration(defaults.identity.nodeCertificateLifetime),
+          requestTimeoutMs: config.authenticationByRequestTimeoutMs,
+        }),
+        heartbeats: membership,
+        joinRequests,
+        tokens,
+        ca,
+        resolver,
+        audit,
+        joinRequestTimeoutMs: config.authenticationByRequestTimeoutMs,
       };
-      for (const { service, impl } of grpcServices(context)) rpc.add(service, impl);
-      mountReflection(rpc);
-      const health = mountHealth(rpc);
-      for (const service of rpc.services) health.set(service.typeName, ServingStatus.SERVING);
+      const health: HealthRegistry[] = [];
+      for (const server of [cluster, bridge]) {
+        for (const { service, impl } of grpcServices(context)) server.add(service, impl);
+        mountReflection(server);
+        const registryOfServer = mountHealth(server);
+        for (const service of server.services) registryOfServer.set(service.typeName, ServingStatus.SERVING);
+        health.push(registryOfServer);
+      }
 
-      let draining = false;
+      const housekeeping = setInterval(() => {
+        void Promise.all([joinRequests.prune(), audit.prune()]).catch((error: unknown) =>
+          logger.warn({ err: error }, "housekeeping failed"),
+        );
+      }, 60_000);
+      housekeeping.unref();
+      stoppers.push(async () => clearInterval(housekeeping));
+
+      const draining = { value: false };
       const web = await WebListener.start({
         address: config.webAddress,
         routes: (router: ConnectRouter) => {
-          for (const { service, impl } of browserServices(context)) addConnectService(router, service, impl);
+          for (const { service, impl } of browserServices(context)) {
+            addConnectService(router, service, impl, authorization("web"));
+          }
         },
         metrics,
-        isHealthy: () => !draining,
+        isHealthy: () => !draining.value,
         tls: certificate,
       });
       const controller = new Controller({
@@ -162,28 +233,25 @@ export class Controller implements AsyncDisposable {
         },
         ca,
         context,
-        rpc,
+        adminCredentialsDir,
         web,
-        store,
+        servers: [cluster, bridge],
+        health,
+        stoppers,
         logger,
         graceMs: config.shutdownGraceMs,
+        draining,
       });
-      controller.#onDrain = () => {
-        draining = true;
-        health.shutdown();
-      };
       logger.info(
         { ...controller.addresses, clusterId, caFingerprint: ca.fingerprint },
         "controller started",
       );
       return controller;
     } catch (error) {
-      for (const undo of cleanup.reverse()) await undo().catch(() => undefined);
+      for (const stop of stoppers.reverse()) await stop().catch(() => undefined);
       throw error;
     }
   }
-
-  #onDrain: () => void = () => undefined;
 
   get webUrl(): string {
     return this.#web.url;
@@ -196,10 +264,11 @@ export class Controller implements AsyncDisposable {
   }
 
   async #close(): Promise<void> {
-    this.#onDrain();
+    this.#draining.value = true;
+    for (const health of this.#health) health.shutdown();
     this.#logger.info({ graceMs: this.#graceMs }, "controller draining");
-    await Promise.all([this.#rpc.close(this.#graceMs), this.#web.close(this.#graceMs)]);
-    await this.#store.close();
+    await Promise.all([...this.#servers.map((s) => s.close(this.#graceMs)), this.#web.close(this.#graceMs)]);
+    for (const stop of [...this.#stoppers].reverse()) await stop();
     this.#logger.info("controller stopped");
   }
 

@@ -1,17 +1,24 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { cartActorControlPlane } from "../faces/cart-actor/control-plane-service.ts";
+import { agentService } from "../faces/corral/agent-service.ts";
 import { clusterService } from "../faces/corral/cluster-service.ts";
+import { joinService } from "../faces/corral/join-service.ts";
 import { nodesService } from "../faces/corral/nodes-service.ts";
+import { tokensService } from "../faces/corral/tokens-service.ts";
 import { distributedLlmDiscoveryService } from "../faces/distributed-llm/discovery-service.ts";
 import { distributedLlmNodeService } from "../faces/distributed-llm/node-service.ts";
 import { distributedLlmTuiService } from "../faces/distributed-llm/tui-service.ts";
 import type { FaceContext } from "../faces/face-context.ts";
+import { controllerHubClientService } from "../faces/nanoping/hub-client-service.ts";
 import { hubServerService } from "../faces/nanoping/hub-server-service.ts";
 import { piControlPlane } from "../faces/picontroller/control-plane-service.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
+import { AgentService } from "../gen/corral/v1/agent_pb.ts";
 import { ClusterService } from "../gen/corral/v1/cluster_pb.ts";
+import { JoinService } from "../gen/corral/v1/join_pb.ts";
 import { NodesService } from "../gen/corral/v1/nodes_pb.ts";
+import { TokensService } from "../gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
 import { DiscoveryService, NodeService, TUIService } from "../gen/node_pb.ts";
@@ -30,7 +37,12 @@ const entry = <S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>)
 
 /** corral's native API: served on every transport, the browser's included. */
 export function browserServices(context: FaceContext): ServiceEntry[] {
-  return [entry(NodesService, nodesService(context)), entry(ClusterService, clusterService(context))];
+  return [
+    entry(NodesService, nodesService(context)),
+    entry(ClusterService, clusterService(context)),
+    entry(JoinService, joinService(context)),
+    entry(TokensService, tokensService(context)),
+  ];
 }
 
 /**
@@ -40,11 +52,12 @@ export function browserServices(context: FaceContext): ServiceEntry[] {
 export function grpcServices(context: FaceContext): ServiceEntry[] {
   return [
     ...browserServices(context),
+    entry(AgentService, agentService(context)),
     entry(NodeService, distributedLlmNodeService(context)),
     entry(DiscoveryService, distributedLlmDiscoveryService(context)),
     entry(TUIService, distributedLlmTuiService(context)),
     entry(HubServerService, hubServerService(context)),
-    entry(HubClientService, {}),
+    entry(HubClientService, controllerHubClientService(context)),
     entry(PipelinesService, {}),
     entry(CartControlPlane, cartActorControlPlane(context)),
     entry(PiControlPlane, piControlPlane(context)),

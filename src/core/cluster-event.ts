@@ -1,4 +1,5 @@
 import type { StoreEvent } from "../store/types.ts";
+import { decodeJoinRequest, type JoinRequestRecord, joinRequestPrefix } from "./join-request.ts";
 import type { NodeRecord } from "./node.ts";
 import { decodeStoredNode } from "./node-codec.ts";
 import { nodeKeyPrefix } from "./node-keys.ts";
@@ -13,8 +14,17 @@ export interface NodeEvent {
   previous?: NodeRecord;
 }
 
+/** A join request was created or changed state (`request` is the record after the change). */
+export interface JoinRequestEvent {
+  kind: "join-request";
+  type: "join-request.put" | "join-request.deleted";
+  revision: number;
+  key: string;
+  request?: JoinRequestRecord;
+}
+
 /** One union member per kind of cluster state; a new kind adds a member here and a decoder below. */
-export type ClusterEvent = NodeEvent;
+export type ClusterEvent = NodeEvent | JoinRequestEvent;
 export type ClusterEventKind = ClusterEvent["kind"];
 
 /** Turns the store events under one key prefix into cluster events of one kind. */
@@ -41,7 +51,23 @@ export const nodeEventDecoder: EventDecoder = {
   },
 };
 
-export const clusterEventDecoders: readonly EventDecoder[] = [nodeEventDecoder];
+export const joinRequestEventDecoder: EventDecoder = {
+  kind: "join-request",
+  prefix: joinRequestPrefix,
+  decode(event) {
+    const base = { kind: "join-request" as const, revision: event.revision, key: event.key };
+    if (event.type === "delete") {
+      return event.prevValue === undefined
+        ? { ...base, type: "join-request.deleted" }
+        : { ...base, type: "join-request.deleted", request: decodeJoinRequest(event.prevValue) };
+    }
+    return event.value === undefined
+      ? { ...base, type: "join-request.put" }
+      : { ...base, type: "join-request.put", request: decodeJoinRequest(event.value) };
+  },
+};
+
+export const clusterEventDecoders: readonly EventDecoder[] = [nodeEventDecoder, joinRequestEventDecoder];
 
 /** The cluster event for a store event, or undefined for keys no decoder owns (indexes, other tables). */
 export function decodeClusterEvent(

@@ -39,8 +39,11 @@ export class EventFeed {
     this.#maxLag = options.maxLag;
   }
 
-  watch(options: FeedWatchOptions): AsyncIterable<ClusterEvent> {
-    return this.#watch(options);
+  /** Events of the kinds asked for, typed as such (all kinds when none are given). */
+  watch<K extends ClusterEventKind = ClusterEventKind>(
+    options: FeedWatchOptions & { kinds?: K[] },
+  ): AsyncIterable<Extract<ClusterEvent, { kind: K }>> {
+    return this.#watch(options) as AsyncIterable<Extract<ClusterEvent, { kind: K }>>;
   }
 
   async *#watch(options: FeedWatchOptions): AsyncGenerator<ClusterEvent> {

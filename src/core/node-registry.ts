@@ -59,14 +59,29 @@ export class NodeRegistry {
 
   /** By exact id first, then by name. */
   async get(idOrName: string): Promise<NodeRecord> {
-    return (await this.#resolve(idOrName)).node;
+    return this.#withLastSeen((await this.#resolve(idOrName)).node);
+  }
+
+  /**
+   * Where the freshest last-seen times live: heartbeats are kept in memory by the liveness tracker
+   * instead of becoming one store write each, and reads show them.
+   */
+  useLastSeen(source: (nodeId: string) => number | undefined): void {
+    this.#lastSeen = source;
+  }
+
+  #lastSeen: (nodeId: string) => number | undefined = () => undefined;
+
+  #withLastSeen(node: NodeRecord): NodeRecord {
+    const seen = this.#lastSeen(node.id);
+    return seen === undefined || seen <= node.lastSeenAt ? node : { ...node, lastSeenAt: seen };
   }
 
   async list(filter: NodeFilter = {}): Promise<{ nodes: NodeRecord[]; revision: number }> {
     const checked = validateNodeFilter(filter);
     const { items, revision } = await this.#store.list(nodeKeyPrefix);
     const nodes = items
-      .map((kv) => decodeStoredNode(kv.value, kv.key))
+      .map((kv) => this.#withLastSeen(decodeStoredNode(kv.value, kv.key)))
       .filter((node) => matchesNodeFilter(node, checked))
       .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
     return { nodes, revision };

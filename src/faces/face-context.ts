@@ -1,6 +1,12 @@
+import type { AuditLog } from "../core/audit-log.ts";
 import type { Clock } from "../core/clock.ts";
 import type { EventFeed } from "../core/event-feed.ts";
+import type { JoinRequestBook } from "../core/join-requests.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
+import type { TokenRegistry } from "../core/tokens.ts";
+import type { Admission } from "../security/admission.ts";
+import type { CertificateAuthority } from "../security/certificate-authority.ts";
+import type { PrincipalResolver } from "../security/principal-resolver.ts";
 import type { Store } from "../store/store.ts";
 
 /** Facts about the running controller that several faces report. */
@@ -15,6 +21,12 @@ export interface ClusterFacts {
   readonly storeKind: string;
 }
 
+/** Liveness as faces see it: a node says it is alive and learns when to say it again. */
+export interface Heartbeats {
+  heartbeat(nodeId: string): Promise<number>;
+  nextInterval(): number;
+}
+
 /** What a face may use: the core and the facts. Faces translate; rules live in the core. */
 export interface FaceContext {
   readonly registry: NodeRegistry;
@@ -22,4 +34,13 @@ export interface FaceContext {
   readonly store: Store;
   readonly clock: Clock;
   readonly facts: ClusterFacts;
+  readonly admission: Admission;
+  readonly heartbeats: Heartbeats;
+  readonly joinRequests: JoinRequestBook;
+  readonly tokens: TokenRegistry;
+  readonly ca: CertificateAuthority;
+  readonly resolver: PrincipalResolver;
+  readonly audit: AuditLog;
+  /** The controller's `hubServer.authenticationByRequest.timeout`. */
+  readonly joinRequestTimeoutMs: number;
 }

@@ -1,5 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { type AuthorizeOptions, authorizeCall } from "./authorize.ts";
 import { toConnectError } from "./status.ts";
 
 type AnyHandler = (...args: unknown[]) => unknown;
@@ -12,25 +13,45 @@ export function addConnectService<S extends DescService>(
   router: ConnectRouter,
   service: S,
   impl: Partial<ServiceImpl<S>>,
+  authorization: AuthorizeOptions,
 ): void {
   const wrapped: Record<string, AnyHandler> = {};
   const handlers = impl as Record<string, AnyHandler | undefined>;
   for (const method of service.methods) {
     const handler = handlers[method.localName];
     if (typeof handler !== "function") continue;
-    const bound = handler.bind(impl);
+    const bound = handler.bind(impl) as (request: unknown, ctx: HandlerContext) => unknown;
     wrapped[method.localName] =
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming"
-        ? (...args) => mapStreamErrors(bound(...args) as AsyncIterable<unknown>)
-        : async (...args) => {
+        ? (request, ctx) =>
+            mapStreamErrors(authorizedStream(bound, request, ctx as HandlerContext, authorization))
+        : async (request, ctx) => {
             try {
-              return await bound(...args);
+              let response: unknown;
+              await authorizeCall(ctx as HandlerContext, authorization, async () => {
+                response = await bound(request, ctx as HandlerContext);
+              });
+              return response;
             } catch (error) {
               throw toConnectError(error);
             }
           };
   }
   router.service(service, wrapped as Partial<ServiceImpl<S>>);
+}
+
+/** Authorizes before the first message; a refused stream fails before it sends anything. */
+async function* authorizedStream(
+  handler: (request: unknown, ctx: HandlerContext) => unknown,
+  request: unknown,
+  ctx: HandlerContext,
+  authorization: AuthorizeOptions,
+): AsyncGenerator<unknown> {
+  let source: AsyncIterable<unknown> | undefined;
+  await authorizeCall(ctx, { ...authorization, audit: authorization.audit }, async () => {
+    source = handler(request, ctx) as AsyncIterable<unknown>;
+  });
+  if (source !== undefined) yield* source;
 }
 
 async function* mapStreamErrors<T>(source: AsyncIterable<T>): AsyncGenerator<T> {

@@ -1,27 +1,25 @@
-// @peculiar/x509 resolves its ASN.1 schemas through tsyringe, which needs the Reflect metadata API.
-import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import * as x509 from "@peculiar/x509";
 import { CorralError } from "../core/errors.ts";
 import { certificateFingerprint, pemDecode, privateKeyToPem, readIfExists, writeSecretFile } from "./pem.ts";
+import {
+  type CryptoKey,
+  ecdsa,
+  generateKeyPair,
+  publicKeyFingerprint,
+  ecdsaSigning as signing,
+  type X509Key,
+  x509,
+} from "./x509-setup.ts";
 
-type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
-type X509Crypto = Parameters<typeof x509.cryptoProvider.set>[0];
-type X509Key = Parameters<typeof x509.SubjectKeyIdentifierExtension.create>[0];
-
-x509.cryptoProvider.set(webcrypto as unknown as X509Crypto);
-
-const ecdsa = { name: "ECDSA", namedCurve: "P-256" } as const;
-const signing = { name: "ECDSA", hash: "SHA-256" } as const;
 const day = 86_400_000;
 
 export interface IssuedCertificate {
   readonly certificatePem: string;
   readonly privateKeyPem: string;
   readonly notAfter: Date;
+  readonly serialNumber: string;
 }
 
 export interface ServerCertificateRequest {
@@ -68,7 +66,7 @@ export class CertificateAuthority {
         `${dir} holds only one of ca.crt and ca.key; restore the missing file or move both away to create a new CA`,
       );
     }
-    const keys = (await webcrypto.subtle.generateKey(ecdsa, true, ["sign", "verify"])) as CryptoKeyPair;
+    const keys = await generateKeyPair();
     const now = Date.now();
     const certificate = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: randomSerial(),
@@ -83,17 +81,46 @@ export class CertificateAuthority {
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as unknown as X509Key),
       ],
     });
-    await writeSecretFile(
-      keyPath,
-      await privateKeyToPem(webcrypto.subtle, keys.privateKey as webcrypto.CryptoKey),
-    );
+    await writeSecretFile(keyPath, await privateKeyToPem(webcrypto.subtle, keys.privateKey));
     await writeFile(certPath, certificate.toString("pem"), { mode: 0o644 });
     return new CertificateAuthority(certificate, keys.privateKey);
   }
 
   /** Issues a key pair and a certificate signed by this CA. */
   async issue(request: ServerCertificateRequest): Promise<IssuedCertificate> {
-    const keys = (await webcrypto.subtle.generateKey(ecdsa, true, ["sign", "verify"])) as CryptoKeyPair;
+    const keys = await generateKeyPair();
+    const certificate = await this.#sign(keys.publicKey as unknown as X509Key, request);
+    return {
+      certificatePem: certificate.toString("pem"),
+      privateKeyPem: await privateKeyToPem(webcrypto.subtle, keys.privateKey),
+      notAfter: certificate.notAfter,
+      serialNumber: certificate.serialNumber,
+    };
+  }
+
+  /**
+   * Signs the key in a PKCS#10 request: the requester proves it holds the key (the CSR's signature),
+   * and the CA decides everything else (names, lifetime, purpose) — nothing in the CSR but the key is used.
+   */
+  async signRequest(csrPem: string, request: ServerCertificateRequest): Promise<SignedCertificate> {
+    const csr = parseCsr(csrPem);
+    if (!(await csr.verify())) {
+      throw CorralError.invalidArgument("csr_pem", "the request's signature does not match its key");
+    }
+    const algorithm = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
+    if (algorithm.name !== "ECDSA" || algorithm.namedCurve !== "P-256") {
+      throw CorralError.invalidArgument("csr_pem", "the key must be ECDSA P-256");
+    }
+    const certificate = await this.#sign(csr.publicKey as unknown as X509Key, request);
+    return {
+      certificatePem: certificate.toString("pem"),
+      notAfter: certificate.notAfter,
+      serialNumber: certificate.serialNumber,
+      keyFingerprint: publicKeyFingerprint(csr.publicKey.rawData),
+    };
+  }
+
+  async #sign(publicKey: X509Key, request: ServerCertificateRequest): Promise<x509.X509Certificate> {
     const now = Date.now();
     const notAfter = new Date(now + request.validityMs);
     const names: x509.JsonGeneralName[] = [
@@ -112,7 +139,7 @@ export class CertificateAuthority {
       issuer: this.#certificate.subject,
       notBefore: new Date(now - 60_000),
       notAfter,
-      publicKey: keys.publicKey,
+      publicKey,
       signingKey: this.#key,
       signingAlgorithm: signing,
       extensions: [
@@ -126,11 +153,24 @@ export class CertificateAuthority {
         await x509.AuthorityKeyIdentifierExtension.create(this.#certificate),
       ],
     });
-    return {
-      certificatePem: certificate.toString("pem"),
-      privateKeyPem: await privateKeyToPem(webcrypto.subtle, keys.privateKey as webcrypto.CryptoKey),
-      notAfter,
-    };
+    return certificate;
+  }
+}
+
+export interface SignedCertificate {
+  readonly certificatePem: string;
+  readonly notAfter: Date;
+  readonly serialNumber: string;
+  readonly keyFingerprint: string;
+}
+
+export function parseCsr(csrPem: string): x509.Pkcs10CertificateRequest {
+  try {
+    return new x509.Pkcs10CertificateRequest(csrPem);
+  } catch (error) {
+    throw new CorralError("INVALID_ARGUMENT", "csr_pem: not a PEM PKCS#10 certificate request", {
+      cause: error,
+    });
   }
 }
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { ManualClock } from "../../src/core/clock.ts";
-import type { ClusterEvent } from "../../src/core/cluster-event.ts";
+import type { ClusterEvent, NodeEvent } from "../../src/core/cluster-event.ts";
 import { ErrorCode } from "../../src/core/errors.ts";
 import { EventFeed } from "../../src/core/event-feed.ts";
 import { NodeRegistry } from "../../src/core/node-registry.ts";
@@ -13,17 +13,18 @@ import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 import { makeCore, rejectsWith } from "./core-fixture.ts";
 
 /** Pulls exactly `count` events; every pull brings one, so this ends. */
-async function take(iterator: AsyncIterator<ClusterEvent>, count: number): Promise<ClusterEvent[]> {
-  const events: ClusterEvent[] = [];
+async function take(iterator: AsyncIterator<ClusterEvent>, count: number): Promise<NodeEvent[]> {
+  const events: NodeEvent[] = [];
   for (let i = 0; i < count; i++) {
     const next = await iterator.next();
     if (next.done === true) assert.fail(`the feed ended after ${events.length} of ${count} events`);
+    if (next.value.kind !== "node") assert.fail(`expected a node event, got ${next.value.type}`);
     events.push(next.value);
   }
   return events;
 }
 
-const brief = (event: ClusterEvent) => `${event.revision} ${event.type} ${event.node?.name ?? "-"}`;
+const brief = (event: NodeEvent) => `${event.revision} ${event.type} ${event.node?.name ?? "-"}`;
 
 describe("EventFeed", () => {
   it("turns node writes into ordered, revisioned events with the records before and after", async () => {
@@ -49,7 +50,7 @@ describe("EventFeed", () => {
     const feed = new EventFeed(core.store);
     await core.registry.register({ name: "before" });
     const controller = new AbortController();
-    const iterator = feed.watch({ signal: controller.signal })[Symbol.asyncIterator]();
+    const iterator = feed.watch({ signal: controller.signal, kinds: ["node"] })[Symbol.asyncIterator]();
     const first = iterator.next();
     await nextTurn();
     await core.registry.register({ name: "after" });

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { CorralError } from "../../core/errors.ts";
-import type { MetadataValue, NodeRecord, NodeService, NodeStatus } from "../../core/node.ts";
+import type { MetadataValue, NodeRecord, NodeService, NodeStatus, Resources } from "../../core/node.ts";
 import type { NodeFilter as CoreNodeFilter } from "../../core/node-filter.ts";
 import {
   type MetadataValue as MetadataValueMessage,
@@ -12,6 +12,7 @@ import {
   NodeSchema,
   NodeService as NodeServiceEnum,
   NodeStatus as NodeStatusEnum,
+  type Resources as ResourcesMessage,
 } from "../../gen/corral/v1/nodes_pb.ts";
 
 const statusToEnum: Record<NodeStatus, NodeStatusEnum> = {
@@ -132,4 +133,34 @@ export function filterFromMessage(filter: NodeFilter | undefined): CoreNodeFilte
   if (Object.keys(filter.labels).length > 0) result.labels = filter.labels;
   if (filter.nameContains !== "") result.nameContains = filter.nameContains;
   return result;
+}
+
+export function servicesFromMessage(services: readonly NodeServiceEnum[], field: string): NodeService[] {
+  return services.map((service, i) => {
+    const name = serviceFromEnum.get(service);
+    if (name === undefined)
+      throw CorralError.invalidArgument(`${field}[${i}]`, `${service} is not a node service`);
+    return name;
+  });
+}
+
+export function metadataMapFromMessage(
+  metadata: Record<string, MetadataValueMessage>,
+  field: string,
+): Record<string, MetadataValue> {
+  return Object.fromEntries(
+    Object.entries(metadata).map(([key, value]) => [key, metadataFromMessage(value, `${field}["${key}"]`)]),
+  );
+}
+
+export function resourcesFromMessage(resources: ResourcesMessage | undefined): Partial<Resources> {
+  if (resources === undefined) return {};
+  return {
+    cpuCores: resources.cpuCores,
+    memoryMb: Number(resources.memoryMb),
+    gpus: resources.gpus.map((gpu) => ({ name: gpu.name, memoryMb: Number(gpu.memoryMb), uuid: gpu.uuid })),
+    maxLayers: resources.maxLayers,
+    usedLayers: resources.usedLayers,
+    disks: resources.disks.map((disk) => ({ mount: disk.mount, sizeBytes: Number(disk.sizeBytes) })),
+  };
 }

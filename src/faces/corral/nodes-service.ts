@@ -21,6 +21,19 @@ export function nodesService({ registry, feed }: FaceContext): Partial<Impl> {
       return { node: nodeToMessage(await registry.get(request.node)) };
     },
 
+    async removeNode(request) {
+      if (request.node.trim() === "")
+        throw CorralError.invalidArgument("node", "is empty; give a node id or name");
+      const node = await registry.get(request.node);
+      if (node.role === "controller") {
+        throw new CorralError(
+          "FAILED_PRECONDITION",
+          `${node.name} is a controller; it leaves when it is shut down`,
+        );
+      }
+      return { node: nodeToMessage(await registry.remove(node.id)) };
+    },
+
     async *watchNodes(request, ctx) {
       const filter = validateNodeFilter(filterFromMessage(request.filter));
       if (request.fromRevision < 0n)

@@ -1,0 +1,62 @@
+import { randomBytes } from "node:crypto";
+import type { Store } from "../store/store.ts";
+import type { Clock } from "./clock.ts";
+
+export interface AuditEntry {
+  at: number;
+  /** Who: `node:<id>`, `admin:<name>`, `local`, `anonymous`. */
+  principal: string;
+  /** What: the gRPC method path. */
+  method: string;
+  /** The result: `OK` or the error code. */
+  result: string;
+  /** The error message when it failed; the object acted on when the handler said. */
+  detail?: string;
+  /** The caller's address. */
+  peer?: string;
+}
+
+const auditPrefix = "/audit/";
+
+/**
+ * Who changed what, when, and how it ended: one entry per state-changing call, kept in the store so every
+ * controller sees the same log, and pruned to a bounded length.
+ */
+export class AuditLog {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #keep: number;
+
+  constructor(store: Store, clock: Clock, keep = 10_000) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#keep = keep;
+  }
+
+  async append(entry: Omit<AuditEntry, "at">): Promise<void> {
+    const at = this.#clock.now();
+    const key = `${auditPrefix}${String(at).padStart(15, "0")}-${randomBytes(4).toString("hex")}`;
+    await this.#store.commit({ ops: [{ type: "put", key, value: JSON.stringify({ at, ...entry }) }] });
+  }
+
+  /** The newest entries, newest first. */
+  async recent(limit = 100): Promise<AuditEntry[]> {
+    const { items } = await this.#store.list(auditPrefix);
+    return items
+      .slice(-limit)
+      .reverse()
+      .map((kv) => JSON.parse(kv.value) as AuditEntry);
+  }
+
+  /** Keeps the newest `keep` entries. */
+  async prune(): Promise<number> {
+    const { items } = await this.#store.list(auditPrefix);
+    const excess = items.slice(0, Math.max(0, items.length - this.#keep));
+    for (let i = 0; i < excess.length; i += 100) {
+      await this.#store.commit({
+        ops: excess.slice(i, i + 100).map((kv) => ({ type: "delete" as const, key: kv.key })),
+      });
+    }
+    return excess.length;
+  }
+}

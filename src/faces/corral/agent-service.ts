@@ -1,0 +1,75 @@
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { CorralError } from "../../core/errors.ts";
+import type { NodePatch } from "../../core/node-record.ts";
+import type { AgentService } from "../../gen/corral/v1/agent_pb.ts";
+import { principalOf } from "../../rpc/principal-context.ts";
+import type { FaceContext } from "../face-context.ts";
+import {
+  metadataMapFromMessage,
+  nodeToMessage,
+  resourcesFromMessage,
+  servicesFromMessage,
+} from "./node-message.ts";
+
+const updatableFields = new Set([
+  "name",
+  "metadata",
+  "resources",
+  "services",
+  "address",
+  "labels",
+  "version",
+]);
+
+/** The node a call is about is always the caller's own: the certificate says which. */
+function callingNode(ctx: HandlerContext): string {
+  const principal = principalOf(ctx);
+  if (principal.kind !== "node") {
+    throw new CorralError(
+      "PERMISSION_DENIED",
+      "this method is for nodes, about themselves; operators use NodesService",
+    );
+  }
+  return principal.nodeId;
+}
+
+export function agentService({
+  registry,
+  heartbeats,
+}: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
+  return {
+    async heartbeat(_request, ctx) {
+      return { nextIn: durationFromMs(await heartbeats.heartbeat(callingNode(ctx))) };
+    },
+
+    async updateSelf(request, ctx) {
+      const nodeId = callingNode(ctx);
+      if (request.fields.length === 0)
+        throw CorralError.invalidArgument("fields", "is empty; name the fields to change");
+      const patch: NodePatch = {};
+      for (const field of request.fields) {
+        if (!updatableFields.has(field)) {
+          throw CorralError.invalidArgument(
+            "fields",
+            `"${field}" cannot be updated; use ${[...updatableFields].join(", ")}`,
+          );
+        }
+      }
+      const has = (field: string) => request.fields.includes(field);
+      if (has("name")) patch.name = request.name;
+      if (has("metadata")) patch.metadata = metadataMapFromMessage(request.metadata, "metadata");
+      if (has("resources")) patch.resources = resourcesFromMessage(request.resources);
+      if (has("services")) patch.services = servicesFromMessage(request.services, "services");
+      if (has("address")) patch.address = request.address;
+      if (has("labels")) patch.labels = request.labels;
+      if (has("version")) patch.version = request.version;
+      return { node: nodeToMessage(await registry.update(nodeId, patch)) };
+    },
+
+    async leave(_request, ctx) {
+      await registry.setStatus(callingNode(ctx), "left");
+      return {};
+    },
+  };
+}

@@ -1,0 +1,71 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { parseDuration } from "../../core/duration.ts";
+import { CorralError } from "../../core/errors.ts";
+import type { TokenRecord, TokenRole } from "../../core/tokens.ts";
+import { defaults } from "../../defaults.ts";
+import { Role, type TokenInfo, TokenInfoSchema, type TokensService } from "../../gen/corral/v1/tokens_pb.ts";
+import { principalOf } from "../../rpc/principal-context.ts";
+import { describePrincipal } from "../../security/principal.ts";
+import type { FaceContext } from "../face-context.ts";
+
+const roleFromEnum: Partial<Record<Role, TokenRole>> = {
+  [Role.UNSPECIFIED]: "node",
+  [Role.NODE]: "node",
+  [Role.VIEWER]: "viewer",
+  [Role.OPERATOR]: "operator",
+  [Role.ADMIN]: "admin",
+};
+const roleToEnum: Record<TokenRole, Role> = {
+  node: Role.NODE,
+  viewer: Role.VIEWER,
+  operator: Role.OPERATOR,
+  admin: Role.ADMIN,
+};
+
+export function tokenInfo(record: TokenRecord): TokenInfo {
+  return create(TokenInfoSchema, {
+    id: record.id,
+    role: roleToEnum[record.role],
+    description: record.description,
+    createdAt: timestampFromMs(record.createdAt),
+    expiresAt: timestampFromMs(record.expiresAt),
+    usesAllowed: record.usesAllowed,
+    usesLeft: record.usesLeft,
+    revoked: record.revoked,
+    createdBy: record.createdBy,
+  });
+}
+
+export function tokensService({ tokens, ca }: FaceContext): Partial<ServiceImpl<typeof TokensService>> {
+  return {
+    async createToken(request, ctx) {
+      const role = roleFromEnum[request.role];
+      if (role === undefined) throw CorralError.invalidArgument("role", `${request.role} is not a role`);
+      const ttlMs =
+        request.ttl === undefined
+          ? parseDuration(defaults.identity.tokenTtl)
+          : Number(request.ttl.seconds) * 1000 + Math.floor(request.ttl.nanos / 1e6);
+      const { token, record } = await tokens.create({
+        role,
+        ttlMs,
+        uses: request.uses,
+        description: request.description,
+        createdBy: describePrincipal(principalOf(ctx)),
+        caFingerprint: ca.fingerprint,
+      });
+      return { token, info: tokenInfo(record), caFingerprint: ca.fingerprint };
+    },
+
+    async listTokens(request) {
+      return { tokens: (await tokens.list(request.includeExpired)).map(tokenInfo) };
+    },
+
+    async revokeToken(request) {
+      if (request.id.trim() === "")
+        throw CorralError.invalidArgument("id", "is empty; give the token id (corral token ls)");
+      return { info: tokenInfo(await tokens.revoke(request.id.trim())) };
+    },
+  };
+}

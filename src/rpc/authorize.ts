@@ -1,0 +1,106 @@
+import type { HandlerContext } from "@connectrpc/connect";
+import type { AuditLog } from "../core/audit-log.ts";
+import { CorralError } from "../core/errors.ts";
+import { type AccessRule, accessRuleFor } from "../security/access-table.ts";
+import { anonymous, describePrincipal, localPrincipal, type Principal } from "../security/principal.ts";
+import type { PrincipalResolver } from "../security/principal-resolver.ts";
+import type { GrpcHandlerContext } from "./call-context.ts";
+import type { CallInterceptor } from "./grpc-adapter.ts";
+import { principalKey } from "./principal-context.ts";
+
+/** Trailer detail that marks a refusal by the access table (tests tell it apart from a handler's own). */
+export const deniedByTable = { "denied-by": "access-table" } as const;
+
+export interface AuthorizeOptions {
+  /** The loopback bridge trusts its callers (they have a shell on this machine); the others verify. */
+  readonly listener: "bridge" | "cluster" | "web";
+  readonly resolver: PrincipalResolver;
+  readonly audit: AuditLog;
+  readonly onAuditError: (error: unknown) => void;
+}
+
+export function methodPath(ctx: HandlerContext): string {
+  return `/${ctx.service.typeName}/${ctx.method.name}`;
+}
+
+/** Decides whether `principal` may call the method under `rule`; throws the status to answer if not. */
+export function checkAccess(principal: Principal, rule: AccessRule, path: string): void {
+  if (rule.anonymous) return;
+  if (principal.kind === "anonymous") {
+    throw new CorralError(
+      "UNAUTHENTICATED",
+      `${path} needs a client certificate from this cluster's CA or an operator token`,
+      { details: deniedByTable },
+    );
+  }
+  if (!rule.roles.includes(principal.role)) {
+    const allowed = rule.roles.length === 0 ? "nobody" : rule.roles.join(", ");
+    throw new CorralError(
+      "PERMISSION_DENIED",
+      `${describePrincipal(principal)} (role ${principal.role}) may not call ${path}; allowed: ${allowed}`,
+      { details: deniedByTable },
+    );
+  }
+}
+
+/** Who the caller is, from the listener, its certificate, or a bearer token. */
+async function identify(ctx: HandlerContext, options: AuthorizeOptions): Promise<Principal> {
+  if (options.listener === "bridge") return localPrincipal;
+  const certificate =
+    options.listener === "cluster"
+      ? (ctx as GrpcHandlerContext).call.getAuthContext().sslPeerCertificate
+      : undefined;
+  if (certificate !== undefined) return options.resolver.fromCertificate(certificate);
+  const authorization = ctx.requestHeader.get("authorization");
+  if (authorization !== null) return options.resolver.fromBearer(authorization);
+  return anonymous;
+}
+
+/**
+ * Runs before every handler: identify the caller, check the access table, remember the principal for
+ * the handler, and write an audit entry for every call that changes state.
+ */
+export async function authorizeCall(
+  ctx: HandlerContext,
+  options: AuthorizeOptions,
+  next: () => Promise<void>,
+  peer = "",
+): Promise<void> {
+  const path = methodPath(ctx);
+  const rule = accessRuleFor(path);
+  let principal: Principal;
+  try {
+    principal = await identify(ctx, options);
+  } catch (error) {
+    // A stale credential may still knock on the open doors (a removed node joining again).
+    if (!rule.anonymous) throw error;
+    principal = anonymous;
+  }
+  checkAccess(principal, rule, path);
+  ctx.values.set(principalKey, principal);
+  if (!rule.mutates) return next();
+  let result = "OK";
+  let detail: string | undefined;
+  try {
+    await next();
+  } catch (error) {
+    const corral = CorralError.from(error);
+    result = corral.code;
+    detail = corral.message;
+    throw error;
+  } finally {
+    options.audit
+      .append({
+        principal: describePrincipal(principal),
+        method: path,
+        result,
+        ...(detail === undefined ? {} : { detail }),
+        ...(peer ? { peer } : {}),
+      })
+      .catch(options.onAuditError);
+  }
+}
+
+export function authorizeCalls(options: AuthorizeOptions): CallInterceptor {
+  return (ctx, next) => authorizeCall(ctx, options, next, ctx.peer);
+}

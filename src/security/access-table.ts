@@ -1,0 +1,123 @@
+import type { Role } from "./principal.ts";
+
+/**
+ * Who may call what, for every method of every service the controller serves: the one table the
+ * authorization interceptor reads, and a test walks (every method × every role).
+ *
+ * - `roles`: the roles allowed. The loopback bridge acts as `admin`.
+ * - `anonymous`: callers without a certificate or token may call it too (joining, health probes,
+ *   reflection — what a stranger needs to become a member or to check liveness).
+ * - `mutates`: the call changes cluster state, so it is written to the audit log.
+ * - `selfOnly`: a node may call it only about itself; the handler enforces it.
+ */
+export interface AccessRule {
+  readonly roles: readonly Role[];
+  readonly anonymous?: true;
+  readonly mutates?: true;
+  readonly selfOnly?: true;
+}
+
+const everyone: readonly Role[] = ["viewer", "operator", "admin", "node"];
+const people: readonly Role[] = ["viewer", "operator", "admin"];
+const operators: readonly Role[] = ["operator", "admin"];
+const admins: readonly Role[] = ["admin"];
+const nodesOnly: readonly Role[] = ["node"];
+const operatorsAndNodes: readonly Role[] = ["operator", "admin", "node"];
+
+const read: AccessRule = { roles: everyone };
+const peopleRead: AccessRule = { roles: people };
+const operate: AccessRule = { roles: operators, mutates: true };
+const administer: AccessRule = { roles: admins, mutates: true };
+const nodeSelf: AccessRule = { roles: nodesOnly, mutates: true, selfOnly: true };
+const operateOrSelf: AccessRule = { roles: operatorsAndNodes, mutates: true, selfOnly: true };
+const open: AccessRule = { roles: everyone, anonymous: true };
+
+export const accessTable: Readonly<Record<string, AccessRule>> = {
+  // corral's native API
+  "/corral.v1.NodesService/ListNodes": read,
+  "/corral.v1.NodesService/GetNode": read,
+  "/corral.v1.NodesService/WatchNodes": read,
+  "/corral.v1.NodesService/RemoveNode": operate,
+  "/corral.v1.ClusterService/GetClusterStatus": read,
+  "/corral.v1.JoinService/Join": { roles: everyone, anonymous: true, mutates: true },
+  "/corral.v1.JoinService/RenewCertificate": nodeSelf,
+  "/corral.v1.JoinService/ListJoinRequests": peopleRead,
+  "/corral.v1.JoinService/WatchJoinRequests": peopleRead,
+  "/corral.v1.JoinService/AnswerJoinRequest": operate,
+  "/corral.v1.TokensService/CreateToken": administer,
+  "/corral.v1.TokensService/ListTokens": { roles: operators },
+  "/corral.v1.TokensService/RevokeToken": administer,
+  "/corral.v1.AgentService/Heartbeat": { roles: nodesOnly, selfOnly: true },
+  "/corral.v1.AgentService/UpdateSelf": nodeSelf,
+  "/corral.v1.AgentService/Leave": nodeSelf,
+
+  // Distributed LLM
+  "/distributed_llm.NodeService/GetNodeInfo": read,
+  "/distributed_llm.NodeService/GetPeers": read,
+  "/distributed_llm.NodeService/GetMetrics": read,
+  "/distributed_llm.NodeService/StreamMetrics": read,
+  "/distributed_llm.DiscoveryService/DiscoverNodes": read,
+  "/distributed_llm.DiscoveryService/RegisterWithCluster": { roles: operatorsAndNodes, mutates: true },
+  "/distributed_llm.DiscoveryService/LeaveCluster": operateOrSelf,
+  "/distributed_llm.DiscoveryService/GetClusterInfo": read,
+  "/distributed_llm.TUIService/GetNodeList": read,
+  "/distributed_llm.TUIService/GetModelList": read,
+  "/distributed_llm.TUIService/StreamUpdates": read,
+  "/distributed_llm.TUIService/ExecuteCommand": operate,
+
+  // NanoPing
+  "/nanopinggrpc.hub.HubClientService/getLocalNodeId": read,
+  "/nanopinggrpc.hub.HubClientService/getNode": read,
+  "/nanopinggrpc.hub.HubClientService/setNode": operate,
+  "/nanopinggrpc.hub.HubClientService/authenticateByRequest": administer,
+  "/nanopinggrpc.hub.HubClientService/disconnect": administer,
+  "/nanopinggrpc.hub.HubClientService/streamConnectionState": read,
+  "/nanopinggrpc.hub.HubServerService/getNodes": read,
+  "/nanopinggrpc.hub.HubServerService/removeNode": operate,
+  "/nanopinggrpc.hub.HubServerService/streamNodes": read,
+  "/nanopinggrpc.hub.HubServerService/authenticationByRequests": operate,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelines": read,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelineById": read,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelineByName": read,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelineByRunId": read,
+  "/nanopinggrpc.pipeline.PipelinesService/createPipeline": operateOrSelf,
+  "/nanopinggrpc.pipeline.PipelinesService/updatePipeline": operateOrSelf,
+  "/nanopinggrpc.pipeline.PipelinesService/deletePipeline": operateOrSelf,
+  "/nanopinggrpc.pipeline.PipelinesService/startPipeline": operateOrSelf,
+  "/nanopinggrpc.pipeline.PipelinesService/stopPipeline": operateOrSelf,
+  "/nanopinggrpc.pipeline.PipelinesService/streamPipelines": read,
+  "/nanopinggrpc.pipeline.PipelinesService/openLogStream": read,
+  "/nanopinggrpc.pipeline.PipelinesService/openTelemetryStream": read,
+
+  // go-cart-actor
+  "/messages.ControlPlane/Ping": read,
+  "/messages.ControlPlane/Negotiate": { roles: operatorsAndNodes, mutates: true },
+  "/messages.ControlPlane/GetCartIds": read,
+  "/messages.ControlPlane/ConfirmOwner": { roles: operatorsAndNodes, mutates: true },
+  "/messages.ControlPlane/Closing": operateOrSelf,
+
+  // Pi-Controller
+  "/picontroller.ControlPlane/RegisterNode": { roles: operatorsAndNodes, mutates: true },
+  "/picontroller.ControlPlane/SyncClusterState": read,
+  "/picontroller.ControlPlane/RequestProvisioning": operate,
+  "/picontroller.ControlPlane/ReportHealth": operateOrSelf,
+  "/picontroller.NodeAgent/GetSystemMetrics": read,
+  "/picontroller.NodeAgent/ControlGPIO": operate,
+  "/picontroller.NodeAgent/ExecuteCommand": operate,
+  "/picontroller.NodeAgent/StreamLogs": peopleRead,
+  "/picontroller.NodeAgent/HealthCheck": read,
+
+  // Standard services: probes and schema discovery need no identity.
+  "/grpc.health.v1.Health/Check": open,
+  "/grpc.health.v1.Health/List": open,
+  "/grpc.health.v1.Health/Watch": open,
+  "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": open,
+  "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": open,
+};
+
+/** A method missing from the table is refused to everyone: forgetting an entry must not open a door. */
+export const denyAll: AccessRule = { roles: [] };
+
+export function accessRuleFor(path: string): AccessRule {
+  return accessTable[path] ?? denyAll;
+}

@@ -1,0 +1,167 @@
+import { CorralError } from "../core/errors.ts";
+import type { JoinRequestRecord } from "../core/join-request.ts";
+import type { JoinRequestBook } from "../core/join-requests.ts";
+import type { MetadataValue, NodeRecord, NodeService, Resources } from "../core/node.ts";
+import type { NodeRegistry } from "../core/node-registry.ts";
+import { validateNodeId, validateNodeName } from "../core/node-validation.ts";
+import type { TokenRegistry } from "../core/tokens.ts";
+import type { CertificateAuthority, SignedCertificate } from "./certificate-authority.ts";
+import { parseCsr } from "./certificate-authority.ts";
+import { nodeIdentityUri } from "./principal.ts";
+import { publicKeyFingerprint } from "./x509-setup.ts";
+
+export interface JoinInput {
+  nodeId: string;
+  name: string;
+  metadata: Record<string, MetadataValue>;
+  /** host:port where the controller can reach the node's agent, or "" when it cannot. */
+  address: string;
+  csrPem: string;
+  token: string;
+  resources: Partial<Resources>;
+  services: NodeService[];
+  labels: Record<string, string>;
+  version: string;
+  /** Where the request came from, as the transport saw it. */
+  sourceAddress: string;
+}
+
+export interface Admitted {
+  node: NodeRecord;
+  certificate: SignedCertificate;
+}
+
+export interface AdmissionOptions {
+  registry: NodeRegistry;
+  tokens: TokenRegistry;
+  requests: JoinRequestBook;
+  ca: CertificateAuthority;
+  nodeCertificateLifetimeMs: number;
+  requestTimeoutMs: number;
+}
+
+/**
+ * How a stranger becomes a node: by token (at once) or by request (an operator decides), and then a
+ * certificate for the key the stranger proved it holds. Everything a node is told comes from here.
+ */
+export class Admission {
+  readonly #o: AdmissionOptions;
+
+  constructor(options: AdmissionOptions) {
+    this.#o = options;
+  }
+
+  async join(input: JoinInput, signal: AbortSignal): Promise<Admitted> {
+    const name = validateNodeName(input.name, "name");
+    if (input.nodeId !== "") validateNodeId(input.nodeId, "node_id");
+    const csr = parseCsr(input.csrPem);
+    const keyFingerprint = publicKeyFingerprint(csr.publicKey.rawData);
+    if (input.nodeId !== "") await this.#assertNewMember(input.nodeId);
+    if (input.token !== "") {
+      await this.#o.tokens.redeem(input.token, "node");
+      return this.#admit({ ...input, name });
+    }
+    const request = await this.#o.requests.submit(
+      {
+        nodeId: input.nodeId,
+        name,
+        metadata: input.metadata,
+        address: input.address,
+        sourceAddress: input.sourceAddress,
+        keyFingerprint,
+        csrPem: input.csrPem,
+        resources: {
+          cpuCores: 0,
+          memoryMb: 0,
+          gpus: [],
+          maxLayers: 0,
+          usedLayers: 0,
+          disks: [],
+          ...input.resources,
+        },
+        services: input.services,
+        labels: input.labels,
+        version: input.version,
+      },
+      this.#o.requestTimeoutMs,
+    );
+    const decided = await this.#awaitDecision(request, signal);
+    if (decided.state === "rejected") {
+      throw new CorralError(
+        "UNAUTHENTICATED",
+        `join request ${decided.id} was rejected by ${decided.decidedBy ?? "an operator"}${decided.reason ? `: ${decided.reason}` : ""}`,
+      );
+    }
+    return this.#admit({ ...input, name });
+  }
+
+  /** A member swaps its certificate for a fresh one, for the same identity. */
+  async renew(nodeId: string, csrPem: string): Promise<SignedCertificate> {
+    const node = await this.#o.registry.get(nodeId);
+    return this.#sign(node, csrPem);
+  }
+
+  async #awaitDecision(request: JoinRequestRecord, signal: AbortSignal): Promise<JoinRequestRecord> {
+    const remaining = Math.max(0, request.expiresAt - Date.now());
+    const timeout = AbortSignal.timeout(remaining);
+    const waiting = AbortSignal.any([signal, timeout]);
+    try {
+      return await this.#o.requests.waitForDecision(request.id, waiting);
+    } catch (error) {
+      if (!waiting.aborted) throw error;
+      // Whoever stopped waiting, the request must not be accepted later for a caller who is gone.
+      const final = await this.#o.requests.expire(request.id).catch(() => this.#o.requests.get(request.id));
+      if (final.state === "accepted" || final.state === "rejected") return final;
+      if (timeout.aborted) {
+        throw new CorralError(
+          "DEADLINE_EXCEEDED",
+          `no operator answered join request ${request.id} within ${Math.round((request.expiresAt - request.createdAt) / 1000)}s`,
+        );
+      }
+      throw new CorralError("CANCELLED", "the joining node stopped waiting");
+    }
+  }
+
+  async #assertNewMember(nodeId: string): Promise<void> {
+    const existing = await this.#o.registry.get(nodeId).catch(() => undefined);
+    if (existing !== undefined && existing.id === nodeId && existing.status !== "left") {
+      throw new CorralError(
+        "ALREADY_EXISTS",
+        `node ${nodeId} (${existing.name}) is already a member; remove it first (corral nodes rm ${existing.name})`,
+      );
+    }
+  }
+
+  async #admit(input: JoinInput & { name: string }): Promise<Admitted> {
+    const node = await this.#o.registry.register({
+      ...(input.nodeId === "" ? {} : { id: input.nodeId }),
+      name: input.name,
+      role: "agent",
+      ...(input.address === "" ? {} : { address: input.address }),
+      metadata: input.metadata,
+      services: input.services,
+      resources: input.resources,
+      labels: input.labels,
+      version: input.version,
+      status: "ready",
+    });
+    try {
+      return { node, certificate: await this.#sign(node, input.csrPem) };
+    } catch (error) {
+      await this.#o.registry.remove(node.id).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  #sign(node: NodeRecord, csrPem: string): Promise<SignedCertificate> {
+    const isIp = /^[\d.]+$/.test(node.address) || node.address.includes(":");
+    return this.#o.ca.signRequest(csrPem, {
+      commonName: node.name,
+      dnsNames: ["localhost", ...(node.address !== "" && !isIp ? [node.address] : [])],
+      ipAddresses: ["127.0.0.1", "::1", ...(node.address !== "" && isIp ? [node.address] : [])],
+      uris: [nodeIdentityUri(node.id)],
+      validityMs: this.#o.nodeCertificateLifetimeMs,
+      usage: "both",
+    });
+  }
+}

@@ -1,0 +1,78 @@
+import type { PeerCertificate } from "node:tls";
+import { CorralError } from "../core/errors.ts";
+import type { NodeRegistry } from "../core/node-registry.ts";
+import type { TokenRegistry } from "../core/tokens.ts";
+import type { Store } from "../store/store.ts";
+import { type Principal, principalFromUri, urisFromSubjectAltName } from "./principal.ts";
+
+const revokedPrefix = "/revoked-certificates/";
+
+/**
+ * Turns what a caller presented into a principal, on every call: a certificate that chains to the CA is
+ * necessary but not enough — its node must still be a member and its serial must not be revoked, so
+ * removing a node or revoking a credential takes effect at once, not at the next handshake.
+ */
+export class PrincipalResolver {
+  readonly #registry: NodeRegistry;
+  readonly #tokens: TokenRegistry;
+  readonly #store: Store;
+
+  constructor(registry: NodeRegistry, tokens: TokenRegistry, store: Store) {
+    this.#registry = registry;
+    this.#tokens = tokens;
+    this.#store = store;
+  }
+
+  /** `certificate` has already been verified against the CA by the TLS handshake. */
+  async fromCertificate(certificate: PeerCertificate): Promise<Principal> {
+    const serial = certificate.serialNumber.toLowerCase();
+    const principal = urisFromSubjectAltName(certificate.subjectaltname)
+      .map((uri) => principalFromUri(uri, serial))
+      .find((p) => p !== undefined);
+    if (principal === undefined) {
+      throw new CorralError(
+        "UNAUTHENTICATED",
+        "the client certificate names no corral identity (corral://node/… or corral://operator/…)",
+      );
+    }
+    if ((await this.#store.get(revokedPrefix + serial)) !== undefined) {
+      throw new CorralError("UNAUTHENTICATED", `certificate ${serial} was revoked`);
+    }
+    if (principal.kind === "node") {
+      const node = await this.#registry.get(principal.nodeId).catch((error: unknown) => {
+        if (error instanceof CorralError && error.code === "NOT_FOUND") return undefined;
+        throw error;
+      });
+      if (node === undefined || node.id !== principal.nodeId || node.status === "left") {
+        throw new CorralError(
+          "UNAUTHENTICATED",
+          `node ${principal.nodeId} is no longer a member of this cluster; its certificate no longer works — join again`,
+        );
+      }
+    }
+    return principal;
+  }
+
+  /** `authorization: Bearer <operator token>` (the dashboard and scripts). */
+  async fromBearer(header: string): Promise<Principal> {
+    const token = /^Bearer\s+(\S+)$/i.exec(header.trim())?.[1];
+    if (token === undefined)
+      throw new CorralError("UNAUTHENTICATED", "the authorization header must be `Bearer <token>`");
+    const record = await this.#tokens.redeem(token, "operator-any");
+    if (record.role === "node")
+      throw new CorralError("PERMISSION_DENIED", "a join token cannot be used to call the API");
+    return { kind: "operator", role: record.role, name: `token:${record.id}`, credential: record.id };
+  }
+
+  async revokeCertificate(serial: string, reason: string): Promise<void> {
+    await this.#store.commit({
+      ops: [
+        {
+          type: "put",
+          key: revokedPrefix + serial.toLowerCase(),
+          value: JSON.stringify({ reason, at: Date.now() }),
+        },
+      ],
+    });
+  }
+}

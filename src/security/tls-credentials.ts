@@ -1,0 +1,61 @@
+import { experimental, type ServerCredentials } from "@grpc/grpc-js";
+
+type CertificateProvider = experimental.CertificateProvider;
+type CaListener = experimental.CaCertificateUpdateListener;
+type IdentityListener = experimental.IdentityCertificateUpdateListener;
+
+/**
+ * Certificates held in memory and replaceable while the server runs (a renewed certificate takes effect
+ * for new connections without a restart).
+ */
+export class RotatingCertificates implements CertificateProvider {
+  #ca: Buffer;
+  #identity: { certificate: Buffer; privateKey: Buffer };
+  readonly #caListeners = new Set<CaListener>();
+  readonly #identityListeners = new Set<IdentityListener>();
+
+  constructor(caPem: string, certificatePem: string, privateKeyPem: string) {
+    this.#ca = Buffer.from(caPem);
+    this.#identity = { certificate: Buffer.from(certificatePem), privateKey: Buffer.from(privateKeyPem) };
+  }
+
+  rotate(certificatePem: string, privateKeyPem: string): void {
+    this.#identity = { certificate: Buffer.from(certificatePem), privateKey: Buffer.from(privateKeyPem) };
+    for (const listener of this.#identityListeners) listener(this.#identity);
+  }
+
+  // grpc-js registers its own watcher only after adding ours, so the first update must come later,
+  // not from inside this call (its file-watching provider is asynchronous too).
+  addCaCertificateListener(listener: CaListener): void {
+    this.#caListeners.add(listener);
+    queueMicrotask(() => {
+      if (this.#caListeners.has(listener)) listener({ caCertificate: this.#ca });
+    });
+  }
+  removeCaCertificateListener(listener: CaListener): void {
+    this.#caListeners.delete(listener);
+  }
+  addIdentityCertificateListener(listener: IdentityListener): void {
+    this.#identityListeners.add(listener);
+    queueMicrotask(() => {
+      if (this.#identityListeners.has(listener)) listener(this.#identity);
+    });
+  }
+  removeIdentityCertificateListener(listener: IdentityListener): void {
+    this.#identityListeners.delete(listener);
+  }
+}
+
+/**
+ * TLS that asks for a client certificate but lets callers without one through the handshake: they can
+ * still reach the few methods the access table opens to everyone (joining). Certificates that do not
+ * chain to the CA, or have expired, are not accepted as an identity.
+ */
+export function optionalClientCertificateCredentials(certificates: RotatingCertificates): ServerCredentials {
+  return experimental.createCertificateProviderServerCredentials(certificates, certificates, false);
+}
+
+/** TLS that refuses any client without a valid certificate from the CA (the agent's listener). */
+export function requiredClientCertificateCredentials(certificates: RotatingCertificates): ServerCredentials {
+  return experimental.createCertificateProviderServerCredentials(certificates, certificates, true);
+}
