@@ -143,9 +143,10 @@ export class Controller implements AsyncDisposable {
       });
 
       const certificate = await issueControllerCertificate(ca, config.nodeName, clusterListen);
+      // The chain ends with the CA, so a joining node can learn it from the handshake and check its pin.
       const tls = new RotatingCertificates(
         ca.certificatePem,
-        certificate.certificatePem,
+        `${certificate.certificatePem.trimEnd()}\n${ca.certificatePem.trimEnd()}\n`,
         certificate.privateKeyPem,
       );
       const clusterPort = await cluster.listen(

@@ -9,14 +9,21 @@ type IdentityListener = experimental.IdentityCertificateUpdateListener;
  * for new connections without a restart).
  */
 export class RotatingCertificates implements CertificateProvider {
-  #ca: Buffer;
-  #identity: { certificate: Buffer; privateKey: Buffer };
+  #ca: Buffer | undefined;
+  #identity: { certificate: Buffer; privateKey: Buffer } | undefined;
   readonly #caListeners = new Set<CaListener>();
   readonly #identityListeners = new Set<IdentityListener>();
 
-  constructor(caPem: string, certificatePem: string, privateKeyPem: string) {
-    this.#ca = Buffer.from(caPem);
-    this.#identity = { certificate: Buffer.from(certificatePem), privateKey: Buffer.from(privateKeyPem) };
+  /** Without certificates yet (a node before it joined), the listener refuses connections until `update`. */
+  constructor(caPem?: string, certificatePem?: string, privateKeyPem?: string) {
+    if (caPem !== undefined) this.#ca = Buffer.from(caPem);
+    if (certificatePem !== undefined && privateKeyPem !== undefined) {
+      this.#identity = { certificate: Buffer.from(certificatePem), privateKey: Buffer.from(privateKeyPem) };
+    }
+  }
+
+  get ready(): boolean {
+    return this.#ca !== undefined && this.#identity !== undefined;
   }
 
   rotate(certificatePem: string, privateKeyPem: string): void {
@@ -24,12 +31,18 @@ export class RotatingCertificates implements CertificateProvider {
     for (const listener of this.#identityListeners) listener(this.#identity);
   }
 
+  update(caPem: string, certificatePem: string, privateKeyPem: string): void {
+    this.#ca = Buffer.from(caPem);
+    for (const listener of this.#caListeners) listener({ caCertificate: this.#ca });
+    this.rotate(certificatePem, privateKeyPem);
+  }
+
   // grpc-js registers its own watcher only after adding ours, so the first update must come later,
   // not from inside this call (its file-watching provider is asynchronous too).
   addCaCertificateListener(listener: CaListener): void {
     this.#caListeners.add(listener);
     queueMicrotask(() => {
-      if (this.#caListeners.has(listener)) listener({ caCertificate: this.#ca });
+      if (this.#caListeners.has(listener) && this.#ca !== undefined) listener({ caCertificate: this.#ca });
     });
   }
   removeCaCertificateListener(listener: CaListener): void {
@@ -38,7 +51,7 @@ export class RotatingCertificates implements CertificateProvider {
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.#identityListeners.add(listener);
     queueMicrotask(() => {
-      if (this.#identityListeners.has(listener)) listener(this.#identity);
+      if (this.#identityListeners.has(listener) && this.#identity !== undefined) listener(this.#identity);
     });
   }
   removeIdentityCertificateListener(listener: IdentityListener): void {

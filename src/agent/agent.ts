@@ -1,0 +1,178 @@
+import { mkdir } from "node:fs/promises";
+import { networkInterfaces } from "node:os";
+import { resolve } from "node:path";
+import { ServerCredentials } from "@grpc/grpc-js";
+import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
+import { CorralError } from "../core/errors.ts";
+import type { NodeService } from "../core/node.ts";
+import { parseToken } from "../core/tokens.ts";
+import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
+import { HubClientService } from "../gen/hub_client_pb.ts";
+import { HubServerService } from "../gen/hub_server_pb.ts";
+import type { Logger } from "../observability/logger.ts";
+import { ServingStatus } from "../rpc/health/health-registry.ts";
+import { mountHealth } from "../rpc/health/health-service.ts";
+import { observeCalls } from "../rpc/interceptors.ts";
+import { mountReflection } from "../rpc/reflection/reflection-service.ts";
+import { RpcServer } from "../rpc/rpc-server.ts";
+import { RotatingCertificates, requiredClientCertificateCredentials } from "../security/tls-credentials.ts";
+import { corralVersion } from "../version.ts";
+import { ControllerLink } from "./controller-link.ts";
+import { IdentityStore, type NodeIdentity } from "./identity-store.ts";
+import { agentHubClientService } from "./local-api/hub-client-service.ts";
+import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
+import { readLoad, readSystemResources } from "./system-resources.ts";
+
+export interface AgentOptions {
+  /** The local API (NanoPing's `np up --grpc`): plaintext, loopback unless `insecure`. */
+  readonly localApiAddress: string;
+  /** The agent's mTLS listener for calls from the controller. */
+  readonly listenAddress: string;
+  /** host the controller should dial; defaults to the listen host, or this machine's first address. */
+  readonly advertiseHost?: string;
+  readonly dataDir: string;
+  readonly join?: string;
+  readonly token?: string;
+  readonly caFingerprint?: string;
+  readonly name?: string;
+  readonly labels?: Record<string, string>;
+  readonly insecure?: boolean;
+}
+
+/** The services every agent offers its cluster (NanoPing's NodeService names). */
+const offeredServices: NodeService[] = ["RESOURCES", "LOGGING"];
+
+/**
+ * The agent on a node: its identity (data dir), its tie to the controller, its local API on loopback
+ * and its mTLS listener. `start` brings it up; `close` stops it; the membership survives restarts.
+ */
+export class Agent implements AsyncDisposable {
+  readonly link: ControllerLink;
+  readonly identity: NodeIdentity;
+  readonly localApiAddress: string;
+  readonly listenAddress: string;
+  readonly #servers: RpcServer[];
+  readonly #logger: Logger;
+
+  private constructor(parts: {
+    link: ControllerLink;
+    identity: NodeIdentity;
+    localApiAddress: string;
+    listenAddress: string;
+    servers: RpcServer[];
+    logger: Logger;
+  }) {
+    this.link = parts.link;
+    this.identity = parts.identity;
+    this.localApiAddress = parts.localApiAddress;
+    this.listenAddress = parts.listenAddress;
+    this.#servers = parts.servers;
+    this.#logger = parts.logger;
+  }
+
+  static async start(options: AgentOptions, logger: Logger): Promise<Agent> {
+    const local = parseHostPort(options.localApiAddress, "--grpc");
+    if (!options.insecure && !isLoopbackHost(local.host)) {
+      throw CorralError.invalidArgument("--grpc", `${options.localApiAddress} is not loopback; the local API is plaintext, so pass --insecure to expose it`);
+    }
+    const listen = parseHostPort(options.listenAddress, "--listen");
+    if (options.token !== undefined) parseToken(options.token);
+    const dataDir = resolve(options.dataDir);
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const store = new IdentityStore(dataDir);
+    const identity = await store.loadOrCreate(options.name);
+    if (options.name !== undefined && options.name !== identity.name) {
+      identity.name = options.name;
+      await store.save(identity);
+    }
+
+    const servers: RpcServer[] = [];
+    try {
+      const clusterTls = new RotatingCertificates();
+      const cluster = new RpcServer({ interceptors: [observeCalls(logger)] });
+      servers.push(cluster);
+      const listenPort = await cluster.listen(formatHostPort(listen), requiredClientCertificateCredentials(clusterTls));
+      const advertise = formatHostPort({ host: options.advertiseHost ?? advertisedHost(listen.host), port: listenPort });
+
+      const link = new ControllerLink({
+        store,
+        identity,
+        logger,
+        ...(options.caFingerprint === undefined ? {} : { caFingerprint: options.caFingerprint }),
+        selfReport: async () => ({
+          address: advertise,
+          resources: await readSystemResources({ onWarning: (message) => logger.warn(message) }),
+          services: offeredServices,
+          version: corralVersion,
+          labels: options.labels ?? {},
+        }),
+        load: readLoad,
+        onCredentials: (credentials) =>
+          clusterTls.update(credentials.caPem, credentials.certificatePem, credentials.privateKeyPem),
+      });
+      const cart = {
+        ping: () => ({ host: advertise, unixTime: BigInt(Math.floor(Date.now() / 1000)) }),
+      };
+      cluster.add(CartControlPlane, cart);
+      mountReflection(cluster);
+      mountHealth(cluster);
+
+      const localApi = new RpcServer({ interceptors: [observeCalls(logger)] });
+      servers.push(localApi);
+      localApi.add(HubClientService, agentHubClientService({ link, store, services: () => offeredServices }));
+      localApi.add(HubServerService, forwardingHubServerService(link));
+      localApi.add(CartControlPlane, cart);
+      mountReflection(localApi);
+      const health = mountHealth(localApi);
+      for (const service of localApi.services) health.set(service.typeName, ServingStatus.SERVING);
+      const localPort = await localApi.listen(formatHostPort(local), ServerCredentials.createInsecure());
+
+      await link.start();
+      const agent = new Agent({
+        link,
+        identity,
+        localApiAddress: formatHostPort({ host: local.host, port: localPort }),
+        listenAddress: advertise,
+        servers,
+        logger,
+      });
+      logger.info(
+        { nodeId: identity.nodeId, name: identity.name, localApi: agent.localApiAddress, listen: advertise },
+        "agent started",
+      );
+      return agent;
+    } catch (error) {
+      for (const server of servers) server.forceClose();
+      throw error;
+    }
+  }
+
+  /**
+   * Joins the controller given on the command line, unless the data dir already holds a membership.
+   * By token: at once. By request: waits for an operator (the local API keeps serving meanwhile).
+   */
+  async joinIfAsked(join: string | undefined, token: string | undefined, signal: AbortSignal): Promise<void> {
+    if (join === undefined || this.link.authenticated) return;
+    await this.link.join(join, { ...(token === undefined ? {} : { token }), signal });
+  }
+
+  async close(graceMs = 5_000): Promise<void> {
+    await this.link.close();
+    await Promise.all(this.#servers.map((server) => server.close(graceMs)));
+    this.#logger.info("agent stopped");
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** The address the controller should dial: the listen host, or this machine's first external IPv4. */
+function advertisedHost(listenHost: string): string {
+  if (listenHost !== "0.0.0.0" && listenHost !== "::") return listenHost;
+  for (const addresses of Object.values(networkInterfaces())) {
+    const external = addresses?.find((a) => a.family === "IPv4" && !a.internal);
+    if (external !== undefined) return external.address;
+  }
+  return "127.0.0.1";
+}

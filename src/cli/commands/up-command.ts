@@ -1,0 +1,123 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Command } from "commander";
+import { Backoff } from "../../agent/backoff.ts";
+import { parseDuration } from "../../core/duration.ts";
+import { CorralError } from "../../core/errors.ts";
+import { defaults } from "../../defaults.ts";
+import { createLogger } from "../../observability/logger.ts";
+import { closeOnSignals } from "../shutdown.ts";
+
+interface UpOptions {
+  grpc: string;
+  listen: string;
+  advertise?: string;
+  dataDir: string;
+  join?: string;
+  token?: string;
+  caFingerprint?: string;
+  name?: string;
+  label: string[];
+  insecure: boolean;
+  logLevel: string;
+}
+
+function parseLabel(value: string, previous: string[]): string[] {
+  if (!/^[^=]+=.*$/.test(value))
+    throw new CorralError("INVALID_ARGUMENT", `--label must be key=value, not "${value}"`);
+  return [...previous, value];
+}
+
+export function registerUpCommand(program: Command): void {
+  program
+    .command("up")
+    .alias("agent")
+    .description("run the agent on this node: join a controller and serve the node's APIs")
+    .option(
+      "--grpc <host:port>",
+      "the local API (NanoPing's --grpc), plaintext, loopback only",
+      defaults.agent.localApiAddress,
+    )
+    .option("--listen <host:port>", "the mTLS listener the controller calls", "0.0.0.0:7444")
+    .option(
+      "--advertise <host>",
+      "the host the controller should dial (default: the listen host or this machine's address)",
+    )
+    .option("--data-dir <dir>", "identity and credentials of this node", defaults.agent.dataDir)
+    .option("--join <controller>", "the controller's cluster address (its http.address), e.g. 10.0.0.1:7443")
+    .option("--token <token>", "a join token (corral token create); without one the node asks an operator")
+    .option("--ca-fingerprint <sha256:…>", "pin the controller's CA (a token carries it already)")
+    .option("--name <name>", "the node's name (default: the host name)")
+    .option("--label <key=value>", "a label for this node (repeatable)", parseLabel, [])
+    .option("--insecure", "allow the plaintext local API on a non-loopback address", false)
+    .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .action(async (options: UpOptions) => {
+      const logger = createLogger({ level: options.logLevel, name: "agent" });
+      const { Agent } = await import("../../agent/agent.ts");
+      const agent = await Agent.start(
+        {
+          localApiAddress: options.grpc,
+          listenAddress: options.listen,
+          dataDir: options.dataDir,
+          insecure: options.insecure,
+          labels: Object.fromEntries(
+            options.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+          ),
+          ...(options.advertise === undefined ? {} : { advertiseHost: options.advertise }),
+          ...(options.join === undefined ? {} : { join: options.join }),
+          ...(options.token === undefined ? {} : { token: options.token }),
+          ...(options.caFingerprint === undefined ? {} : { caFingerprint: options.caFingerprint }),
+          ...(options.name === undefined ? {} : { name: options.name }),
+        },
+        logger,
+      );
+      process.stdout.write(
+        `corral agent "${agent.identity.name}" (${agent.identity.nodeId})\n` +
+          `  local API (gRPC, h2c)  ${agent.localApiAddress}\n` +
+          `  cluster listener       ${agent.listenAddress}\n` +
+          `  state                  ${agent.link.state.value}\n`,
+      );
+      const stop = new AbortController();
+      const joining = joinWithRetry(agent, options, stop.signal, logger);
+      await Promise.race([
+        closeOnSignals(async () => {
+          stop.abort();
+          await agent.close();
+        }, logger),
+        joining.then(
+          () => new Promise<never>(() => undefined),
+          async (error: unknown) => {
+            stop.abort();
+            await agent.close();
+            throw error;
+          },
+        ),
+      ]);
+    });
+}
+
+/** Joins when asked; while the controller is unreachable, keeps trying with backoff. */
+async function joinWithRetry(
+  agent: {
+    joinIfAsked(join: string | undefined, token: string | undefined, signal: AbortSignal): Promise<void>;
+  },
+  options: UpOptions,
+  signal: AbortSignal,
+  logger: ReturnType<typeof createLogger>,
+): Promise<void> {
+  const backoff = new Backoff(
+    parseDuration(defaults.agent.initialBackoff),
+    parseDuration(defaults.agent.maxBackoff),
+  );
+  while (!signal.aborted) {
+    try {
+      await agent.joinIfAsked(options.join, options.token, signal);
+      return;
+    } catch (error) {
+      if (signal.aborted) return;
+      if (!(error instanceof CorralError) || error.code !== "UNAVAILABLE") throw error;
+      const delay = backoff.next();
+      logger.warn({ err: error.message, retryInMs: delay }, "cannot reach the controller yet");
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
+    }
+  }
+}
