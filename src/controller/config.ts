@@ -55,6 +55,15 @@ const fileSchema = z
       })
       .strict()
       .optional(),
+    liveness: z
+      .object({
+        minInterval: duration("liveness.minInterval").optional(),
+        maxHeartbeatsPerSecond: z.number().positive().optional(),
+        suspectAfterMissed: z.number().positive().optional(),
+        downAfter: duration("liveness.downAfter").optional(),
+      })
+      .strict()
+      .optional(),
     dataDir: z.string().min(1).optional(),
     shutdownGrace: duration("shutdownGrace").optional(),
     store: z
@@ -80,6 +89,13 @@ export interface ControllerConfig {
   readonly store: { readonly kind: "sqlite"; readonly path: string };
   /** Plaintext listeners may bind beyond loopback only when the operator said so. */
   readonly insecure: boolean;
+  /** Heartbeat and failure-detection settings (defaults in src/defaults.ts). */
+  readonly liveness: {
+    readonly minInterval?: string;
+    readonly maxHeartbeatsPerSecond?: number;
+    readonly suspectAfterMissed?: number;
+    readonly downAfter?: string;
+  };
 }
 
 export interface ConfigOverrides {
@@ -151,6 +167,7 @@ export function resolveControllerConfig(
     dataDir,
     store: { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
     insecure: overrides.insecure ?? false,
+    liveness: Object.fromEntries(Object.entries(file.liveness ?? {}).filter(([, v]) => v !== undefined)),
   };
   const bridgeHost = parseHostPort(config.bridgeAddress, "grpcBridge.address").host;
   if (!config.insecure && !isLoopbackHost(bridgeHost)) {

@@ -160,7 +160,7 @@ export class Controller implements AsyncDisposable {
         port: clusterPort,
         version: corralVersion,
       });
-      const membership = new Membership({ registry, feed, clock, logger, controllerNodeId });
+      const membership = new Membership({ registry, feed, clock, logger, controllerNodeId, liveness: config.liveness });
       await membership.start();
       stoppers.push(() => membership.close());
 

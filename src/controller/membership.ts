@@ -12,7 +12,12 @@ export interface MembershipOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly controllerNodeId: string;
-  readonly liveness?: Partial<typeof defaults.liveness>;
+  readonly liveness?: {
+    readonly minInterval?: string;
+    readonly maxHeartbeatsPerSecond?: number;
+    readonly suspectAfterMissed?: number;
+    readonly downAfter?: string;
+  };
   /** How often silent nodes are looked for. */
   readonly sweepEveryMs?: number;
 }
