@@ -76,12 +76,17 @@ export async function authorizeCall(
     if (!rule.anonymous) throw error;
     principal = anonymous;
   }
-  checkAccess(principal, rule, path);
-  ctx.values.set(principalKey, principal);
-  if (!rule.mutates) return next();
+  // Refused attempts by anonymous callers are not audited: anyone could fill the log with them.
+  if (!rule.mutates || principal.kind === "anonymous") {
+    checkAccess(principal, rule, path);
+    ctx.values.set(principalKey, principal);
+    return next();
+  }
   let result = "OK";
   let detail: string | undefined;
   try {
+    checkAccess(principal, rule, path);
+    ctx.values.set(principalKey, principal);
     await next();
   } catch (error) {
     const corral = CorralError.from(error);
