@@ -77,7 +77,7 @@ export async function authorizeCall(
     principal = anonymous;
   }
   // Refused attempts by anonymous callers are not audited: anyone could fill the log with them.
-  if (!rule.mutates || principal.kind === "anonymous") {
+  if (!rule.mutates || (principal.kind === "anonymous" && !rule.anonymous)) {
     checkAccess(principal, rule, path);
     ctx.values.set(principalKey, principal);
     return next();
