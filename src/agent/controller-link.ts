@@ -85,6 +85,7 @@ export class ControllerLink implements AsyncDisposable {
     this.#credentials = credentials;
     this.#controller = parseHostPort(controller.address, "controller address");
     this.#o.onCredentials?.(credentials);
+    this.state.set("DISCONNECTED");
     this.#run();
   }
 
@@ -150,7 +151,8 @@ export class ControllerLink implements AsyncDisposable {
       this.#controller = controller;
       this.#o.onCredentials?.(credentials);
       this.#o.logger.info({ nodeId: response.nodeId }, "joined the cluster");
-      this.state.set("DISCONNECTED");
+      // The controller just answered: the node is connected (as NanoPing reports it right after joining).
+      this.state.set("CONNECTED");
       this.#run();
     } finally {
       this.#joining = false;
