@@ -64,6 +64,10 @@ const fileSchema = z
       })
       .strict()
       .optional(),
+    identity: z
+      .object({ nodeCertificateLifetime: duration("identity.nodeCertificateLifetime").optional() })
+      .strict()
+      .optional(),
     dataDir: z.string().min(1).optional(),
     shutdownGrace: duration("shutdownGrace").optional(),
     store: z
@@ -89,6 +93,7 @@ export interface ControllerConfig {
   readonly store: { readonly kind: "sqlite"; readonly path: string };
   /** Plaintext listeners may bind beyond loopback only when the operator said so. */
   readonly insecure: boolean;
+  readonly nodeCertificateLifetimeMs: number;
   /** Heartbeat and failure-detection settings (defaults in src/defaults.ts). */
   readonly liveness: {
     readonly minInterval?: string;
@@ -167,6 +172,9 @@ export function resolveControllerConfig(
     dataDir,
     store: { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
     insecure: overrides.insecure ?? false,
+    nodeCertificateLifetimeMs: parseDuration(
+      file.identity?.nodeCertificateLifetime ?? defaults.identity.nodeCertificateLifetime,
+    ),
     liveness: Object.fromEntries(Object.entries(file.liveness ?? {}).filter(([, v]) => v !== undefined)),
   };
   const bridgeHost = parseHostPort(config.bridgeAddress, "grpcBridge.address").host;

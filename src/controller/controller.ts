@@ -160,7 +160,14 @@ export class Controller implements AsyncDisposable {
         port: clusterPort,
         version: corralVersion,
       });
-      const membership = new Membership({ registry, feed, clock, logger, controllerNodeId, liveness: config.liveness });
+      const membership = new Membership({
+        registry,
+        feed,
+        clock,
+        logger,
+        controllerNodeId,
+        liveness: config.liveness,
+      });
       await membership.start();
       stoppers.push(() => membership.close());
 
@@ -183,7 +190,7 @@ export class Controller implements AsyncDisposable {
           tokens,
           requests: joinRequests,
           ca,
-          nodeCertificateLifetimeMs: parseDuration(defaults.identity.nodeCertificateLifetime),
+          nodeCertificateLifetimeMs: config.nodeCertificateLifetimeMs,
           requestTimeoutMs: config.authenticationByRequestTimeoutMs,
         }),
         heartbeats: membership,

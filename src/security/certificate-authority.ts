@@ -133,11 +133,14 @@ export class CertificateAuthority {
       client: [x509.ExtendedKeyUsage.clientAuth],
       both: [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth],
     }[request.usage];
+    // Backdated a little for clocks that run behind, but never by a large part of a short lifetime,
+    // or renewal at two thirds of (notAfter - notBefore) would come too early.
+    const backdate = Math.min(60_000, Math.max(0, request.validityMs) / 20);
     const certificate = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
       subject: `CN=${escapeDn(request.commonName)}, O=corral`,
       issuer: this.#certificate.subject,
-      notBefore: new Date(now - 60_000),
+      notBefore: new Date(now - backdate),
       notAfter,
       publicKey,
       signingKey: this.#key,

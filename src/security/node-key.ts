@@ -3,7 +3,9 @@ import { pemDecode, privateKeyToPem } from "./pem.ts";
 import { ecdsa, ecdsaSigning, generateKeyPair, publicKeyFingerprint, x509 } from "./x509-setup.ts";
 
 /** A fresh ECDSA P-256 key and a PKCS#10 request for it, for joining or renewing. */
-export async function createKeyAndCsr(commonName: string): Promise<{ privateKeyPem: string; csrPem: string; keyFingerprint: string }> {
+export async function createKeyAndCsr(
+  commonName: string,
+): Promise<{ privateKeyPem: string; csrPem: string; keyFingerprint: string }> {
   const keys = await generateKeyPair();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${commonName.replace(/([,+"\\<>;=])/g, "\\$1")}`,
@@ -19,7 +21,11 @@ export async function createKeyAndCsr(commonName: string): Promise<{ privateKeyP
 }
 
 /** When a certificate stops being valid, and when it should be renewed (two thirds of its life). */
-export function certificateTimes(certificatePem: string): { notBefore: number; notAfter: number; renewAt: number } {
+export function certificateTimes(certificatePem: string): {
+  notBefore: number;
+  notAfter: number;
+  renewAt: number;
+} {
   const certificate = new x509.X509Certificate(certificatePem);
   const notBefore = certificate.notBefore.getTime();
   const notAfter = certificate.notAfter.getTime();

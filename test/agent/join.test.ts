@@ -3,8 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ConnectionState, HubClientService } from "../../src/gen/hub_client_pb.ts";
 import { HubServerService } from "../../src/gen/hub_server_pb.ts";
-import { plaintextClient } from "../helpers/clients.ts";
 import { eventually, startTestAgent } from "../helpers/agent.ts";
+import { plaintextClient } from "../helpers/clients.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 
 const codeOf = (error: unknown) => (error instanceof ConnectError ? error.code : undefined);
@@ -31,8 +31,16 @@ describe("joining", () => {
   it("admits a node with a token at once, and the node heartbeats to ready", async () => {
     const node = await startTestAgent({ name: "token-node" });
     try {
-      await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, await newToken(), AbortSignal.timeout(20_000));
-      await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined), 15_000, "CONNECTED");
+      await node.agent.joinIfAsked(
+        `127.0.0.1:${cluster.clusterPort}`,
+        await newToken(),
+        AbortSignal.timeout(20_000),
+      );
+      await eventually(
+        async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined),
+        15_000,
+        "CONNECTED",
+      );
       const record = await cluster.controller.context.registry.get("token-node");
       assert.equal(record.status, "ready");
       assert.equal(record.id, node.agent.identity.nodeId);
@@ -64,7 +72,8 @@ describe("joining", () => {
     const states: ConnectionState[] = [];
     const watching = new AbortController();
     const stateReader = (async () => {
-      for await (const message of hubClient.streamConnectionState({}, { signal: watching.signal })) states.push(message.state);
+      for await (const message of hubClient.streamConnectionState({}, { signal: watching.signal }))
+        states.push(message.state);
     })().catch(() => undefined);
     const operators = new AbortController();
     try {
@@ -83,8 +92,14 @@ describe("joining", () => {
       assert.equal(set.node?.name, "My NanoPing Client");
 
       // The request reaches the controller before anyone listens: it must wait, not fail.
-      const authenticating = hubClient.authenticateByRequest({ hubServerAddress: `http://127.0.0.1:${cluster.clusterPort}` });
-      await eventually(async () => ((await cluster.controller.context.joinRequests.list({ includeDecided: false })).length > 0 ? true : undefined));
+      const authenticating = hubClient.authenticateByRequest({
+        hubServerAddress: `http://127.0.0.1:${cluster.clusterPort}`,
+      });
+      await eventually(async () =>
+        (await cluster.controller.context.joinRequests.list({ includeDecided: false })).length > 0
+          ? true
+          : undefined,
+      );
       const hub = plaintextClient(HubServerService, cluster.bridgePort);
       async function* answers() {
         for await (const request of pending) {
@@ -95,12 +110,18 @@ describe("joining", () => {
       }
       const pending = hub.authenticationByRequests(answers(), { signal: operators.signal });
       await authenticating;
-      await eventually(async () => (states.includes(ConnectionState.CONNECTED) ? true : undefined), 15_000, "CONNECTED state");
+      await eventually(
+        async () => (states.includes(ConnectionState.CONNECTED) ? true : undefined),
+        15_000,
+        "CONNECTED state",
+      );
       assert.equal(states[0], ConnectionState.UNAUTHENTICATED, "the current state comes first");
 
       await assert.rejects(
         hubClient.authenticateByRequest({ hubServerAddress: `http://127.0.0.1:${cluster.clusterPort}` }),
-        (e: unknown) => codeOf(e) === Code.AlreadyExists && (e as ConnectError).rawMessage === "Client is already authenticated",
+        (e: unknown) =>
+          codeOf(e) === Code.AlreadyExists &&
+          (e as ConnectError).rawMessage === "Client is already authenticated",
       );
 
       const nodeHub = plaintextClient(HubServerService, node.localPort);
@@ -108,8 +129,13 @@ describe("joining", () => {
       const names = all.nodes.map((n) => n.name);
       assert.equal(names[0], "My Controller", "the hub's own node comes first");
       assert.ok(names.includes("My NanoPing Client"));
-      const typed = await nodeHub.getNodes({ metadataFilters: { type: { value: { case: "stringValue", value: "my-type" } } } });
-      assert.deepEqual(typed.nodes.map((n) => n.name), ["My NanoPing Client"]);
+      const typed = await nodeHub.getNodes({
+        metadataFilters: { type: { value: { case: "stringValue", value: "my-type" } } },
+      });
+      assert.deepEqual(
+        typed.nodes.map((n) => n.name),
+        ["My NanoPing Client"],
+      );
     } finally {
       operators.abort();
       watching.abort();
@@ -122,12 +148,19 @@ describe("joining", () => {
     const node = await startTestAgent({ name: "rejected-node" });
     try {
       const hubClient = plaintextClient(HubClientService, node.localPort);
-      const authenticating = hubClient.authenticateByRequest({ hubServerAddress: `http://127.0.0.1:${cluster.clusterPort}` });
+      const authenticating = hubClient.authenticateByRequest({
+        hubServerAddress: `http://127.0.0.1:${cluster.clusterPort}`,
+      });
       const request = await eventually(async () =>
-        (await cluster.controller.context.joinRequests.list({ includeDecided: false })).find((r) => r.name === "rejected-node"),
+        (await cluster.controller.context.joinRequests.list({ includeDecided: false })).find(
+          (r) => r.name === "rejected-node",
+        ),
       );
       await cluster.controller.context.joinRequests.answer(request.id, false, "test", "not this one");
-      await assert.rejects(authenticating, (e: unknown) => codeOf(e) === Code.Unauthenticated && /not this one/.test(String(e)));
+      await assert.rejects(
+        authenticating,
+        (e: unknown) => codeOf(e) === Code.Unauthenticated && /not this one/.test(String(e)),
+      );
       assert.equal(node.agent.link.state.value, "UNAUTHENTICATED");
     } finally {
       await node.close();

@@ -40,15 +40,22 @@ describe("liveness and revocation", () => {
   it("marks a silent node suspect, then down, and ready again when it comes back — without a new request", async () => {
     const first = await startTestAgent({ name: "flaky" });
     const dataDir = first.dataDir;
-    await first.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, await token(), AbortSignal.timeout(20_000));
+    await first.agent.joinIfAsked(
+      `127.0.0.1:${cluster.clusterPort}`,
+      await token(),
+      AbortSignal.timeout(20_000),
+    );
     const nodeId = first.agent.identity.nodeId;
     const client = plaintextClient(NodesService, cluster.bridgePort);
     const watch = new AbortController();
     const seen: string[] = [];
     const watching = (async () => {
-      for await (const event of client.watchNodes({ filter: { nameContains: "flaky" } }, { signal: watch.signal })) {
+      for await (const event of client.watchNodes(
+        { filter: { nameContains: "flaky" } },
+        { signal: watch.signal },
+      )) {
         if (event.type === NodeEventType.PUT || event.type === NodeEventType.SNAPSHOT) {
-          const status = NodeStatus[event.node?.status ?? 0];
+          const status = NodeStatus[event.node?.status ?? 0] ?? "UNKNOWN";
           if (seen.at(-1) !== status) seen.push(status);
         }
       }
@@ -61,7 +68,10 @@ describe("liveness and revocation", () => {
       try {
         assert.equal(again.agent.identity.nodeId, nodeId, "same identity from the data dir");
         await eventually(async () => (seen.at(-1) === "READY" ? true : undefined), 15_000, "ready again");
-        assert.equal((await cluster.controller.context.joinRequests.list({ includeDecided: true })).length, 0);
+        assert.equal(
+          (await cluster.controller.context.joinRequests.list({ includeDecided: true })).length,
+          0,
+        );
       } finally {
         await again.close();
       }
@@ -75,13 +85,24 @@ describe("liveness and revocation", () => {
   it("stops accepting a removed node's certificate at once", async () => {
     const node = await startTestAgent({ name: "doomed" });
     try {
-      await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, await token(), AbortSignal.timeout(20_000));
+      await node.agent.joinIfAsked(
+        `127.0.0.1:${cluster.clusterPort}`,
+        await token(),
+        AbortSignal.timeout(20_000),
+      );
       await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined));
       const agent = node.agent.link.client(AgentService);
       await agent.heartbeat({});
       await plaintextClient(NodesService, cluster.bridgePort).removeNode({ node: "doomed" });
-      await assert.rejects(agent.heartbeat({}), (e: unknown) => codeOf(e) === Code.Unauthenticated && /no longer a member/.test(String(e)));
-      await eventually(async () => (node.agent.link.state.value === "UNAUTHENTICATED" ? true : undefined), 15_000, "agent notices");
+      await assert.rejects(
+        agent.heartbeat({}),
+        (e: unknown) => codeOf(e) === Code.Unauthenticated && /no longer a member/.test(String(e)),
+      );
+      await eventually(
+        async () => (node.agent.link.state.value === "UNAUTHENTICATED" ? true : undefined),
+        15_000,
+        "agent notices",
+      );
     } finally {
       await node.close();
     }
@@ -90,12 +111,22 @@ describe("liveness and revocation", () => {
   it("lets a node read the cluster but not act on other nodes", async () => {
     const node = await startTestAgent({ name: "curious" });
     try {
-      await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, await token(), AbortSignal.timeout(20_000));
+      await node.agent.joinIfAsked(
+        `127.0.0.1:${cluster.clusterPort}`,
+        await token(),
+        AbortSignal.timeout(20_000),
+      );
       const nodes = node.agent.link.client(NodesService);
       assert.ok((await nodes.listNodes({})).nodes.length >= 2);
-      await assert.rejects(nodes.removeNode({ node: "My Controller" }), (e: unknown) => codeOf(e) === Code.PermissionDenied);
+      await assert.rejects(
+        nodes.removeNode({ node: "My Controller" }),
+        (e: unknown) => codeOf(e) === Code.PermissionDenied,
+      );
       const hub = node.agent.link.client(HubServerService);
-      await assert.rejects(hub.removeNode({ nodeId: "curious" }), (e: unknown) => codeOf(e) === Code.PermissionDenied);
+      await assert.rejects(
+        hub.removeNode({ nodeId: "curious" }),
+        (e: unknown) => codeOf(e) === Code.PermissionDenied,
+      );
     } finally {
       await node.close();
     }
@@ -107,9 +138,15 @@ describe("liveness and revocation", () => {
     const call = (cert: string, key: string) =>
       createClient(
         ClusterService,
-        createGrpcTransport({ baseUrl: `https://127.0.0.1:${cluster.clusterPort}`, nodeOptions: { ca, cert, key } }),
+        createGrpcTransport({
+          baseUrl: `https://127.0.0.1:${cluster.clusterPort}`,
+          nodeOptions: { ca, cert, key },
+        }),
       ).getClusterStatus({}, { timeoutMs: 5_000 });
-    const stranger = await CertificateAuthority.loadOrCreate(join(cluster.dataDir, "stranger-ca"), "stranger");
+    const stranger = await CertificateAuthority.loadOrCreate(
+      join(cluster.dataDir, "stranger-ca"),
+      "stranger",
+    );
     const foreign = await stranger.issue({
       commonName: "admin",
       dnsNames: [],
@@ -118,7 +155,10 @@ describe("liveness and revocation", () => {
       validityMs: 3_600_000,
       usage: "client",
     });
-    await assert.rejects(call(foreign.certificatePem, foreign.privateKeyPem), (e: unknown) => codeOf(e) === Code.Unauthenticated);
+    await assert.rejects(
+      call(foreign.certificatePem, foreign.privateKeyPem),
+      (e: unknown) => codeOf(e) === Code.Unauthenticated,
+    );
     const expired = await cluster.controller.ca.issue({
       commonName: "admin",
       dnsNames: [],
@@ -127,7 +167,10 @@ describe("liveness and revocation", () => {
       validityMs: -1_000,
       usage: "client",
     });
-    await assert.rejects(call(expired.certificatePem, expired.privateKeyPem), (e: unknown) => codeOf(e) === Code.Unauthenticated);
+    await assert.rejects(
+      call(expired.certificatePem, expired.privateKeyPem),
+      (e: unknown) => codeOf(e) === Code.Unauthenticated,
+    );
     const good = await cluster.controller.ca.issue({
       commonName: "admin",
       dnsNames: [],
