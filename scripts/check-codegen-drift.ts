@@ -10,12 +10,19 @@ import { join, relative } from "node:path";
 const root = process.cwd();
 const scratch = mkdtempSync(join(tmpdir(), "corral-gen-"));
 try {
-  const template = readFileSync(join(root, "buf.gen.yaml"), "utf8").replace(/out: src\/gen/g, `out: ${join(scratch, "gen")}`);
+  const template = readFileSync(join(root, "buf.gen.yaml"), "utf8").replace(
+    /out: src\/gen/g,
+    `out: ${join(scratch, "gen")}`,
+  );
   writeFileSync(join(scratch, "buf.gen.yaml"), template);
-  execFileSync(join(root, "node_modules/.bin/buf"), ["generate", "--template", join(scratch, "buf.gen.yaml")], {
-    cwd: root,
-    stdio: "inherit",
-  });
+  execFileSync(
+    join(root, "node_modules/.bin/buf"),
+    ["generate", "--template", join(scratch, "buf.gen.yaml")],
+    {
+      cwd: root,
+      stdio: "inherit",
+    },
+  );
   const fresh = listFiles(join(scratch, "gen"));
   const committed = listFiles(join(root, "src/gen"));
   const problems: string[] = [];
@@ -27,7 +34,9 @@ try {
     else if (a !== b) problems.push(`src/gen/${file} differs from what buf generates`);
   }
   if (problems.length > 0) {
-    console.error(`Generated code is out of date:\n  ${problems.join("\n  ")}\nRun \`npm run gen\` and commit src/gen.`);
+    console.error(
+      `Generated code is out of date:\n  ${problems.join("\n  ")}\nRun \`npm run gen\` and commit src/gen.`,
+    );
     process.exit(1);
   }
   console.log(`codegen: src/gen matches proto/ (${fresh.size} files)`);

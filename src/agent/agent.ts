@@ -73,7 +73,10 @@ export class Agent implements AsyncDisposable {
   static async start(options: AgentOptions, logger: Logger): Promise<Agent> {
     const local = parseHostPort(options.localApiAddress, "--grpc");
     if (!options.insecure && !isLoopbackHost(local.host)) {
-      throw CorralError.invalidArgument("--grpc", `${options.localApiAddress} is not loopback; the local API is plaintext, so pass --insecure to expose it`);
+      throw CorralError.invalidArgument(
+        "--grpc",
+        `${options.localApiAddress} is not loopback; the local API is plaintext, so pass --insecure to expose it`,
+      );
     }
     const listen = parseHostPort(options.listenAddress, "--listen");
     if (options.token !== undefined) parseToken(options.token);
@@ -91,8 +94,14 @@ export class Agent implements AsyncDisposable {
       const clusterTls = new RotatingCertificates();
       const cluster = new RpcServer({ interceptors: [observeCalls(logger)] });
       servers.push(cluster);
-      const listenPort = await cluster.listen(formatHostPort(listen), requiredClientCertificateCredentials(clusterTls));
-      const advertise = formatHostPort({ host: options.advertiseHost ?? advertisedHost(listen.host), port: listenPort });
+      const listenPort = await cluster.listen(
+        formatHostPort(listen),
+        requiredClientCertificateCredentials(clusterTls),
+      );
+      const advertise = formatHostPort({
+        host: options.advertiseHost ?? advertisedHost(listen.host),
+        port: listenPort,
+      });
 
       const link = new ControllerLink({
         store,

@@ -16,7 +16,11 @@ export interface PinnedCa {
  * certificate) and checks it against the pin — a fingerprint from the command line or a token. Without
  * a pin the CA is trusted on first use, and the caller prints the fingerprint for the operator to check.
  */
-export function fetchControllerCa(address: HostPort, pin: string | undefined, timeoutMs = 10_000): Promise<PinnedCa> {
+export function fetchControllerCa(
+  address: HostPort,
+  pin: string | undefined,
+  timeoutMs = 10_000,
+): Promise<PinnedCa> {
   const expected = pin === undefined ? undefined : normalizeFingerprint(pin);
   return new Promise((resolve, reject) => {
     const socket = connect({
@@ -32,10 +36,20 @@ export function fetchControllerCa(address: HostPort, pin: string | undefined, ti
       reject(error);
     };
     socket.once("timeout", () =>
-      fail(new CorralError("UNAVAILABLE", `the controller at ${address.host}:${address.port} did not answer in ${timeoutMs} ms`)),
+      fail(
+        new CorralError(
+          "UNAVAILABLE",
+          `the controller at ${address.host}:${address.port} did not answer in ${timeoutMs} ms`,
+        ),
+      ),
     );
     socket.once("error", (error) =>
-      fail(new CorralError("UNAVAILABLE", `cannot reach the controller at ${address.host}:${address.port}: ${error.message}`)),
+      fail(
+        new CorralError(
+          "UNAVAILABLE",
+          `cannot reach the controller at ${address.host}:${address.port}: ${error.message}`,
+        ),
+      ),
     );
     socket.once("secureConnect", () => {
       try {
@@ -52,13 +66,20 @@ export function fetchControllerCa(address: HostPort, pin: string | undefined, ti
 function checkChain(leaf: DetailedPeerCertificate, expected: string | undefined): PinnedCa {
   if (leaf.raw === undefined) throw new CorralError("UNAVAILABLE", "the controller presented no certificate");
   let root = leaf;
-  for (let depth = 0; depth < 8 && root.issuerCertificate !== undefined && root.issuerCertificate !== root; depth++) {
+  for (
+    let depth = 0;
+    depth < 8 && root.issuerCertificate !== undefined && root.issuerCertificate !== root;
+    depth++
+  ) {
     root = root.issuerCertificate;
   }
   const ca = new X509Certificate(root.raw);
   const server = new X509Certificate(leaf.raw);
   if (!ca.ca || !server.checkIssued(ca) || !server.verify(ca.publicKey)) {
-    throw new CorralError("UNAVAILABLE", "the controller did not present a certificate chain ending in its CA");
+    throw new CorralError(
+      "UNAVAILABLE",
+      "the controller did not present a certificate chain ending in its CA",
+    );
   }
   const fingerprint = certificateFingerprint(new Uint8Array(ca.raw));
   if (expected !== undefined && fingerprint !== expected) {
@@ -71,9 +92,16 @@ function checkChain(leaf: DetailedPeerCertificate, expected: string | undefined)
 }
 
 export function normalizeFingerprint(text: string): string {
-  const hex = text.trim().toLowerCase().replace(/^sha256:/, "").replace(/:/g, "");
+  const hex = text
+    .trim()
+    .toLowerCase()
+    .replace(/^sha256:/, "")
+    .replace(/:/g, "");
   if (!/^[0-9a-f]{64}$/.test(hex)) {
-    throw CorralError.invalidArgument("--ca-fingerprint", `"${text}" is not a sha256 fingerprint (sha256:<64 hex digits>)`);
+    throw CorralError.invalidArgument(
+      "--ca-fingerprint",
+      `"${text}" is not a sha256 fingerprint (sha256:<64 hex digits>)`,
+    );
   }
   return `sha256:${hex}`;
 }

@@ -95,12 +95,14 @@ export class ControllerLink implements AsyncDisposable {
    */
   async join(address: string, options: { token?: string; signal?: AbortSignal } = {}): Promise<void> {
     if (this.authenticated) throw new CorralError("ALREADY_EXISTS", "Client is already authenticated");
-    if (this.#joining) throw new CorralError("FAILED_PRECONDITION", "a join request is already waiting for an answer");
+    if (this.#joining)
+      throw new CorralError("FAILED_PRECONDITION", "a join request is already waiting for an answer");
     this.#joining = true;
     try {
       const controller = parseHostPort(address, "hub_server_address");
       const tokenPin = options.token ? parseToken(options.token).caFingerprint : undefined;
-      const pin = this.#o.caFingerprint === undefined ? tokenPin : normalizeFingerprint(this.#o.caFingerprint);
+      const pin =
+        this.#o.caFingerprint === undefined ? tokenPin : normalizeFingerprint(this.#o.caFingerprint);
       const ca = await fetchControllerCa(controller, pin);
       if (ca.trustedOnFirstUse) {
         this.#o.logger.warn(
@@ -169,10 +171,13 @@ export class ControllerLink implements AsyncDisposable {
 
   /** Signs out: tells the controller the node leaves, and forgets the credentials. */
   async disconnect(): Promise<void> {
-    if (!this.authenticated) throw new CorralError("FAILED_PRECONDITION", "this node is not signed in to a hub");
+    if (!this.authenticated)
+      throw new CorralError("FAILED_PRECONDITION", "this node is not signed in to a hub");
     await this.client(AgentService)
       .leave({ reason: "disconnect requested on the node" })
-      .catch((error: unknown) => this.#o.logger.warn({ err: error }, "the controller did not hear that the node leaves"));
+      .catch((error: unknown) =>
+        this.#o.logger.warn({ err: error }, "the controller did not hear that the node leaves"),
+      );
     await this.#halt();
     await this.#o.store.clearCredentials();
     delete this.#o.identity.controller;
@@ -190,7 +195,10 @@ export class ControllerLink implements AsyncDisposable {
   }
 
   async #heartbeatLoop(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff(parseDuration(defaults.agent.initialBackoff), parseDuration(defaults.agent.maxBackoff));
+    const backoff = new Backoff(
+      parseDuration(defaults.agent.initialBackoff),
+      parseDuration(defaults.agent.maxBackoff),
+    );
     let delay = 0;
     let reported = false;
     while (!signal.aborted) {
@@ -211,16 +219,23 @@ export class ControllerLink implements AsyncDisposable {
         if (this.state.value !== "CONNECTED") this.#o.logger.info("connected to the controller");
         this.state.set("CONNECTED");
         backoff.reset();
-        delay = answer.nextIn === undefined ? parseDuration(defaults.liveness.minInterval) : durationMs(answer.nextIn);
+        delay =
+          answer.nextIn === undefined
+            ? parseDuration(defaults.liveness.minInterval)
+            : durationMs(answer.nextIn);
       } catch (error) {
         if (signal.aborted) return;
         const corral = fromConnectError(error);
         if (corral.code === "UNAUTHENTICATED") {
-          this.#o.logger.error({ err: corral.message }, "the controller no longer accepts this node; it must join again");
+          this.#o.logger.error(
+            { err: corral.message },
+            "the controller no longer accepts this node; it must join again",
+          );
           this.state.set("UNAUTHENTICATED");
           return;
         }
-        if (this.state.value === "CONNECTED") this.#o.logger.warn({ err: corral.message }, "lost the controller; retrying");
+        if (this.state.value === "CONNECTED")
+          this.#o.logger.warn({ err: corral.message }, "lost the controller; retrying");
         this.state.set("DISCONNECTED");
         reported = reported && corral.code !== "UNAVAILABLE";
         delay = backoff.next();
@@ -243,7 +258,8 @@ export class ControllerLink implements AsyncDisposable {
 
   async #renewIfDue(): Promise<void> {
     const credentials = this.#credentials;
-    if (credentials === undefined || Date.now() < certificateTimes(credentials.certificatePem).renewAt) return;
+    if (credentials === undefined || Date.now() < certificateTimes(credentials.certificatePem).renewAt)
+      return;
     const key = await createKeyAndCsr(this.#o.identity.name);
     const renewed = await this.client(JoinService).renewCertificate({ csrPem: key.csrPem });
     const next = { ...credentials, privateKeyPem: key.privateKeyPem, certificatePem: renewed.certificatePem };
@@ -260,7 +276,9 @@ export class ControllerLink implements AsyncDisposable {
       .updateSelf({
         fields: ["name", "metadata"],
         name: this.#o.identity.name,
-        metadata: Object.fromEntries(Object.entries(this.#o.identity.metadata).map(([k, v]) => [k, metadataToMessage(v)])),
+        metadata: Object.fromEntries(
+          Object.entries(this.#o.identity.metadata).map(([k, v]) => [k, metadataToMessage(v)]),
+        ),
       })
       .catch((error: unknown) => {
         throw fromConnectError(error);
@@ -311,4 +329,3 @@ function resourcesMessage(resources: Resources) {
     disks: resources.disks.map((disk) => ({ mount: disk.mount, sizeBytes: BigInt(disk.sizeBytes) })),
   };
 }
-

@@ -71,7 +71,9 @@ export class IdentityStore {
 
   /** Forgets the membership (the node was removed, or signed out): it has to join again. */
   async clearCredentials(): Promise<void> {
-    await Promise.all([files.key, files.certificate, files.ca].map((file) => rm(join(this.dir, file), { force: true })));
+    await Promise.all(
+      [files.key, files.certificate, files.ca].map((file) => rm(join(this.dir, file), { force: true })),
+    );
   }
 
   async #write(file: string, contents: string): Promise<void> {
@@ -85,7 +87,9 @@ export class IdentityStore {
 function encodeIdentity(identity: NodeIdentity): unknown {
   return {
     ...identity,
-    metadata: Object.fromEntries(Object.entries(identity.metadata).map(([k, v]) => [k, metadataValueToJson(v)])),
+    metadata: Object.fromEntries(
+      Object.entries(identity.metadata).map(([k, v]) => [k, metadataValueToJson(v)]),
+    ),
   };
 }
 
@@ -96,7 +100,9 @@ function decodeIdentity(text: string, path: string): NodeIdentity {
     const identity: NodeIdentity = {
       nodeId: String(json.nodeId),
       name: String(json.name),
-      metadata: Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, metadataValueFromJson(v, k)])),
+      metadata: Object.fromEntries(
+        Object.entries(metadata).map(([k, v]) => [k, metadataValueFromJson(v, k)]),
+      ),
     };
     const controller = json.controller as NodeIdentity["controller"] | undefined;
     if (controller !== undefined) identity.controller = controller;

@@ -4,21 +4,74 @@ import { corralVersion } from "../version.ts";
 import { registerControllerCommand } from "./commands/controller-command.ts";
 import { registerDemoCommand } from "./commands/demo-command.ts";
 import { registerNodesCommand } from "./commands/nodes-command.ts";
+import { registerRequestsCommand } from "./commands/requests-command.ts";
 import { registerStatusCommand } from "./commands/status-command.ts";
+import { registerTokenCommand } from "./commands/token-command.ts";
+import { registerUpCommand } from "./commands/up-command.ts";
 import { exitCode, exitCodeFor } from "./exit-codes.ts";
 
 const program = new Command("corral")
   .description("corral: a fleet control plane — controller, agents, and the tools to run them")
   .version(corralVersion)
-  .addOption(new Option("--server <host:port>", "the controller's loopback gRPC bridge").env("CORRAL_SERVER"))
+  .addOption(
+    new Option(
+      "--server <host:port>",
+      "the controller: its loopback bridge (default 127.0.0.1:8080), or its cluster listener with " +
+        "--credentials, --token or --ca (default 127.0.0.1:7443)",
+    ).env("CORRAL_SERVER"),
+  )
+  .addOption(
+    new Option(
+      "--credentials <dir>",
+      "client.crt, client.key and ca.crt (the controller writes the first admin's to <data dir>/admin): mutual TLS",
+    ).env("CORRAL_CREDENTIALS"),
+  )
+  .addOption(
+    new Option("--token <token>", "an operator access token (corral token create --role operator)").env(
+      "CORRAL_TOKEN",
+    ),
+  )
+  .addOption(
+    new Option("--ca <file>", "the controller's CA certificate, to check the cluster listener").env(
+      "CORRAL_CA",
+    ),
+  )
   .addOption(new Option("-o, --output <format>", "table or json").choices(["table", "json"]).default("table"))
   .exitOverride()
   .showHelpAfterError();
 
 registerDemoCommand(program);
 registerControllerCommand(program);
+registerUpCommand(program);
 registerStatusCommand(program);
 registerNodesCommand(program);
+registerRequestsCommand(program);
+registerTokenCommand(program);
+
+/**
+ * The subcommand named on the command line, skipping the program's own options and their values.
+ * Commander recognises program options after a subcommand too, so `corral up --token <join token>` would
+ * hand the agent's token to the global `--token` (an operator token). A subcommand that declares an
+ * option of the same name as a global one owns it: for it, global options count only before its name.
+ */
+function subcommandIn(argv: readonly string[]): Command | undefined {
+  const takesValue = new Set(
+    program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
+  );
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    if (arg === "--") return undefined;
+    if (takesValue.has(arg)) i++;
+    else if (!arg.startsWith("-"))
+      return program.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+  }
+  return undefined;
+}
+
+const globalFlags = new Set(program.options.map((o) => o.long));
+if (subcommandIn(process.argv.slice(2))?.options.some((o) => globalFlags.has(o.long))) {
+  program.enablePositionalOptions();
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -24,3 +24,18 @@ export function printJson(value: unknown): void {
     `${JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`,
   );
 }
+
+/** `label: value` lines with the values aligned; a row whose value is a list of rows nests under it. */
+export type Field = readonly [label: string, value: string | readonly Field[]];
+
+export function renderFields(fields: readonly Field[], indent = ""): string {
+  const width = Math.max(0, ...fields.map(([label]) => label.length + 1));
+  return fields
+    .map(([label, value]) =>
+      typeof value === "string"
+        ? `${indent}${`${label}:`.padEnd(width)}  ${value}`.trimEnd()
+        : `${indent}${label}:${value.length === 0 ? "  -" : `\n${renderFields(value, `${indent}  `).trimEnd()}`}`,
+    )
+    .join("\n")
+    .concat("\n");
+}

@@ -36,7 +36,10 @@ export class Membership implements AsyncDisposable {
   constructor(options: MembershipOptions) {
     this.#o = options;
     this.#tracker = new LivenessTracker({ clock: options.clock, ...defaults.liveness, ...options.liveness });
-    options.registry.useLastSeen((id) => this.#tracker.lastSeen(id));
+    // The controller's own node is alive for as long as anyone can ask.
+    options.registry.useLastSeen((id) =>
+      this.#isAgent(id) ? this.#tracker.lastSeen(id) : options.clock.now(),
+    );
   }
 
   async start(): Promise<void> {

@@ -9,8 +9,8 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { ClusterService } from "../../src/gen/corral/v1/cluster_pb.ts";
-import { Health } from "../../src/gen/grpc/health/v1/health_pb.ts";
 import { NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
+import { Health } from "../../src/gen/grpc/health/v1/health_pb.ts";
 import { CertificateAuthority } from "../../src/security/certificate-authority.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 
@@ -42,7 +42,10 @@ describe("controller listeners", () => {
 
   it("refuses a caller without a certificate, except on the open doors", async () => {
     const ca = await readFile(join(cluster.dataDir, "ca", "ca.crt"), "utf8");
-    const transport = createGrpcTransport({ baseUrl: `https://127.0.0.1:${cluster.clusterPort}`, nodeOptions: { ca } });
+    const transport = createGrpcTransport({
+      baseUrl: `https://127.0.0.1:${cluster.clusterPort}`,
+      nodeOptions: { ca },
+    });
     await assert.rejects(
       createClient(ClusterService, transport).getClusterStatus({}),
       (error: unknown) => error instanceof ConnectError && error.code === Code.Unauthenticated,
@@ -63,7 +66,10 @@ describe("controller listeners", () => {
   it("serves the native API to browsers over Connect and gRPC-Web, to holders of an operator token", async () => {
     const baseUrl = `http://127.0.0.1:${cluster.webPort}`;
     const anonymous = createClient(NodesService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
-    await assert.rejects(anonymous.listNodes({}), (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated);
+    await assert.rejects(
+      anonymous.listNodes({}),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.Unauthenticated,
+    );
     const { token } = await cluster.controller.context.tokens.create({
       role: "viewer",
       ttlMs: 60_000,

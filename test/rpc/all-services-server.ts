@@ -1,8 +1,11 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { ControlPlane as CartControlPlane } from "../../src/gen/control_plane_pb.ts";
+import { AgentService } from "../../src/gen/corral/v1/agent_pb.ts";
 import { ClusterService } from "../../src/gen/corral/v1/cluster_pb.ts";
+import { JoinService } from "../../src/gen/corral/v1/join_pb.ts";
 import { NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
+import { TokensService } from "../../src/gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../../src/gen/hub_client_pb.ts";
 import { HubServerService } from "../../src/gen/hub_server_pb.ts";
 import { DiscoveryService, NodeService, TUIService } from "../../src/gen/node_pb.ts";
@@ -17,6 +20,9 @@ import { RpcServer } from "../../src/rpc/rpc-server.ts";
 export const apiServices: readonly DescService[] = [
   NodesService,
   ClusterService,
+  JoinService,
+  TokensService,
+  AgentService,
   HubClientService,
   HubServerService,
   PipelinesService,

@@ -23,7 +23,11 @@ const stateEnum = {
 } as const;
 
 /** NanoPing's hub client API on the agent's local (loopback) API: the node signs itself in to its hub. */
-export function agentHubClientService({ link, store, services }: HubClientDeps): Partial<ServiceImpl<typeof HubClientService>> {
+export function agentHubClientService({
+  link,
+  store,
+  services,
+}: HubClientDeps): Partial<ServiceImpl<typeof HubClientService>> {
   const localNode = (): NodeRecord => {
     const now = Date.now();
     return {
@@ -74,12 +78,18 @@ export function agentHubClientService({ link, store, services }: HubClientDeps):
     /** Replaces the node's name and all of its metadata; a node sets only its own information. */
     async setNode(request) {
       if (!isSelf(request.nodeId)) {
-        throw new CorralError("PERMISSION_DENIED", `a node sets only its own information; this node is ${link.identity.nodeId}`);
+        throw new CorralError(
+          "PERMISSION_DENIED",
+          `a node sets only its own information; this node is ${link.identity.nodeId}`,
+        );
       }
       const name = request.name.trim() === "" ? link.identity.name : validateNodeName(request.name, "name");
       const metadata = validateMetadata(
         Object.fromEntries(
-          Object.entries(request.metadata?.items ?? {}).map(([key, item]) => [key, metadataFromItem(item, `metadata.items["${key}"]`)]),
+          Object.entries(request.metadata?.items ?? {}).map(([key, item]) => [
+            key,
+            metadataFromItem(item, `metadata.items["${key}"]`),
+          ]),
         ),
         "metadata.items",
       );
@@ -93,7 +103,10 @@ export function agentHubClientService({ link, store, services }: HubClientDeps):
     async authenticateByRequest(request, ctx) {
       if (link.authenticated) throw new CorralError("ALREADY_EXISTS", "Client is already authenticated");
       if (request.hubServerAddress.trim() === "") {
-        throw CorralError.invalidArgument("hub_server_address", "is empty; give the hub's address, e.g. http://127.0.0.1:8769");
+        throw CorralError.invalidArgument(
+          "hub_server_address",
+          "is empty; give the hub's address, e.g. http://127.0.0.1:8769",
+        );
       }
       await link.join(request.hubServerAddress, { signal: ctx.signal });
       return {};

@@ -7,7 +7,9 @@ import type { ControllerLink } from "../controller-link.ts";
  * NanoPing's hub server API on a node: "the Hub Server is accessible from every node". The node passes
  * each call on to its controller with its own identity, so the controller's access rules still apply.
  */
-export function forwardingHubServerService(link: ControllerLink): Partial<ServiceImpl<typeof HubServerService>> {
+export function forwardingHubServerService(
+  link: ControllerLink,
+): Partial<ServiceImpl<typeof HubServerService>> {
   const hub = () => link.client(HubServerService);
   const rethrow = (error: unknown): never => {
     throw fromConnectError(error);

@@ -1,26 +1,41 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
 import { resolveControllerConfig } from "../../controller/config.ts";
 import { defaults } from "../../defaults.ts";
 import { createLogger } from "../../observability/logger.ts";
+import { DemoAgents } from "../demo-agents.ts";
 import { closeOnSignals } from "../shutdown.ts";
 
+const clusterAddress = "127.0.0.1:7443";
+const firstAgentListenPort = 7444;
+
 /**
- * `npm start`: a whole cluster on this machine, on the addresses the seed documents use, so their
- * examples work as printed (`grpcurl -plaintext localhost:8080 list`, "My Controller").
+ * `npm start`: a whole cluster on this machine — a controller and three agents that join by token —
+ * on the addresses the seed documents use, so their examples work as printed
+ * (`grpcurl -plaintext localhost:8080 list`, "My Controller", `GetNodeInfo {"node_id": "agent-1"}`,
+ * NanoPing's `np up --grpc 127.0.0.1:10432`).
  */
 export function registerDemoCommand(program: Command): void {
   program
     .command("demo")
-    .description("start a demo cluster on this machine (data in ./.corral/demo)")
+    .description(
+      "start a demo cluster on this machine: a controller and three agents (data in ./.corral/demo)",
+    )
     .option("--data-dir <dir>", "where the demo keeps its state", defaults.demo.dataDir)
+    .option("--agents <n>", "how many agents to start", String(defaults.demo.agents))
     .option("--log-level <level>", "trace, debug, info, warn, error", "warn")
-    .action(async (options: { dataDir: string; logLevel: string }) => {
+    .action(async (options: { dataDir: string; agents: string; logLevel: string }) => {
       const logger = createLogger({ level: options.logLevel, name: "demo" });
+      const agentCount = Number(options.agents);
+      if (!Number.isInteger(agentCount) || agentCount < 0 || agentCount > 20) {
+        throw new Error(`--agents must be a whole number from 0 to 20, not "${options.agents}"`);
+      }
+      const dataDir = resolve(options.dataDir);
       const config = resolveControllerConfig(
         {
           node: { name: defaults.controller.nodeName },
-          http: { address: "127.0.0.1:7443" },
+          http: { address: clusterAddress },
           grpcBridge: { address: defaults.controller.bridgeAddress },
           web: { address: defaults.controller.webAddress },
           hubServer: {
@@ -29,27 +44,79 @@ export function registerDemoCommand(program: Command): void {
           shutdownGrace: "3s",
         },
         process.cwd(),
-        { dataDir: resolve(options.dataDir) },
+        { dataDir: join(dataDir, "controller") },
         "demo",
       );
-      // Loaded on demand: the other commands start faster without the controller's dependencies.
       const { Controller } = await import("../../controller/controller.ts");
       const controller = await Controller.start(config, logger);
+      const agents = new DemoAgents(logger);
+      const specs = DemoAgents.specs(
+        agentCount,
+        defaults.demo.agentLocalApiFirstPort,
+        firstAgentListenPort,
+        dataDir,
+      );
+      const { token } = await controller.context.tokens.create({
+        role: "node",
+        ttlMs: 600_000,
+        uses: specs.length,
+        description: "demo agents",
+        createdBy: "demo",
+        caFingerprint: controller.ca.fingerprint,
+      });
+      for (const spec of specs) agents.start(spec, controller.addresses.cluster, token);
+      const ready = await waitForReady(
+        controller.context.registry,
+        specs.map((s) => s.name),
+        60_000,
+      );
+
       const bridge = controller.addresses.bridge.replace("127.0.0.1", "localhost");
+      const next = specs.length + 1;
       process.stdout.write(
-        `\ncorral demo cluster is up (data in ${config.dataDir})\n\n` +
+        `\ncorral demo cluster is up (data in ${dataDir})\n\n` +
           `  controller "${config.nodeName}"\n` +
-          `    cluster gRPC (TLS)     ${controller.addresses.cluster}   CA ${controller.ca.fingerprint}\n` +
-          `    bridge gRPC (h2c)      ${controller.addresses.bridge}\n` +
-          `    web, /metrics          ${controller.webUrl}\n\n` +
-          "Try:\n" +
+          `    cluster gRPC (TLS)   ${controller.addresses.cluster}   CA ${controller.ca.fingerprint}\n` +
+          `    bridge gRPC (h2c)    ${controller.addresses.bridge}\n` +
+          `    web, /metrics        ${controller.webUrl}\n` +
+          `    admin credentials    ${controller.adminCredentialsDir}\n` +
+          specs
+            .map(
+              (s) =>
+                `  ${s.name.padEnd(10)} local API ${s.localApi}   listener ${s.listen}   ${ready.has(s.name) ? "ready" : "starting"}\n`,
+            )
+            .join("") +
+          "\nTry:\n" +
           "  npx corral status\n" +
           "  npx corral nodes ls\n" +
           `  grpcurl -plaintext ${bridge} list\n` +
-          `  grpcurl -plaintext ${bridge} distributed_llm.DiscoveryService/GetClusterInfo\n` +
+          `  grpcurl -plaintext -d '{"node_id": "agent-1"}' ${bridge} distributed_llm.NodeService/GetNodeInfo\n` +
           `  curl ${controller.webUrl}/metrics\n\n` +
+          "Add a node by request and accept it:\n" +
+          `  npx corral up --name agent-${next} --grpc 127.0.0.1:${defaults.demo.agentLocalApiFirstPort + next - 1} ` +
+          `--listen 127.0.0.1:${firstAgentListenPort + next - 1} --data-dir ${join(options.dataDir, `agent-${next}`)} --join ${clusterAddress}\n` +
+          "  npx corral requests ls\n" +
+          `  npx corral requests accept agent-${next}\n\n` +
           "Ctrl-C stops the cluster (twice: at once).\n",
       );
-      await closeOnSignals(() => controller.close(), logger);
+      await closeOnSignals(async () => {
+        await agents.stop();
+        await controller.close();
+      }, logger);
     });
+}
+
+async function waitForReady(
+  registry: { list(): Promise<{ nodes: { name: string; status: string }[] }> },
+  names: readonly string[],
+  timeoutMs: number,
+): Promise<Set<string>> {
+  const deadline = Date.now() + timeoutMs;
+  const ready = new Set<string>();
+  while (Date.now() < deadline && ready.size < names.length) {
+    const { nodes } = await registry.list();
+    for (const node of nodes) if (names.includes(node.name) && node.status === "ready") ready.add(node.name);
+    if (ready.size < names.length) await sleep(200);
+  }
+  return ready;
 }

@@ -2,24 +2,18 @@ import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { ClusterService, GetClusterStatusResponseSchema } from "../../gen/corral/v1/cluster_pb.ts";
-import { controllerClient, fromConnectError } from "../client.ts";
-import { parseOutputFormat, printJson } from "../output.ts";
+import { globalsOf } from "../global-options.ts";
+import { printJson } from "../output.ts";
 
 export function registerStatusCommand(program: Command): void {
   program
     .command("status")
     .description("show the controller and a count of nodes by state")
     .action(async (_options: unknown, command: Command) => {
-      const global = command.optsWithGlobals<{ server?: string; output: string }>();
-      const output = parseOutputFormat(global.output);
-      const client = controllerClient(
-        ClusterService,
-        global.server === undefined ? {} : { server: global.server },
-      );
-      const status = await client.getClusterStatus({}).catch((error: unknown) => {
-        throw fromConnectError(error, global.server ?? "the default bridge");
-      });
-      if (output === "json") {
+      const globals = globalsOf(command);
+      const connection = await globals.connect();
+      const status = await connection.call(connection.client(ClusterService).getClusterStatus({}));
+      if (globals.output === "json") {
         printJson(toJson(GetClusterStatusResponseSchema, status));
         return;
       }
