@@ -38,6 +38,12 @@ export class PrincipalResolver {
     if ((await this.#store.get(revokedPrefix + serial)) !== undefined) {
       throw new CorralError("UNAUTHENTICATED", `certificate ${serial} was revoked`);
     }
+    if (principal.kind === "controller") {
+      const controller = await this.#registry.get(principal.controllerId).catch(() => undefined);
+      if (controller?.role !== "controller" || controller.status === "left") {
+        throw new CorralError("UNAUTHENTICATED", `controller ${principal.controllerId} is not a controller of this cluster`);
+      }
+    }
     if (principal.kind === "node") {
       const node = await this.#registry.get(principal.nodeId).catch((error: unknown) => {
         if (error instanceof CorralError && error.code === "NOT_FOUND") return undefined;

@@ -13,6 +13,8 @@ export type Principal =
       /** Certificate serial, or token id for a bearer token. */
       readonly credential: string;
     }
+  /** A controller of this cluster, calling an agent for an operator it has already authorized. */
+  | { readonly kind: "controller"; readonly role: "admin"; readonly controllerId: string; readonly serial: string }
   /** A caller on the loopback bridge: someone with a shell on the controller's machine. */
   | { readonly kind: "local"; readonly role: "admin" }
   | { readonly kind: "anonymous" };
@@ -27,6 +29,8 @@ export function describePrincipal(principal: Principal): string {
       return `node:${principal.nodeId}`;
     case "operator":
       return `${principal.role}:${principal.name}`;
+    case "controller":
+      return `controller:${principal.controllerId}`;
     case "local":
       return "local";
     case "anonymous":
@@ -46,7 +50,15 @@ export function operatorIdentityUri(role: Exclude<Role, "node">, name: string): 
   return `corral://operator/${role}/${encodeURIComponent(name)}`;
 }
 
+export function controllerIdentityUri(controllerId: string): string {
+  return `corral://controller/${encodeURIComponent(controllerId)}`;
+}
+
 export function principalFromUri(uri: string, serial: string): Principal | undefined {
+  const controller = /^corral:\/\/controller\/([^/]+)$/.exec(uri);
+  if (controller?.[1] !== undefined) {
+    return { kind: "controller", role: "admin", controllerId: decodeURIComponent(controller[1]), serial };
+  }
   const node = /^corral:\/\/node\/([^/]+)$/.exec(uri);
   if (node?.[1] !== undefined)
     return { kind: "node", role: "node", nodeId: decodeURIComponent(node[1]), serial };
