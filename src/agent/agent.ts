@@ -17,6 +17,7 @@ import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
 import { RotatingCertificates, requiredClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { corralVersion } from "../version.ts";
+import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
 import { IdentityStore, type NodeIdentity } from "./identity-store.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
@@ -92,7 +93,7 @@ export class Agent implements AsyncDisposable {
     const servers: RpcServer[] = [];
     try {
       const clusterTls = new RotatingCertificates();
-      const cluster = new RpcServer({ interceptors: [observeCalls(logger)] });
+      const cluster = new RpcServer({ interceptors: [observeCalls(logger), agentListenerAccess()] });
       servers.push(cluster);
       const listenPort = await cluster.listen(
         formatHostPort(listen),

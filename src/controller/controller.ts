@@ -30,6 +30,7 @@ import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { corralVersion } from "../version.ts";
 import { ensureAdminCredentials } from "./admin-credentials.ts";
+import { AgentDialer } from "./agent-dialer.ts";
 import { ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
 import type { ControllerConfig } from "./config.ts";
 import { Membership } from "./membership.ts";
@@ -194,6 +195,7 @@ export class Controller implements AsyncDisposable {
           requestTimeoutMs: config.authenticationByRequestTimeoutMs,
         }),
         heartbeats: membership,
+        agents: new AgentDialer(registry, ca, controllerNodeId),
         joinRequests,
         tokens,
         ca,

@@ -1,7 +1,10 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
 import type { AuditLog } from "../core/audit-log.ts";
 import type { Clock } from "../core/clock.ts";
 import type { EventFeed } from "../core/event-feed.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
+import type { NodeRecord } from "../core/node.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
 import type { Admission } from "../security/admission.ts";
@@ -21,6 +24,12 @@ export interface ClusterFacts {
   readonly storeKind: string;
 }
 
+/** Reaching a node's agent (the controller dials it over mTLS). */
+export interface AgentReach {
+  resolve(nodeIdOrName: string): Promise<NodeRecord>;
+  client<S extends DescService>(service: S, node: NodeRecord): Promise<Client<S>>;
+}
+
 /** Liveness as faces see it: a node says it is alive and learns when to say it again. */
 export interface Heartbeats {
   heartbeat(nodeId: string): Promise<number>;
@@ -36,6 +45,7 @@ export interface FaceContext {
   readonly facts: ClusterFacts;
   readonly admission: Admission;
   readonly heartbeats: Heartbeats;
+  readonly agents: AgentReach;
   readonly joinRequests: JoinRequestBook;
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;
