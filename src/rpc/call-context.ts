@@ -20,18 +20,20 @@ import { CorralError } from "../core/errors.ts";
 
 /**
  * A Connect HandlerContext for a call that arrived through grpc-js, so one ServiceImpl serves both
- * transports. Headers are converted only when a handler asks for them: most calls never do, and
- * building a Headers object per call is a measurable part of a small unary call's cost.
+ * transports. Everything a handler may never look at is made on first use: most calls never read
+ * headers, values or the signal, and a small unary call is cheap enough that building them shows.
+ * A signal asked for late reports what happened before (the call cancelled or ended, the deadline
+ * passed, abort() called).
  */
 export class GrpcHandlerContext implements HandlerContext {
   readonly method: DescMethod;
   readonly service: DescService;
   readonly protocolName = "grpc";
   readonly requestMethod = "POST";
-  readonly values: ContextValues;
   readonly #call: ServerSurfaceCall;
-  readonly #controller = new AbortController();
-  readonly #deadline: number | undefined;
+  #values: ContextValues | undefined;
+  #controller: AbortController | undefined;
+  #disposed = false;
   #deadlineTimer: NodeJS.Timeout | undefined;
   #requestHeader: Headers | undefined;
   #responseHeader: Headers | undefined;
@@ -41,22 +43,29 @@ export class GrpcHandlerContext implements HandlerContext {
     this.#call = call;
     this.method = method;
     this.service = method.parent;
-    this.values = values ?? createContextValues();
-    const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-    if (Number.isFinite(deadlineMs)) {
-      this.#deadline = deadlineMs;
-      const remaining = Math.max(0, deadlineMs - Date.now());
-      this.#deadlineTimer = setTimeout(
-        () => this.abort(new CorralError("DEADLINE_EXCEEDED", "the call's deadline passed")),
-        remaining,
-      );
-      this.#deadlineTimer.unref();
-    }
-    call.once("cancelled", () => this.abort(new CorralError("CANCELLED", "the client cancelled the call")));
+    this.#values = values;
+  }
+
+  get values(): ContextValues {
+    this.#values ??= createContextValues();
+    return this.#values;
   }
 
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      const controller = new AbortController();
+      this.#controller = controller;
+      const deadline = this.#deadline();
+      if (this.#call.cancelled) this.#abortWith(cancelled);
+      else if (deadline !== undefined && deadline <= Date.now()) this.#abortWith(deadlineExceeded);
+      else {
+        this.#call.once("cancelled", () => this.#abortWith(cancelled));
+        if (deadline !== undefined && !this.#disposed) {
+          this.#deadlineTimer = setTimeout(() => this.#abortWith(deadlineExceeded), deadline - Date.now());
+          this.#deadlineTimer.unref();
+        }
+      }
+    }
     return this.#controller.signal;
   }
 
@@ -73,8 +82,10 @@ export class GrpcHandlerContext implements HandlerContext {
     return this.#call;
   }
 
-  timeoutMs = (): number | undefined =>
-    this.#deadline === undefined ? undefined : this.#deadline - Date.now();
+  timeoutMs = (): number | undefined => {
+    const deadline = this.#deadline();
+    return deadline === undefined ? undefined : deadline - Date.now();
+  };
 
   get requestHeader(): Headers {
     this.#requestHeader ??= metadataToHeaders(this.#call.metadata);
@@ -101,17 +112,34 @@ export class GrpcHandlerContext implements HandlerContext {
   }
 
   abort(reason?: unknown): void {
-    this.dispose();
-    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+    this.#abortWith(() => reason);
   }
 
   dispose(): void {
+    this.#disposed = true;
     if (this.#deadlineTimer !== undefined) {
       clearTimeout(this.#deadlineTimer);
       this.#deadlineTimer = undefined;
     }
   }
+
+  /** Aborts the signal (made now if need be) unless it is aborted already; `reason` is made only then. */
+  #abortWith(reason: () => unknown): void {
+    this.dispose();
+    const signal = this.signal;
+    if (!signal.aborted) this.#controller?.abort(reason());
+  }
+
+  /** The call's deadline in ms since the epoch; undefined when it has none. */
+  #deadline(): number | undefined {
+    const deadline = this.#call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    return Number.isFinite(deadlineMs) ? deadlineMs : undefined;
+  }
 }
+
+const cancelled = () => new CorralError("CANCELLED", "the client cancelled the call");
+const deadlineExceeded = () => new CorralError("DEADLINE_EXCEEDED", "the call's deadline passed");
 
 function metadataToHeaders(metadata: Metadata): Headers {
   const headers = new Headers();
