@@ -1,0 +1,434 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseDuration } from "../../../core/duration.ts";
+import { CorralError, ErrorCode } from "../../../core/errors.ts";
+import { defaults } from "../../../defaults.ts";
+import {
+  cancelled,
+  checkLevel,
+  checkPin,
+  checkPulseMs,
+  type GpioBackend,
+  type GpioLevel,
+  LineLocks,
+  lineBusy,
+  opposite,
+  resolveChip,
+} from "./gpio-backend.ts";
+import {
+  classifyToolFailure,
+  type DetectedChip,
+  type GpiodMajor,
+  gpiodArgv,
+  lastLine,
+  parseGpiodetect,
+  parseGpioget,
+  parseGpioinfo,
+  parseToolsVersion,
+  toolFailureCode,
+} from "./gpiod-tools.ts";
+
+export interface GpiochipGpioOptions {
+  /** Folder holding gpioset, gpioget, gpioinfo and gpiodetect; default: found on PATH. */
+  toolDir?: string;
+  /** Each tool run is killed after this (a pulse gets its own length on top); default 5 s. */
+  timeoutMs?: number;
+  /** How long a started gpioset may take to show as holding its line; default 2 s. */
+  holdConfirmTimeoutMs?: number;
+  /** Environment of the tools; default: the agent's. */
+  env?: NodeJS.ProcessEnv;
+}
+
+type ToolName = "gpioset" | "gpioget" | "gpioinfo" | "gpiodetect";
+
+interface ToolResult {
+  stdout: string;
+  stderr: string;
+}
+
+interface Holder {
+  readonly child: ChildProcess;
+  readonly level: GpioLevel;
+  readonly exited: Promise<void>;
+  stderr: string;
+}
+
+const stderrCap = 4096;
+
+/**
+ * GPIO through the kernel's character device (/dev/gpiochipN), driven by the libgpiod command-line tools
+ * run as argv (no shell) with a timeout.
+ *
+ * The kernel keeps a line driven only while a process holds it, so a written line is held by a
+ * `gpioset` in signal mode (v1) / default mode (v2) that this backend keeps running until the next write
+ * or pulse of that line, or `close()`. A write is confirmed only once `gpioinfo` shows the line as an
+ * output in use; a read of a line this backend holds answers the level it drives (the kernel refuses a
+ * second request of a held line). Changing a held line restarts its gpioset, so the line is released for
+ * the moment between the two processes.
+ */
+export class GpiochipGpio implements GpioBackend {
+  readonly kind = "gpiochip" as const;
+  readonly chips: readonly string[];
+  readonly major: GpiodMajor;
+  readonly #detected: ReadonlyMap<string, DetectedChip>;
+  readonly #toolDir: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #confirmMs: number;
+  readonly #env: NodeJS.ProcessEnv | undefined;
+  readonly #holders = new Map<string, Holder>();
+  readonly #locks = new LineLocks();
+  readonly #onExit = () => {
+    for (const holder of this.#holders.values()) holder.child.kill("SIGTERM");
+  };
+  #closed = false;
+
+  private constructor(
+    detected: readonly DetectedChip[],
+    major: GpiodMajor,
+    options: GpiochipGpioOptions,
+    timeoutMs: number,
+  ) {
+    this.chips = detected.map((chip) => chip.name);
+    this.#detected = new Map(detected.map((chip) => [chip.name, chip]));
+    this.major = major;
+    this.#toolDir = options.toolDir;
+    this.#timeoutMs = timeoutMs;
+    this.#confirmMs =
+      options.holdConfirmTimeoutMs ?? parseDuration(defaults.agentHardware.gpioHoldConfirmTimeout);
+    this.#env = options.env;
+    // Holders must not outlive the agent: a stray gpioset would keep its line busy for the next start.
+    process.on("exit", this.#onExit);
+  }
+
+  /** Finds the chips (`gpiodetect`) and the tools' generation (`gpioset --version`); fails when either fails. */
+  static async open(options: GpiochipGpioOptions = {}): Promise<GpiochipGpio> {
+    const timeoutMs = options.timeoutMs ?? parseDuration(defaults.agentHardware.gpioToolTimeout);
+    const run = (tool: ToolName, args: string[]) =>
+      runTool(toolPath(options.toolDir, tool), args, { timeoutMs, env: options.env });
+    const version = await run("gpioset", gpiodArgv.version());
+    const major = parseToolsVersion(`${version.stdout}\n${version.stderr}`);
+    if (major === undefined) {
+      throw new CorralError(
+        ErrorCode.FailedPrecondition,
+        `gpioset --version printed no libgpiod version: ${lastLine(version.stdout) || "(nothing)"}`,
+      );
+    }
+    const detected = parseGpiodetect((await run("gpiodetect", gpiodArgv.detect())).stdout);
+    if (detected.length === 0) {
+      throw new CorralError(ErrorCode.FailedPrecondition, "gpiodetect found no GPIO chip");
+    }
+    return new GpiochipGpio(detected, major, options, timeoutMs);
+  }
+
+  lines(chip?: string): number {
+    return this.#detected.get(resolveChip(this.chips, chip))?.lines ?? 0;
+  }
+
+  async write(pin: number, level: GpioLevel, chip?: string): Promise<GpioLevel> {
+    const { name, offset } = this.#line(pin, chip);
+    checkLevel(level);
+    return this.#locks.run(`${name}:${offset}`, async () => {
+      this.#checkOpen();
+      await this.#release(name, offset);
+      return this.#hold(name, offset, level);
+    });
+  }
+
+  async read(pin: number, chip?: string): Promise<GpioLevel> {
+    const { name, offset } = this.#line(pin, chip);
+    return this.#locks.run(`${name}:${offset}`, async () => {
+      this.#checkOpen();
+      const holder = this.#liveHolder(name, offset);
+      if (holder !== undefined) return holder.level;
+      const result = await this.#tool("gpioget", gpiodArgv.get(this.major, name, offset), name, offset);
+      const level = parseGpioget(result.stdout);
+      if (level === undefined) {
+        throw new CorralError(
+          ErrorCode.Unavailable,
+          `gpioget printed no level for ${name} line ${offset}: ${lastLine(result.stdout) || "(nothing)"}`,
+        );
+      }
+      return level;
+    });
+  }
+
+  async pulse(
+    pin: number,
+    level: GpioLevel,
+    ms: number,
+    chip?: string,
+    signal?: AbortSignal,
+  ): Promise<GpioLevel> {
+    const { name, offset } = this.#line(pin, chip);
+    checkLevel(level);
+    checkPulseMs(ms);
+    return this.#locks.run(`${name}:${offset}`, async () => {
+      this.#checkOpen();
+      const isAborted = () => signal?.aborted === true;
+      if (isAborted()) throw cancelled("the pulse");
+      await this.#release(name, offset);
+      let aborted = false;
+      try {
+        await this.#tool("gpioset", gpiodArgv.pulse(this.major, name, offset, level, ms), name, offset, {
+          timeoutMs: ms + this.#timeoutMs,
+          ...(signal === undefined ? {} : { signal }),
+        });
+      } catch (error) {
+        if (!isAborted()) throw error;
+        aborted = true; // cut short: still leave the line at the opposite level
+      }
+      const final = await this.#hold(name, offset, opposite(level));
+      if (aborted) throw cancelled("the pulse");
+      return final;
+    });
+  }
+
+  async probe(): Promise<string> {
+    this.#checkOpen();
+    for (const [key, holder] of this.#holders) {
+      if (!isRunning(holder.child)) {
+        const why = lastLine(holder.stderr);
+        throw new Error(`the gpioset holding ${key.replace(":", " line ")} exited${why ? `: ${why}` : ""}`);
+      }
+    }
+    const detected = parseGpiodetect((await this.#runRaw("gpiodetect", gpiodArgv.detect())).stdout);
+    const missing = this.chips.filter((chip) => !detected.some((found) => found.name === chip));
+    if (missing.length > 0) throw new Error(`GPIO chip gone: ${missing.join(", ")}`);
+    const list = detected.map((chip) => `${chip.name} [${chip.label}] ${chip.lines} lines`).join(", ");
+    return `kernel GPIO character device (libgpiod tools v${this.major}): ${list}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    process.off("exit", this.#onExit);
+    await Promise.all([...this.#holders.values()].map((holder) => stopHolder(holder)));
+    this.#holders.clear();
+  }
+
+  /** The consumer the kernel names for a line, from gpioinfo; undefined when it cannot be read. */
+  async consumerOf(chip: string, pin: number): Promise<string | undefined> {
+    try {
+      const info = parseGpioinfo((await this.#runRaw("gpioinfo", gpiodArgv.info(this.major, chip))).stdout);
+      return info.find((entry) => entry.chip === chip)?.lineInfo.find((line) => line.offset === pin)
+        ?.consumer;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #line(pin: number, chip: string | undefined): { name: string; offset: number } {
+    const name = resolveChip(this.chips, chip);
+    return { name, offset: checkPin(pin, this.lines(name), name) };
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new CorralError(ErrorCode.Unavailable, "the GPIO backend is closed");
+  }
+
+  #liveHolder(chip: string, pin: number): Holder | undefined {
+    const key = `${chip}:${pin}`;
+    const holder = this.#holders.get(key);
+    if (holder === undefined) return undefined;
+    if (isRunning(holder.child)) return holder;
+    this.#holders.delete(key);
+    return undefined;
+  }
+
+  async #release(chip: string, pin: number): Promise<void> {
+    const key = `${chip}:${pin}`;
+    const holder = this.#holders.get(key);
+    if (holder === undefined) return;
+    this.#holders.delete(key);
+    await stopHolder(holder);
+  }
+
+  /** Starts a gpioset that keeps `level` on the line, and waits until gpioinfo shows it holding the line. */
+  async #hold(chip: string, pin: number, level: GpioLevel): Promise<GpioLevel> {
+    const child = spawn(this.#program("gpioset"), gpiodArgv.hold(this.major, chip, pin, level), {
+      stdio: ["ignore", "ignore", "pipe"],
+      ...(this.#env === undefined ? {} : { env: this.#env }),
+    });
+    let spawnError: Error | undefined;
+    const holder: Holder = {
+      child,
+      level,
+      stderr: "",
+      exited: new Promise<void>((resolve) => {
+        child.once("exit", () => resolve());
+        child.once("error", (error) => {
+          spawnError = error;
+          resolve();
+        });
+      }),
+    };
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
+      if (holder.stderr.length < stderrCap) holder.stderr += chunk.slice(0, stderrCap - holder.stderr.length);
+    });
+    const deadline = Date.now() + this.#confirmMs;
+    for (;;) {
+      const exited = await Promise.race([holder.exited.then(() => true), sleep(20).then(() => false)]);
+      if (exited) {
+        if (spawnError !== undefined) throw this.#spawnFailure("gpioset", spawnError);
+        throw await this.#failure("gpioset", holder.stderr, chip, pin);
+      }
+      const line = await this.#lineInfo(chip, pin);
+      if (line?.used === true && line.direction === "output") break;
+      if (Date.now() >= deadline) {
+        await stopHolder(holder);
+        throw new CorralError(
+          ErrorCode.Unavailable,
+          `gpioset did not take ${chip} line ${pin} within ${this.#confirmMs} ms`,
+        );
+      }
+    }
+    this.#holders.set(`${chip}:${pin}`, holder);
+    return level;
+  }
+
+  async #lineInfo(chip: string, pin: number) {
+    const info = parseGpioinfo((await this.#runRaw("gpioinfo", gpiodArgv.info(this.major, chip))).stdout);
+    return info.find((entry) => entry.chip === chip)?.lineInfo.find((line) => line.offset === pin);
+  }
+
+  /** Runs a tool about one line; a failure becomes the CorralError its message calls for. */
+  async #tool(
+    tool: ToolName,
+    args: string[],
+    chip: string,
+    pin: number,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<ToolResult> {
+    try {
+      return await runTool(this.#program(tool), args, {
+        timeoutMs: options.timeoutMs ?? this.#timeoutMs,
+        env: this.#env,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+    } catch (error) {
+      if (error instanceof ToolExit) throw await this.#failure(tool, error.stderr, chip, pin);
+      throw error;
+    }
+  }
+
+  async #runRaw(tool: ToolName, args: string[]): Promise<ToolResult> {
+    try {
+      return await runTool(this.#program(tool), args, { timeoutMs: this.#timeoutMs, env: this.#env });
+    } catch (error) {
+      if (error instanceof ToolExit) {
+        throw new CorralError(
+          ErrorCode.Unavailable,
+          `${tool} failed: ${lastLine(error.stderr) || error.message}`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async #failure(tool: ToolName, stderr: string, chip: string, pin: number): Promise<CorralError> {
+    const kind = classifyToolFailure(stderr);
+    if (kind === "busy") return lineBusy(chip, pin, await this.consumerOf(chip, pin));
+    const why = lastLine(stderr) || `${tool} failed`;
+    const hint =
+      kind === "permission" ? " (the agent needs read/write access to /dev/gpiochip*: the gpio group)" : "";
+    return new CorralError(toolFailureCode[kind], `${chip} line ${pin}: ${why}${hint}`, {
+      details: { chip, pin: String(pin) },
+    });
+  }
+
+  #spawnFailure(tool: ToolName, error: Error): CorralError {
+    return spawnFailure(this.#program(tool), error);
+  }
+
+  #program(tool: ToolName): string {
+    return toolPath(this.#toolDir, tool);
+  }
+}
+
+function toolPath(toolDir: string | undefined, tool: ToolName): string {
+  return toolDir === undefined ? tool : path.join(toolDir, tool);
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null && child.pid !== undefined;
+}
+
+/** SIGTERM (gpioset releases its lines and exits), then SIGKILL if it lingers. */
+async function stopHolder(holder: Holder): Promise<void> {
+  if (!isRunning(holder.child)) {
+    await holder.exited;
+    return;
+  }
+  holder.child.kill("SIGTERM");
+  const stopped = await Promise.race([holder.exited.then(() => true), sleep(2_000).then(() => false)]);
+  if (!stopped) {
+    holder.child.kill("SIGKILL");
+    await holder.exited;
+  }
+}
+
+/** A tool that ran and failed (non-zero exit, killed by its timeout). */
+class ToolExit extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+function spawnFailure(program: string, error: Error): CorralError {
+  if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+    return new CorralError(
+      ErrorCode.FailedPrecondition,
+      `${program} not found: install the libgpiod tools (Debian package "gpiod")`,
+      { cause: error },
+    );
+  }
+  return new CorralError(ErrorCode.Unavailable, `cannot run ${program}: ${error.message}`, { cause: error });
+}
+
+/** execFile with a timeout and an optional abort signal; no shell. */
+function runTool(
+  program: string,
+  args: string[],
+  options: { timeoutMs: number; env: NodeJS.ProcessEnv | undefined; signal?: AbortSignal },
+): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      program,
+      args,
+      {
+        timeout: options.timeoutMs,
+        killSignal: "SIGKILL",
+        maxBuffer: 1024 * 1024,
+        encoding: "utf8",
+        ...(options.env === undefined ? {} : { env: options.env }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      },
+      (error, stdout, stderr) => {
+        if (error === null) {
+          resolve({ stdout, stderr });
+          return;
+        }
+        const failure = error as NodeJS.ErrnoException & { killed?: boolean; code?: unknown };
+        if (typeof failure.code === "string" && failure.code !== "ABORT_ERR") {
+          reject(spawnFailure(program, error));
+        } else if (failure.name === "AbortError" || failure.code === "ABORT_ERR") {
+          reject(new ToolExit(`${path.basename(program)} was cancelled`, stderr));
+        } else if (failure.killed === true) {
+          reject(
+            new CorralError(
+              ErrorCode.DeadlineExceeded,
+              `${path.basename(program)} did not finish within ${options.timeoutMs} ms`,
+            ),
+          );
+        } else {
+          reject(new ToolExit(`${path.basename(program)} exited with ${String(failure.code)}`, stderr));
+        }
+      },
+    );
+  });
+}

@@ -1,0 +1,65 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { NodeAgent } from "../../gen/picontroller_pb.ts";
+import type { Logger } from "../../observability/logger.ts";
+import type { ConnectionStateName } from "../connection-state.ts";
+import { CommandExecutor } from "./exec/command-executor.ts";
+import { execAndLogsService } from "./exec-and-logs-service.ts";
+import type { GpioBackend } from "./gpio/gpio-backend.ts";
+import { createGpioBackend } from "./gpio/select-backend.ts";
+import type { AgentLogRing } from "./logs/ring-log-source.ts";
+import { LogSourceRegistry } from "./logs/log-source-registry.ts";
+import { metricsAndGpioService } from "./metrics-and-gpio-service.ts";
+
+export interface NodeAgentOptions {
+  readonly dataDir: string;
+  readonly nodeId: () => string;
+  readonly controllerState: () => ConnectionStateName;
+  readonly logger: Logger;
+  /** The node's own log lines (fed by the logger's tee). */
+  readonly logRing: AgentLogRing;
+}
+
+/** Pi-Controller's NodeAgent on this machine: metrics, GPIO, allow-listed exec and logs, with their parts. */
+export interface LocalNodeAgent extends AsyncDisposable {
+  readonly impl: ServiceImpl<typeof NodeAgent>;
+  readonly gpio: GpioBackend;
+  readonly gpioKind: string;
+  readonly logs: LogSourceRegistry;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the NodeAgent for this node: the GPIO backend is chosen once, at start (the kernel's GPIO
+ * character device where the node has one, a simulated bank elsewhere), and shown by HealthCheck.
+ */
+export async function createNodeAgent(options: NodeAgentOptions): Promise<LocalNodeAgent> {
+  const selection = await createGpioBackend({
+    dataDir: options.dataDir,
+    onWarning: (message: string) => options.logger.warn(message),
+  });
+  options.logger.info({ gpio: selection.kind, reason: selection.reason }, "GPIO backend chosen");
+  const logs = new LogSourceRegistry({ agent: options.logRing, journal: "detect" });
+  const executor = new CommandExecutor({
+    logger: options.logger,
+    audit: (entry) => options.logger.info({ audit: entry }, `exec ${entry.command}: ${entry.outcome}`),
+  });
+  const impl: ServiceImpl<typeof NodeAgent> = {
+    ...metricsAndGpioService({
+      gpio: selection.backend,
+      gpioReason: selection.reason,
+      nodeId: options.nodeId,
+      dataDir: options.dataDir,
+      startedAt: Date.now(),
+      controllerState: options.controllerState,
+    }),
+    ...execAndLogsService({ executor, logs }),
+  };
+  return {
+    impl,
+    gpio: selection.backend,
+    gpioKind: selection.kind,
+    logs,
+    close: () => selection.backend.close(),
+    [Symbol.asyncDispose]: () => selection.backend.close(),
+  };
+}
