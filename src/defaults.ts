@@ -60,6 +60,138 @@ export const defaults = {
     dataDir: ".corral/agent",
     localApiAddress: "127.0.0.1:10432",
   },
+  /** The node's hardware as the Pi-Controller NodeAgent shows it: GPIO, metrics, health. */
+  agentHardware: {
+    /** "auto": the kernel GPIO character device when the node has one and the libgpiod tools work. */
+    gpio: "auto",
+    /** Lines of the simulated bank (a Raspberry Pi's BCM count). */
+    simulatedGpioLines: 54,
+    /** File in the agent's data dir that keeps the simulated bank's levels across restarts. */
+    simulatedGpioStateFile: "gpio-sim.json",
+    /** Each run of a libgpiod tool (gpioset, gpioget, gpioinfo, gpiodetect) is killed after this. */
+    gpioToolTimeout: "5s",
+    /** How long a driven line's gpioset may take to show as holding the line before the write fails. */
+    gpioHoldConfirmTimeout: "2s",
+    /** `vcgencmd measure_temp` (Raspberry Pi firmware) is killed after this. */
+    vcgencmdTimeout: "2s",
+    /** si.fsSize (df) can hang on a dead network mount: metrics report no disks after this. */
+    diskListTimeout: "5s",
+    health: {
+      /** Free space on the data dir's file system below this percent: DEGRADED; below the next: UNHEALTHY. */
+      diskFreeDegradedPercent: 5,
+      diskFreeUnhealthyPercent: 1,
+      /** Memory in use (total − available) at or above this percent: DEGRADED / UNHEALTHY. */
+      memoryDegradedPercent: 90,
+      memoryUnhealthyPercent: 98,
+      /** Board temperature at or above this, in °C: DEGRADED / UNHEALTHY. */
+      temperatureDegradedCelsius: 80,
+      temperatureUnhealthyCelsius: 90,
+    },
+  },
+  agentDiagnostics: {
+    exec: {
+      /** The only directories allow-listed commands are looked up in (once, on first use). */
+      safePath: "/usr/sbin:/usr/bin:/sbin:/bin",
+      /** A command's timeout when neither the request nor its allow-list entry sets one. */
+      defaultTimeout: "10s",
+      /** The most a request's `timeout_seconds` may ask for. */
+      maxTimeout: "60s",
+      /** Per stream (stdout, stderr); the rest is dropped and `truncated` set. */
+      maxOutputBytes: 64 * 1024,
+      maxArgLength: 1024,
+      /** `journalctl -n` is capped at this; without `-n` the agent adds `journalctlDefaultLines`. */
+      journalctlMaxLines: 1_000,
+      journalctlDefaultLines: 200,
+      /** `ping -c` and `-W` (seconds) are capped at these. */
+      pingMaxCount: 5,
+      pingMaxWait: 5,
+    },
+    logs: {
+      /** Lines of the agent's own log kept in memory for StreamLogs. */
+      agentRingLines: 10_000,
+      /** Longer lines are cut (and marked `truncated`). */
+      maxLineBytes: 16 * 1024,
+      /** The most a LogFilter's `tail` may ask for. */
+      maxTail: 10_000,
+      /** Entries waiting for a slow reader before its stream ends with RESOURCE_EXHAUSTED. */
+      maxQueued: 1_000,
+      /** Files StreamLogs may read (`file:<path>`); `dir/*` is any file directly in dir, `dir/**` any below. */
+      allowedFiles: ["/var/log/syslog", "/var/log/messages", "/var/log/corral/*"],
+      /** Followed files are checked this often besides fs.watch (missed events, rotation). */
+      filePollInterval: "1s",
+      /** `tail` reads at most this much from the end of a file. */
+      tailMaxBytes: 16 * 1024 * 1024,
+      /** The `journalctl` run that answers a journal tail. */
+      journalTailTimeout: "30s",
+      journalTailMaxBytes: 32 * 1024 * 1024,
+    },
+  },
+  /** The provisioning engine: plans run as jobs on nodes (`corral provision …`). */
+  provisioning: {
+    /** Nodes of one job provisioned at once, unless the request or the controller YAML says otherwise. */
+    concurrency: 4,
+    maxConcurrency: 64,
+    /** Operator plans: this folder in the controller's data dir, unless `provisioning.plansDir` is set. */
+    plansDirName: "plans",
+    maxPlanFileBytes: 256 * 1024,
+    maxSteps: 64,
+    maxParameters: 64,
+    /** Longest parameter value (after defaults); NUL and line breaks are refused whatever the length. */
+    maxParameterBytes: 4096,
+    maxFileContentBytes: 256 * 1024,
+    /** An exec or systemd step without a `timeout` is killed after this. */
+    stepTimeout: "10m",
+    maxStepTimeout: "2h",
+    /** A waitFor step without `timeout` / `interval`. */
+    waitForTimeout: "5m",
+    waitForInterval: "2s",
+    /** Output kept per step (stdout and stderr together); the rest is counted and dropped. */
+    maxOutputBytes: 16 * 1024,
+    /** A running step's output reaches the store at most this often. */
+    outputFlushInterval: "1s",
+    /** After SIGTERM to a step's process group, SIGKILL follows this much later. */
+    killGrace: "3s",
+    /** Finished jobs kept in the store; the oldest beyond this are deleted when a new job starts. */
+    keepJobs: 500,
+  },
+  ownership: {
+    /** Longest key (cart id, actor id …) in UTF-8 bytes. */
+    maxKeyBytes: 1024,
+    /** Keys the directory knows at most: each is one store entry. */
+    maxKeys: 200_000,
+    /** Keys one RegisterKeys call may carry. */
+    maxKeysPerCall: 10_000,
+    /** A node label that sets the member's weight in the hashing (a number above 0); else 1. */
+    weightLabel: "ownership-weight",
+    maxWeight: 1_000,
+    /** Negotiate pings hosts it does not know, over the cluster's mTLS: at most this many per call. */
+    maxProbesPerNegotiate: 16,
+    probeTimeout: "2s",
+    /** A host that failed a probe is not probed again for this long. */
+    probeRetryAfter: "30s",
+    /** Hosts learned by probing (other names of members) kept at most. */
+    maxAliases: 1_024,
+    /** A write waits this long at most for the directory to show it before answering. */
+    catchUp: "5s",
+  },
+  /** Model-layer placement (the controller's reconciler). */
+  placement: {
+    /** Wait after a failed placement pass before the next; doubles up to maxRetryMs. */
+    retryMs: 500,
+    maxRetryMs: 10_000,
+  },
+  /** The Distributed LLM API's streams and commands. */
+  distributedLlm: {
+    /** StreamMetrics / StreamUpdates without `interval_seconds`. */
+    defaultIntervalSeconds: 5,
+    minIntervalSeconds: 1,
+    maxIntervalSeconds: 3_600,
+    /** The call metadata a stranger puts a join token in to call RegisterWithCluster on the cluster listener. */
+    joinTokenHeader: "corral-join-token",
+    /** ExecuteCommand: at most this many arguments, each at most this long. */
+    maxCommandArgs: 16,
+    maxCommandArgLength: 256,
+  },
   demo: {
     dataDir: ".corral/demo",
     agents: 3,

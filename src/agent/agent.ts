@@ -6,9 +6,18 @@ import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.t
 import { CorralError } from "../core/errors.ts";
 import type { NodeService } from "../core/node.ts";
 import { parseToken } from "../core/tokens.ts";
+import { agentCartControlPlane, forwardingMembersService } from "../faces/cart-actor/agent-control-plane.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
+import { MembersService } from "../gen/corral/v1/members_pb.ts";
+import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
+import {
+  DiscoveryService as DllmDiscoveryService,
+  NodeService as DllmNodeService,
+  TUIService as DllmTuiService,
+} from "../gen/node_pb.ts";
+import { NodeAgent } from "../gen/picontroller_pb.ts";
 import type { Logger } from "../observability/logger.ts";
 import { ServingStatus } from "../rpc/health/health-registry.ts";
 import { mountHealth } from "../rpc/health/health-service.ts";
@@ -20,8 +29,12 @@ import { corralVersion } from "../version.ts";
 import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
 import { IdentityStore, type NodeIdentity } from "./identity-store.ts";
+import { forwardToController } from "./local-api/forward-service.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
+import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
+import { createNodeAgent } from "./node-agent/node-agent.ts";
+import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
 import { readLoad, readSystemResources } from "./system-resources.ts";
 
 export interface AgentOptions {
@@ -38,6 +51,8 @@ export interface AgentOptions {
   readonly name?: string;
   readonly labels?: Record<string, string>;
   readonly insecure?: boolean;
+  /** Where the agent's own log lines are kept for StreamLogs (fed by the logger's tee). */
+  readonly logRing?: AgentLogRing;
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
@@ -52,7 +67,10 @@ export class Agent implements AsyncDisposable {
   readonly identity: NodeIdentity;
   readonly localApiAddress: string;
   readonly listenAddress: string;
+  /** The agent's own log lines, as StreamLogs serves them. */
+  readonly logRing: AgentLogRing;
   readonly #servers: RpcServer[];
+  readonly #closers: (() => Promise<void>)[];
   readonly #logger: Logger;
 
   private constructor(parts: {
@@ -61,13 +79,17 @@ export class Agent implements AsyncDisposable {
     localApiAddress: string;
     listenAddress: string;
     servers: RpcServer[];
+    closers: (() => Promise<void>)[];
     logger: Logger;
+    logRing: AgentLogRing;
   }) {
     this.link = parts.link;
     this.identity = parts.identity;
     this.localApiAddress = parts.localApiAddress;
     this.listenAddress = parts.listenAddress;
     this.#servers = parts.servers;
+    this.#closers = parts.closers;
+    this.logRing = parts.logRing;
     this.#logger = parts.logger;
   }
 
@@ -91,6 +113,7 @@ export class Agent implements AsyncDisposable {
     }
 
     const servers: RpcServer[] = [];
+    const closers: (() => Promise<void>)[] = [];
     try {
       const clusterTls = new RotatingCertificates();
       const cluster = new RpcServer({ interceptors: [observeCalls(logger), agentListenerAccess()] });
@@ -120,10 +143,20 @@ export class Agent implements AsyncDisposable {
         onCredentials: (credentials) =>
           clusterTls.update(credentials.caPem, credentials.certificatePem, credentials.privateKeyPem),
       });
-      const cart = {
-        ping: () => ({ host: advertise, unixTime: BigInt(Math.floor(Date.now() / 1000)) }),
-      };
+      const logRing = options.logRing ?? new AgentLogRing();
+      const nodeAgent = await createNodeAgent({
+        dataDir,
+        nodeId: () => identity.nodeId,
+        controllerState: () => link.state.value,
+        logger,
+        logRing,
+      });
+      closers.push(() => nodeAgent.close());
+      cluster.add(NodeAgent, nodeAgent.impl);
+      // go-cart-actor's ControlPlane: Ping here, the ownership directory's methods via the controller.
+      const cart = agentCartControlPlane(link, () => advertise);
       cluster.add(CartControlPlane, cart);
+      cluster.add(ProvisioningAgentService, provisioningAgentService(logger));
       mountReflection(cluster);
       mountHealth(cluster);
 
@@ -132,6 +165,11 @@ export class Agent implements AsyncDisposable {
       localApi.add(HubClientService, agentHubClientService({ link, store, services: () => offeredServices }));
       localApi.add(HubServerService, forwardingHubServerService(link));
       localApi.add(CartControlPlane, cart);
+      localApi.add(NodeAgent, nodeAgent.impl);
+      for (const service of [DllmNodeService, DllmDiscoveryService, DllmTuiService]) {
+        localApi.add(service, forwardToController(service, link));
+      }
+      localApi.add(MembersService, forwardingMembersService(link));
       mountReflection(localApi);
       const health = mountHealth(localApi);
       for (const service of localApi.services) health.set(service.typeName, ServingStatus.SERVING);
@@ -144,7 +182,9 @@ export class Agent implements AsyncDisposable {
         localApiAddress: formatHostPort({ host: local.host, port: localPort }),
         listenAddress: advertise,
         servers,
+        closers,
         logger,
+        logRing,
       });
       logger.info(
         { nodeId: identity.nodeId, name: identity.name, localApi: agent.localApiAddress, listen: advertise },
@@ -153,6 +193,7 @@ export class Agent implements AsyncDisposable {
       return agent;
     } catch (error) {
       for (const server of servers) server.forceClose();
+      for (const close of closers) await close().catch(() => undefined);
       throw error;
     }
   }
@@ -169,6 +210,7 @@ export class Agent implements AsyncDisposable {
   async close(graceMs = 5_000): Promise<void> {
     await this.link.close();
     await Promise.all(this.#servers.map((server) => server.close(graceMs)));
+    for (const close of this.#closers) await close();
     this.#logger.info("agent stopped");
   }
 

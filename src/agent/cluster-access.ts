@@ -3,8 +3,17 @@ import type { CallInterceptor } from "../rpc/grpc-adapter.ts";
 import { principalKey } from "../rpc/principal-context.ts";
 import { describePrincipal, principalFromUri, urisFromSubjectAltName } from "../security/principal.ts";
 
-/** Services on the agent's listener that anyone with a cluster certificate may call (probes, discovery). */
-const openToMembers = new Set(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
+/**
+ * Services on the agent's listener that any member with a cluster certificate may call: probes,
+ * discovery, and go-cart-actor's ControlPlane, which peers call on each other by design (what changes
+ * state there is forwarded to the controller with the agent's own identity and checked there).
+ */
+const openToMembers = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+  "messages.ControlPlane",
+]);
 
 /**
  * Who may call an agent's mTLS listener: its controllers (acting for operators they already
@@ -21,7 +30,9 @@ export function agentListenerAccess(): CallInterceptor {
       throw new CorralError("UNAUTHENTICATED", "a certificate naming a corral identity is required");
     }
     const allowed =
-      openToMembers.has(ctx.service.typeName) || principal.kind === "controller" || (principal.kind === "operator" && principal.role === "admin");
+      openToMembers.has(ctx.service.typeName) ||
+      principal.kind === "controller" ||
+      (principal.kind === "operator" && principal.role === "admin");
     if (!allowed) {
       throw new CorralError(
         "PERMISSION_DENIED",

@@ -76,13 +76,15 @@ export async function openConnection(options: ConnectionOptions): Promise<Connec
   const tls = credentialsDir !== undefined || token !== undefined || options.ca !== undefined;
   const server = options.server ?? (tls ? defaultClusterServer : defaults.controller.bridgeAddress);
   parseHostPort(server, "--server");
+  // 0 means no deadline (streams that follow until Ctrl-C).
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const deadline = timeoutMs > 0 ? { defaultTimeoutMs: timeoutMs } : {};
 
   if (!tls) {
     const transport = createGrpcTransport({
       baseUrl: `http://${server}`,
       acceptCompression: [compressionGzip],
-      defaultTimeoutMs: timeoutMs,
+      ...deadline,
     });
     return connection(server, false, "admin (the loopback bridge trusts its callers)", transport);
   }
@@ -138,7 +140,7 @@ export async function openConnection(options: ConnectionOptions): Promise<Connec
   const transport = createGrpcTransport({
     baseUrl: `https://${server}`,
     acceptCompression: [compressionGzip],
-    defaultTimeoutMs: timeoutMs,
+    ...deadline,
     interceptors,
     nodeOptions: {
       ca: caPem,

@@ -3,10 +3,15 @@ import { CorralError } from "../core/errors.ts";
 import { corralVersion } from "../version.ts";
 import { registerControllerCommand } from "./commands/controller-command.ts";
 import { registerDemoCommand } from "./commands/demo-command.ts";
+import { registerMembersCommand } from "./commands/members-command.ts";
+import { registerModelsCommand } from "./commands/models-command.ts";
+import { registerNodeAgentCommands } from "./commands/node-agent-commands.ts";
 import { registerNodesCommand } from "./commands/nodes-command.ts";
+import { registerProvisionCommand } from "./commands/provision-command.ts";
 import { registerRequestsCommand } from "./commands/requests-command.ts";
 import { registerStatusCommand } from "./commands/status-command.ts";
 import { registerTokenCommand } from "./commands/token-command.ts";
+import { registerTuiCommand } from "./commands/tui-command.ts";
 import { registerUpCommand } from "./commands/up-command.ts";
 import { exitCode, exitCodeFor } from "./exit-codes.ts";
 
@@ -45,8 +50,13 @@ registerControllerCommand(program);
 registerUpCommand(program);
 registerStatusCommand(program);
 registerNodesCommand(program);
+registerMembersCommand(program);
+registerModelsCommand(program);
+registerNodeAgentCommands(program);
 registerRequestsCommand(program);
 registerTokenCommand(program);
+registerProvisionCommand(program);
+registerTuiCommand(program);
 
 /**
  * The subcommand named on the command line, skipping the program's own options and their values.

@@ -30,9 +30,13 @@ export class AgentDialer {
   /** The node, checked to be a member that can be dialed. */
   async resolve(nodeIdOrName: string): Promise<NodeRecord> {
     const node = await this.#registry.get(nodeIdOrName);
-    if (node.status === "left") throw new CorralError("FAILED_PRECONDITION", `node ${node.name} has left the cluster`);
+    if (node.status === "left")
+      throw new CorralError("FAILED_PRECONDITION", `node ${node.name} has left the cluster`);
     if (node.address === "" || node.port === 0) {
-      throw new CorralError("FAILED_PRECONDITION", `node ${node.name} has no address the controller can dial`);
+      throw new CorralError(
+        "FAILED_PRECONDITION",
+        `node ${node.name} has no address the controller can dial`,
+      );
     }
     if (node.status === "down") throw new CorralError("UNAVAILABLE", `node ${node.name} is down`);
     return node;
@@ -47,7 +51,11 @@ export class AgentDialer {
     if (transport === undefined) {
       transport = createGrpcTransport({
         baseUrl: `https://${address}`,
-        nodeOptions: { ca: this.#ca.certificatePem, cert: identity.certificatePem, key: identity.privateKeyPem },
+        nodeOptions: {
+          ca: this.#ca.certificatePem,
+          cert: identity.certificatePem,
+          key: identity.privateKeyPem,
+        },
         defaultTimeoutMs: 30_000,
       });
       this.#transports.set(key, transport);
@@ -58,7 +66,10 @@ export class AgentDialer {
   /** Issued on first use and again when it nears its end, kept in memory only. */
   async #currentIdentity(): Promise<IssuedCertificate> {
     const current = this.#identity === undefined ? undefined : await this.#identity;
-    if (current !== undefined && current.notAfter.getTime() - Date.now() > controllerCertificateLifetimeMs / 3) {
+    if (
+      current !== undefined &&
+      current.notAfter.getTime() - Date.now() > controllerCertificateLifetimeMs / 3
+    ) {
       return current;
     }
     this.#transports.clear();

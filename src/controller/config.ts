@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { isLoopbackHost, parseHostPort } from "../core/address.ts";
@@ -69,6 +69,13 @@ const fileSchema = z
       .strict()
       .optional(),
     dataDir: z.string().min(1).optional(),
+    provisioning: z
+      .object({
+        plansDir: z.string().min(1).optional(),
+        concurrency: z.number().int().min(1).max(defaults.provisioning.maxConcurrency).optional(),
+      })
+      .strict()
+      .optional(),
     shutdownGrace: duration("shutdownGrace").optional(),
     store: z
       .object({
@@ -94,6 +101,8 @@ export interface ControllerConfig {
   /** Plaintext listeners may bind beyond loopback only when the operator said so. */
   readonly insecure: boolean;
   readonly nodeCertificateLifetimeMs: number;
+  /** Operator plans (besides the shipped ones) and the default number of nodes a job runs at once. */
+  readonly provisioning: { readonly plansDir: string; readonly concurrency: number };
   /** Heartbeat and failure-detection settings (defaults in src/defaults.ts). */
   readonly liveness: {
     readonly minInterval?: string;
@@ -175,6 +184,13 @@ export function resolveControllerConfig(
     nodeCertificateLifetimeMs: parseDuration(
       file.identity?.nodeCertificateLifetime ?? defaults.identity.nodeCertificateLifetime,
     ),
+    provisioning: {
+      plansDir: absolute(
+        file.provisioning?.plansDir ?? join(dataDir, defaults.provisioning.plansDirName),
+        baseDir,
+      ),
+      concurrency: file.provisioning?.concurrency ?? defaults.provisioning.concurrency,
+    },
     liveness: Object.fromEntries(Object.entries(file.liveness ?? {}).filter(([, v]) => v !== undefined)),
   };
   const bridgeHost = parseHostPort(config.bridgeAddress, "grpcBridge.address").host;

@@ -2,13 +2,18 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
+import { AgentLogRing } from "../agent/node-agent/logs/ring-log-source.ts";
+import { createNodeAgent } from "../agent/node-agent/node-agent.ts";
+import { createLoadReader } from "../agent/system-resources.ts";
 import { formatHostPort, parseHostPort } from "../core/address.ts";
 import { AuditLog } from "../core/audit-log.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { parseDuration } from "../core/duration.ts";
 import { EventFeed } from "../core/event-feed.ts";
 import { JoinRequestBook } from "../core/join-requests.ts";
+import { ModelRegistry } from "../core/model-registry.ts";
 import { nodeStatuses } from "../core/node.ts";
+import { NodeLoads } from "../core/node-load.ts";
 import { NodeRegistry } from "../core/node-registry.ts";
 import { TokenRegistry } from "../core/tokens.ts";
 import { defaults } from "../defaults.ts";
@@ -34,6 +39,10 @@ import { AgentDialer } from "./agent-dialer.ts";
 import { ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
 import type { ControllerConfig } from "./config.ts";
 import { Membership } from "./membership.ts";
+import { PlacementReconciler } from "./placement-reconciler.ts";
+import { ProvisioningDispatcher } from "./provisioning-dispatcher.ts";
+import { PlanLibrary, shippedPlansDir } from "./provisioning-plans.ts";
+import { agentStepRunner, localStepRunner } from "./provisioning-runners.ts";
 import { browserServices, grpcServices } from "./service-table.ts";
 import { issueControllerCertificate } from "./tls-material.ts";
 import { WebListener } from "./web-listener.ts";
@@ -98,6 +107,7 @@ export class Controller implements AsyncDisposable {
     config: ControllerConfig,
     logger: Logger,
     clock: Clock = systemClock,
+    logRing: AgentLogRing = new AgentLogRing(),
   ): Promise<Controller> {
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     const stoppers: Stopper[] = [];
@@ -161,6 +171,14 @@ export class Controller implements AsyncDisposable {
         port: clusterPort,
         version: corralVersion,
       });
+      const localNode = await createNodeAgent({
+        dataDir: config.dataDir,
+        nodeId: () => controllerNodeId,
+        controllerState: () => "CONNECTED",
+        logger,
+        logRing,
+      });
+      stoppers.push(() => localNode.close());
       const membership = new Membership({
         registry,
         feed,
@@ -171,6 +189,31 @@ export class Controller implements AsyncDisposable {
       });
       await membership.start();
       stoppers.push(() => membership.close());
+      const models = new ModelRegistry(store, clock, registry);
+      const loads = new NodeLoads();
+      // Re-places model layers when nodes go down, leave or are drained (the leader's job; one controller today).
+      const placement = new PlacementReconciler({ models, feed, logger, loads });
+      placement.start();
+      stoppers.push(() => placement.close());
+
+      const agents = new AgentDialer(registry, ca, controllerNodeId);
+      const provisioning = new ProvisioningDispatcher({
+        store,
+        registry,
+        clock,
+        logger,
+        clusterId,
+        controllerNodeId,
+        plans: new PlanLibrary([
+          { path: shippedPlansDir, label: "shipped" },
+          { path: config.provisioning.plansDir, label: "operator" },
+        ]),
+        remote: agentStepRunner(agents),
+        local: localStepRunner(),
+        concurrency: config.provisioning.concurrency,
+      });
+      await provisioning.start();
+      stoppers.push(() => provisioning.close());
 
       const context: FaceContext = {
         registry,
@@ -195,13 +238,18 @@ export class Controller implements AsyncDisposable {
           requestTimeoutMs: config.authenticationByRequestTimeoutMs,
         }),
         heartbeats: membership,
-        agents: new AgentDialer(registry, ca, controllerNodeId),
+        agents,
+        localNodeAgent: localNode.impl,
         joinRequests,
         tokens,
         ca,
         resolver,
         audit,
         joinRequestTimeoutMs: config.authenticationByRequestTimeoutMs,
+        provisioning,
+        models,
+        loads,
+        ownLoad: createLoadReader(),
       };
       const health: HealthRegistry[] = [];
       for (const server of [cluster, bridge]) {

@@ -37,7 +37,7 @@ export class Membership implements AsyncDisposable {
     this.#o = options;
     this.#tracker = new LivenessTracker({ clock: options.clock, ...defaults.liveness, ...options.liveness });
     // The controller's own node is alive for as long as anyone can ask.
-    options.registry.useLastSeen((id) =>
+    options.registry.takeLastSeenFrom((id) =>
       this.#isAgent(id) ? this.#tracker.lastSeen(id) : options.clock.now(),
     );
   }

@@ -1,10 +1,13 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { cartActorControlPlane } from "../faces/cart-actor/control-plane-service.ts";
+import { membersService } from "../faces/cart-actor/members-service.ts";
 import { agentService } from "../faces/corral/agent-service.ts";
 import { clusterService } from "../faces/corral/cluster-service.ts";
 import { joinService } from "../faces/corral/join-service.ts";
+import { modelsService } from "../faces/corral/models-service.ts";
 import { nodesService } from "../faces/corral/nodes-service.ts";
+import { provisioningService } from "../faces/corral/provisioning-service.ts";
 import { tokensService } from "../faces/corral/tokens-service.ts";
 import { distributedLlmDiscoveryService } from "../faces/distributed-llm/discovery-service.ts";
 import { distributedLlmNodeService } from "../faces/distributed-llm/node-service.ts";
@@ -12,12 +15,17 @@ import { distributedLlmTuiService } from "../faces/distributed-llm/tui-service.t
 import type { FaceContext } from "../faces/face-context.ts";
 import { controllerHubClientService } from "../faces/nanoping/hub-client-service.ts";
 import { hubServerService } from "../faces/nanoping/hub-server-service.ts";
+import { relayToNode } from "../faces/node-relay.ts";
 import { piControlPlane } from "../faces/picontroller/control-plane-service.ts";
+import { piRequestProvisioning } from "../faces/picontroller/provisioning.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
 import { AgentService } from "../gen/corral/v1/agent_pb.ts";
 import { ClusterService } from "../gen/corral/v1/cluster_pb.ts";
 import { JoinService } from "../gen/corral/v1/join_pb.ts";
+import { MembersService } from "../gen/corral/v1/members_pb.ts";
+import { ModelsService } from "../gen/corral/v1/models_pb.ts";
 import { NodesService } from "../gen/corral/v1/nodes_pb.ts";
+import { ProvisioningService } from "../gen/corral/v1/provisioning_pb.ts";
 import { TokensService } from "../gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
@@ -42,6 +50,9 @@ export function browserServices(context: FaceContext): ServiceEntry[] {
     entry(ClusterService, clusterService(context)),
     entry(JoinService, joinService(context)),
     entry(TokensService, tokensService(context)),
+    entry(ProvisioningService, provisioningService(context)),
+    entry(ModelsService, modelsService(context)),
+    entry(MembersService, membersService(context)),
   ];
 }
 
@@ -60,7 +71,7 @@ export function grpcServices(context: FaceContext): ServiceEntry[] {
     entry(HubClientService, controllerHubClientService(context)),
     entry(PipelinesService, {}),
     entry(CartControlPlane, cartActorControlPlane(context)),
-    entry(PiControlPlane, piControlPlane(context)),
-    entry(NodeAgent, {}),
+    entry(PiControlPlane, { ...piControlPlane(context), ...piRequestProvisioning(context) }),
+    entry(NodeAgent, relayToNode(NodeAgent, context, context.localNodeAgent)),
   ];
 }

@@ -1,8 +1,18 @@
 import type { StoreEvent } from "../store/types.ts";
 import { decodeJoinRequest, type JoinRequestRecord, joinRequestPrefix } from "./join-request.ts";
+import {
+  decodeModelEvent,
+  decodeNodeDrainEvent,
+  drainKeyPrefix,
+  type ModelEvent,
+  modelKeyPrefix,
+  type NodeDrainEvent,
+} from "./model-events.ts";
 import type { NodeRecord } from "./node.ts";
 import { decodeStoredNode } from "./node-codec.ts";
 import { nodeKeyPrefix } from "./node-keys.ts";
+import { decodeOwnershipEvent, type OwnershipEvent, ownershipPrefix } from "./ownership-keys.ts";
+import { decodeProvisioningEvent, type ProvisioningEvent, provisioningPrefix } from "./provisioning-job.ts";
 
 /** A node was written (`node` is the new record, `previous` the one it replaced) or deleted (`node` as it was). */
 export interface NodeEvent {
@@ -24,7 +34,13 @@ export interface JoinRequestEvent {
 }
 
 /** One union member per kind of cluster state; a new kind adds a member here and a decoder below. */
-export type ClusterEvent = NodeEvent | JoinRequestEvent;
+export type ClusterEvent =
+  | NodeEvent
+  | JoinRequestEvent
+  | OwnershipEvent
+  | ModelEvent
+  | NodeDrainEvent
+  | ProvisioningEvent;
 export type ClusterEventKind = ClusterEvent["kind"];
 
 /** Turns the store events under one key prefix into cluster events of one kind. */
@@ -67,7 +83,42 @@ export const joinRequestEventDecoder: EventDecoder = {
   },
 };
 
-export const clusterEventDecoders: readonly EventDecoder[] = [nodeEventDecoder, joinRequestEventDecoder];
+/** The ownership directory's keys (claims) and member states (draining, weight): see ownership-keys.ts. */
+export const ownershipEventDecoder: EventDecoder = {
+  kind: "ownership",
+  prefix: ownershipPrefix,
+  decode: decodeOwnershipEvent,
+};
+
+/** Models and their placement (see model-events.ts). */
+export const modelEventDecoder: EventDecoder = {
+  kind: "model",
+  prefix: modelKeyPrefix,
+  decode: decodeModelEvent,
+};
+
+/** Nodes drained of model layers. */
+export const nodeDrainEventDecoder: EventDecoder = {
+  kind: "node-drain",
+  prefix: drainKeyPrefix,
+  decode: decodeNodeDrainEvent,
+};
+
+/** Provisioning jobs and each node's steps (see provisioning-job.ts). */
+export const provisioningEventDecoder: EventDecoder = {
+  kind: "provisioning",
+  prefix: provisioningPrefix,
+  decode: decodeProvisioningEvent,
+};
+
+export const clusterEventDecoders: readonly EventDecoder[] = [
+  nodeEventDecoder,
+  joinRequestEventDecoder,
+  ownershipEventDecoder,
+  modelEventDecoder,
+  nodeDrainEventDecoder,
+  provisioningEventDecoder,
+];
 
 /** The cluster event for a store event, or undefined for keys no decoder owns (indexes, other tables). */
 export function decodeClusterEvent(

@@ -66,7 +66,7 @@ export class NodeRegistry {
    * Where the freshest last-seen times live: heartbeats are kept in memory by the liveness tracker
    * instead of becoming one store write each, and reads show them.
    */
-  useLastSeen(source: (nodeId: string) => number | undefined): void {
+  takeLastSeenFrom(source: (nodeId: string) => number | undefined): void {
     this.#lastSeen = source;
   }
 

@@ -1,12 +1,16 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import type { Client, ServiceImpl } from "@connectrpc/connect";
 import type { AuditLog } from "../core/audit-log.ts";
 import type { Clock } from "../core/clock.ts";
 import type { EventFeed } from "../core/event-feed.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
+import type { ModelRegistry } from "../core/model-registry.ts";
 import type { NodeRecord } from "../core/node.ts";
+import type { NodeLoads } from "../core/node-load.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
+import type { ProvisioningEngine } from "../core/provisioning-engine.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
+import type { NodeAgent } from "../gen/picontroller_pb.ts";
 import type { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import type { PrincipalResolver } from "../security/principal-resolver.ts";
@@ -46,6 +50,8 @@ export interface FaceContext {
   readonly admission: Admission;
   readonly heartbeats: Heartbeats;
   readonly agents: AgentReach;
+  /** The controller's own node's Pi-Controller NodeAgent (the controller is a node too). */
+  readonly localNodeAgent: Partial<ServiceImpl<typeof NodeAgent>>;
   readonly joinRequests: JoinRequestBook;
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;
@@ -53,4 +59,12 @@ export interface FaceContext {
   readonly audit: AuditLog;
   /** The controller's `hubServer.authenticationByRequest.timeout`. */
   readonly joinRequestTimeoutMs: number;
+  /** Provisioning plans and jobs (the controller's dispatcher). */
+  readonly provisioning: ProvisioningEngine;
+  /** Models and where their layers are placed (Distributed LLM, `corral models`). */
+  readonly models: ModelRegistry;
+  /** The latest load each node sent with its heartbeat. */
+  readonly loads: NodeLoads;
+  /** The controller machine's own load (CPU percent, memory in use), for its own node's metrics. */
+  readonly ownLoad: () => Promise<{ cpuUsage: number; memoryUsedMb: number }>;
 }

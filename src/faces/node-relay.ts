@@ -25,22 +25,33 @@ export function relayToNode<S extends DescService>(
   const localHandlers = local as Record<string, AnyHandler | undefined>;
   for (const method of service.methods) {
     const here = localHandlers[method.localName]?.bind(local) as AnyHandler | undefined;
-    const remote = (request: unknown, ctx: HandlerContext) => forward(context, service, method, targetOf(request, ctx), request, ctx);
+    const remote = (request: unknown, ctx: HandlerContext) =>
+      forward(context, service, method, targetOf(request, ctx), request, ctx);
     const isLocal = async (request: unknown, ctx: HandlerContext) => {
       const target = targetOf(request, ctx);
-      if (target === "" || target === context.facts.controllerNodeId || target === context.facts.controllerName) return true;
+      if (
+        target === "" ||
+        target === context.facts.controllerNodeId ||
+        target === context.facts.controllerName
+      )
+        return true;
       return (await context.registry.get(target)).id === context.facts.controllerNodeId;
     };
     const unimplemented = () => {
-      throw new CorralError("UNIMPLEMENTED", `${service.typeName}/${method.name} is not served by the controller's own node`);
+      throw new CorralError(
+        "UNIMPLEMENTED",
+        `${service.typeName}/${method.name} is not served by the controller's own node`,
+      );
     };
     impl[method.localName] =
       method.methodKind === "server_streaming"
         ? async function* (request, ctx) {
-            if (await isLocal(request, ctx)) yield* (here ?? unimplemented)(request, ctx) as AsyncIterable<unknown>;
+            if (await isLocal(request, ctx))
+              yield* (here ?? unimplemented)(request, ctx) as AsyncIterable<unknown>;
             else yield* (await remote(request, ctx)) as AsyncIterable<unknown>;
           }
-        : async (request, ctx) => ((await isLocal(request, ctx)) ? (here ?? unimplemented)(request, ctx) : remote(request, ctx));
+        : async (request, ctx) =>
+            (await isLocal(request, ctx)) ? (here ?? unimplemented)(request, ctx) : remote(request, ctx);
   }
   return impl as Partial<ServiceImpl<S>>;
 }
@@ -65,7 +76,10 @@ async function forward(
   const explain = (error: unknown): never => {
     const corral = fromConnectError(error);
     if (corral.code === "UNAVAILABLE") {
-      throw new CorralError("UNAVAILABLE", `node ${node.name} (${node.address}:${node.port}) cannot be reached: ${corral.message}`);
+      throw new CorralError(
+        "UNAVAILABLE",
+        `node ${node.name} (${node.address}:${node.port}) cannot be reached: ${corral.message}`,
+      );
     }
     throw corral;
   };
@@ -79,7 +93,8 @@ async function forward(
       }
     })();
   }
-  if (method.methodKind !== "unary") throw new CorralError("UNIMPLEMENTED", `${method.name}: only unary and server streams are relayed`);
+  if (method.methodKind !== "unary")
+    throw new CorralError("UNIMPLEMENTED", `${method.name}: only unary and server streams are relayed`);
   try {
     return await (call(request, options) as Promise<unknown>);
   } catch (error) {

@@ -28,10 +28,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   if (!logLevels.includes(level)) {
     throw new Error(`log level "${level}" is not one of ${logLevels.join(", ")}`);
   }
-  const settings = { level, ...(options.name ? { name: options.name } : {}), base: { pid: process.pid } };
   const tee = options.tee;
+  const settings = { level, ...(options.name ? { name: options.name } : {}), base: { pid: process.pid } };
   if (tee === undefined) return pino(settings, pino.destination(2));
-  // Each stream of a multistream has its own minimum level; "trace" leaves the filtering to the logger.
+  // The tee (the node's own log, served by StreamLogs) keeps info lines even when stderr shows less.
+  const rank = (name: string) => pino.levels.values[name] ?? Number.POSITIVE_INFINITY;
+  const teeLevel = (rank(level) < rank("info") ? level : "info") as Exclude<LevelWithSilent, "silent">;
   const teeStream = {
     write(line: string): void {
       try {
@@ -41,11 +43,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       }
     },
   };
-  return pino(
-    settings,
-    pino.multistream([
-      { level: "trace", stream: pino.destination(2) },
-      { level: "trace", stream: teeStream },
-    ]),
-  );
+  const streams: { level: Exclude<LevelWithSilent, "silent">; stream: { write(line: string): void } }[] = [
+    { level: teeLevel, stream: teeStream },
+  ];
+  if (level !== "silent") streams.push({ level, stream: pino.destination(2) });
+  return pino({ ...settings, level: teeLevel }, pino.multistream(streams));
 }

@@ -41,7 +41,10 @@ export class PrincipalResolver {
     if (principal.kind === "controller") {
       const controller = await this.#registry.get(principal.controllerId).catch(() => undefined);
       if (controller?.role !== "controller" || controller.status === "left") {
-        throw new CorralError("UNAUTHENTICATED", `controller ${principal.controllerId} is not a controller of this cluster`);
+        throw new CorralError(
+          "UNAUTHENTICATED",
+          `controller ${principal.controllerId} is not a controller of this cluster`,
+        );
       }
     }
     if (principal.kind === "node") {

@@ -14,7 +14,12 @@ export type Principal =
       readonly credential: string;
     }
   /** A controller of this cluster, calling an agent for an operator it has already authorized. */
-  | { readonly kind: "controller"; readonly role: "admin"; readonly controllerId: string; readonly serial: string }
+  | {
+      readonly kind: "controller";
+      readonly role: "admin";
+      readonly controllerId: string;
+      readonly serial: string;
+    }
   /** A caller on the loopback bridge: someone with a shell on the controller's machine. */
   | { readonly kind: "local"; readonly role: "admin" }
   | { readonly kind: "anonymous" };

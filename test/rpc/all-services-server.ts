@@ -4,7 +4,10 @@ import { ControlPlane as CartControlPlane } from "../../src/gen/control_plane_pb
 import { AgentService } from "../../src/gen/corral/v1/agent_pb.ts";
 import { ClusterService } from "../../src/gen/corral/v1/cluster_pb.ts";
 import { JoinService } from "../../src/gen/corral/v1/join_pb.ts";
+import { MembersService } from "../../src/gen/corral/v1/members_pb.ts";
+import { ModelsService } from "../../src/gen/corral/v1/models_pb.ts";
 import { NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
+import { ProvisioningService } from "../../src/gen/corral/v1/provisioning_pb.ts";
 import { TokensService } from "../../src/gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../../src/gen/hub_client_pb.ts";
 import { HubServerService } from "../../src/gen/hub_server_pb.ts";
@@ -22,6 +25,9 @@ export const apiServices: readonly DescService[] = [
   ClusterService,
   JoinService,
   TokensService,
+  ProvisioningService,
+  MembersService,
+  ModelsService,
   AgentService,
   HubClientService,
   HubServerService,

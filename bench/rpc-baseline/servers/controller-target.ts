@@ -31,7 +31,10 @@ for (let i = 0; i < count; i++) {
     address: `10.0.${i >> 8}.${i & 255}:7444`,
     status: "ready",
     services: ["HUB_SERVER", "RESOURCES"],
-    metadata: { zone: { kind: "string", value: `zone-${i % 3}` }, rack: { kind: "int", value: BigInt(i % 40) } },
+    metadata: {
+      zone: { kind: "string", value: `zone-${i % 3}` },
+      rack: { kind: "int", value: BigInt(i % 40) },
+    },
     labels: { pool: i % 2 === 0 ? "gpu" : "cpu", team: "infra" },
     resources: {
       cpuCores: 16,
@@ -43,7 +46,9 @@ for (let i = 0; i < count; i++) {
   });
   nodeIds.push(node.id);
 }
-const bridgePort = Number(controller.addresses.bridge.slice(controller.addresses.bridge.lastIndexOf(":") + 1));
+const bridgePort = Number(
+  controller.addresses.bridge.slice(controller.addresses.bridge.lastIndexOf(":") + 1),
+);
 const stop = async () => {
   await controller.close();
   await rm(dataDir, { recursive: true, force: true });

@@ -6,8 +6,8 @@ import { CommandExecutor } from "./exec/command-executor.ts";
 import { execAndLogsService } from "./exec-and-logs-service.ts";
 import type { GpioBackend } from "./gpio/gpio-backend.ts";
 import { createGpioBackend } from "./gpio/select-backend.ts";
-import type { AgentLogRing } from "./logs/ring-log-source.ts";
 import { LogSourceRegistry } from "./logs/log-source-registry.ts";
+import type { AgentLogRing } from "./logs/ring-log-source.ts";
 import { metricsAndGpioService } from "./metrics-and-gpio-service.ts";
 
 export interface NodeAgentOptions {

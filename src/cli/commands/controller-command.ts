@@ -12,14 +12,16 @@ export function registerControllerCommand(program: Command): void {
     .option("--insecure", "allow plaintext listeners on non-loopback addresses", false)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (options: { config?: string; dataDir?: string; insecure: boolean; logLevel: string }) => {
-      const logger = createLogger({ level: options.logLevel, name: "controller" });
+      const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
+      const logRing = new AgentLogRing();
+      const logger = createLogger({ level: options.logLevel, name: "controller", tee: logRing.ingest });
       const config = await loadControllerConfig(options.config, {
         insecure: options.insecure,
         ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
       });
       // Loaded on demand: the other commands start faster without the controller's dependencies.
       const { Controller } = await import("../../controller/controller.ts");
-      const controller = await Controller.start(config, logger);
+      const controller = await Controller.start(config, logger, undefined, logRing);
       process.stdout.write(
         `corral controller "${config.nodeName}" is up\n` +
           `  cluster (gRPC, TLS)  ${controller.addresses.cluster}\n` +

@@ -26,7 +26,9 @@ export function registerDemoCommand(program: Command): void {
     .option("--agents <n>", "how many agents to start", String(defaults.demo.agents))
     .option("--log-level <level>", "trace, debug, info, warn, error", "warn")
     .action(async (options: { dataDir: string; agents: string; logLevel: string }) => {
-      const logger = createLogger({ level: options.logLevel, name: "demo" });
+      const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
+      const logRing = new AgentLogRing();
+      const logger = createLogger({ level: options.logLevel, name: "demo", tee: logRing.ingest });
       const agentCount = Number(options.agents);
       if (!Number.isInteger(agentCount) || agentCount < 0 || agentCount > 20) {
         throw new Error(`--agents must be a whole number from 0 to 20, not "${options.agents}"`);
@@ -48,7 +50,7 @@ export function registerDemoCommand(program: Command): void {
         "demo",
       );
       const { Controller } = await import("../../controller/controller.ts");
-      const controller = await Controller.start(config, logger);
+      const controller = await Controller.start(config, logger, undefined, logRing);
       const agents = new DemoAgents(logger);
       const specs = DemoAgents.specs(
         agentCount,

@@ -51,14 +51,17 @@ export function registerUpCommand(program: Command): void {
     .option("--insecure", "allow the plaintext local API on a non-loopback address", false)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (options: UpOptions) => {
-      const logger = createLogger({ level: options.logLevel, name: "agent" });
       const { Agent } = await import("../../agent/agent.ts");
+      const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
+      const logRing = new AgentLogRing();
+      const logger = createLogger({ level: options.logLevel, name: "agent", tee: logRing.ingest });
       const agent = await Agent.start(
         {
           localApiAddress: options.grpc,
           listenAddress: options.listen,
           dataDir: options.dataDir,
           insecure: options.insecure,
+          logRing,
           labels: Object.fromEntries(
             options.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
           ),

@@ -37,10 +37,21 @@ function callingNode(ctx: HandlerContext): string {
 export function agentService({
   registry,
   heartbeats,
+  loads,
+  clock,
+  models,
 }: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
   return {
-    async heartbeat(_request, ctx) {
-      return { nextIn: durationFromMs(await heartbeats.heartbeat(callingNode(ctx))) };
+    async heartbeat(request, ctx) {
+      const nodeId = callingNode(ctx);
+      const nextIn = await heartbeats.heartbeat(nodeId);
+      // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.
+      loads.record(nodeId, {
+        cpuUsage: request.cpuUsage,
+        memoryUsedMb: Number(request.memoryUsedMb),
+        at: clock.now(),
+      });
+      return { nextIn: durationFromMs(nextIn) };
     },
 
     async updateSelf(request, ctx) {
@@ -67,8 +78,12 @@ export function agentService({
       return { node: nodeToMessage(await registry.update(nodeId, patch)) };
     },
 
+    /** Graceful: the node's model layers move to other nodes first, then it is marked left. */
     async leave(_request, ctx) {
-      await registry.setStatus(callingNode(ctx), "left");
+      const nodeId = callingNode(ctx);
+      await models.drain(nodeId);
+      await registry.setStatus(nodeId, "left");
+      await models.undrain(nodeId);
       return {};
     },
   };

@@ -1,10 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import type { ClusterTotals } from "../../core/cluster-metrics.ts";
 import { CorralError } from "../../core/errors.ts";
+import type { ModelRecord } from "../../core/model.ts";
 import type { NodeRecord } from "../../core/node.ts";
+import { defaults } from "../../defaults.ts";
 import {
   type ClusterMetrics,
   ClusterMetricsSchema,
+  type ModelInfo,
+  ModelInfoSchema,
   type NodeInfo,
   NodeInfoSchema,
   type ResourceFilter,
@@ -31,7 +35,7 @@ export function nodeInfo(node: NodeRecord): NodeInfo {
       usedLayers: node.resources.usedLayers,
     },
     status: node.status,
-    lastSeen: BigInt(Math.floor(node.lastSeenAt / 1000)),
+    lastSeen: unixSeconds(node.lastSeenAt),
   });
 }
 
@@ -77,4 +81,44 @@ export function resourcePredicate(
 /** Live members: a node that left is history, not a peer. */
 export function isMember(node: NodeRecord): boolean {
   return node.status !== "left";
+}
+
+/**
+ * ModelInfo: `node_assignments` names the nodes that hold the model's layers, in layer order (one entry
+ * per contiguous range), by the same identifier NodeInfo.node_id uses (the node's name).
+ */
+export function modelInfo(model: ModelRecord, nameOf: (nodeId: string) => string): ModelInfo {
+  return create(ModelInfoSchema, {
+    id: model.id,
+    name: model.name,
+    version: model.version,
+    layerCount: model.layerCount,
+    filePath: model.filePath,
+    sizeBytes: BigInt(model.sizeBytes),
+    nodeAssignments: model.assignments.map((range) => nameOf(range.nodeId)),
+  });
+}
+
+/** A lookup from node id to the name the Distributed LLM API shows (the id itself when unknown). */
+export function namesOf(nodes: readonly NodeRecord[]): (nodeId: string) => string {
+  const byId = new Map(nodes.map((node) => [node.id, node.name]));
+  return (nodeId) => byId.get(nodeId) ?? nodeId;
+}
+
+/** `interval_seconds` of the streams: 0 means the default; below the minimum or above the maximum is refused. */
+export function streamIntervalMs(seconds: number, field = "interval_seconds"): number {
+  const { defaultIntervalSeconds, minIntervalSeconds, maxIntervalSeconds } = defaults.distributedLlm;
+  if (seconds === 0) return defaultIntervalSeconds * 1000;
+  if (seconds < minIntervalSeconds || seconds > maxIntervalSeconds) {
+    throw CorralError.invalidArgument(
+      field,
+      `must be ${minIntervalSeconds} to ${maxIntervalSeconds} seconds (0 for the default, ${defaultIntervalSeconds}), got ${seconds}`,
+    );
+  }
+  return seconds * 1000;
+}
+
+/** Unix seconds, the unit of NodeInfo.last_seen and of every timestamp this API sends. */
+export function unixSeconds(ms: number): bigint {
+  return BigInt(Math.floor(ms / 1000));
 }

@@ -1,12 +1,50 @@
+import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { clusterTotals } from "../../core/cluster-metrics.ts";
 import { CorralError } from "../../core/errors.ts";
 import { nodeStatuses } from "../../core/node.ts";
-import type { TUIService } from "../../gen/node_pb.ts";
+import { type ClusterUpdate, ClusterUpdateSchema, type TUIService } from "../../gen/node_pb.ts";
 import type { FaceContext } from "../face-context.ts";
-import { clusterMetrics, isMember, nodeInfo, resourcePredicate } from "./messages.ts";
+import { executeCommand } from "./commands.ts";
+import {
+  clusterMetrics,
+  isMember,
+  modelInfo,
+  namesOf,
+  nodeInfo,
+  resourcePredicate,
+  streamIntervalMs,
+  unixSeconds,
+} from "./messages.ts";
+import { Wakeup } from "./wakeup.ts";
 
-export function distributedLlmTuiService({ registry }: FaceContext): Partial<ServiceImpl<typeof TUIService>> {
+const updateTypes = ["nodes", "models", "metrics"] as const;
+type UpdateType = (typeof updateTypes)[number];
+
+export function distributedLlmTuiService(context: FaceContext): Partial<ServiceImpl<typeof TUIService>> {
+  const { registry, models, feed, clock } = context;
+
+  const update = async (type: UpdateType): Promise<ClusterUpdate> => {
+    const timestamp = unixSeconds(clock.now());
+    if (type === "models") {
+      const [{ nodes }, { models: list }] = await Promise.all([registry.list(), models.list()]);
+      const nameOf = namesOf(nodes);
+      return create(ClusterUpdateSchema, {
+        updateType: type,
+        timestamp,
+        models: list.map((model) => modelInfo(model, nameOf)),
+      });
+    }
+    const members = (await registry.list()).nodes.filter(isMember);
+    return type === "nodes"
+      ? create(ClusterUpdateSchema, { updateType: type, timestamp, nodes: members.map(nodeInfo) })
+      : create(ClusterUpdateSchema, {
+          updateType: type,
+          timestamp,
+          metrics: clusterMetrics(clusterTotals(members)),
+        });
+  };
+
   return {
     async getNodeList(request) {
       const filter = request.filter;
@@ -34,6 +72,83 @@ export function distributedLlmTuiService({ registry }: FaceContext): Partial<Ser
         nodes: listed.map(nodeInfo),
         ...(request.includeMetrics ? { clusterMetrics: clusterMetrics(clusterTotals(members)) } : {}),
       };
+    },
+
+    /** Every model; with `node_id`, only those with layers on that node. */
+    async getModelList(request) {
+      const [{ nodes }, { models: list }] = await Promise.all([registry.list(), models.list()]);
+      const nameOf = namesOf(nodes);
+      if (request.nodeId.trim() === "") return { models: list.map((model) => modelInfo(model, nameOf)) };
+      const node = await registry.get(request.nodeId.trim());
+      return {
+        models: list
+          .filter((model) => model.assignments.some((range) => range.nodeId === node.id))
+          .map((model) => modelInfo(model, nameOf)),
+      };
+    },
+
+    /**
+     * One update of each type asked for ("nodes", "models", "metrics"; all three when none) at once, then
+     * again every `interval_seconds` (default 5, at least 1), and as soon as the event feed shows a change
+     * that concerns a type — a node's record or a model's placement — without waiting for the tick.
+     */
+    async *streamUpdates(request, ctx) {
+      const wanted = new Set<UpdateType>();
+      for (const raw of request.updateTypes) {
+        const type = raw.trim().toLowerCase();
+        if (!(updateTypes as readonly string[]).includes(type)) {
+          throw CorralError.invalidArgument(
+            "update_types",
+            `"${raw}" is not one of ${updateTypes.join(", ")}`,
+          );
+        }
+        wanted.add(type as UpdateType);
+      }
+      if (wanted.size === 0) for (const type of updateTypes) wanted.add(type);
+      const intervalMs = streamIntervalMs(request.intervalSeconds);
+
+      const stop = new AbortController();
+      const signal = AbortSignal.any([ctx.signal, stop.signal]);
+      const wake = new Wakeup();
+      const dirty = new Set<UpdateType>();
+      let failure: unknown;
+      const following = (async () => {
+        for await (const event of feed.watch({ kinds: ["node", "model"], signal })) {
+          const before = dirty.size;
+          if (event.kind === "node") {
+            if (wanted.has("nodes")) dirty.add("nodes");
+            if (wanted.has("metrics")) dirty.add("metrics");
+          } else if (event.kind === "model" && wanted.has("models")) {
+            dirty.add("models");
+          }
+          if (dirty.size !== before) wake.notify();
+        }
+      })().catch((error: unknown) => {
+        failure = error;
+        wake.notify();
+      });
+
+      try {
+        let nextTick = 0;
+        while (!signal.aborted) {
+          if (failure !== undefined) throw CorralError.from(failure);
+          const due = Date.now() >= nextTick;
+          const sending = due ? [...wanted] : updateTypes.filter((type) => dirty.has(type));
+          if (due) nextTick = Date.now() + intervalMs;
+          for (const type of sending) {
+            dirty.delete(type);
+            yield await update(type);
+          }
+          await wake.wait(Math.max(0, nextTick - Date.now()), signal);
+        }
+      } finally {
+        stop.abort();
+        await following;
+      }
+    },
+
+    async executeCommand(request) {
+      return executeCommand(context, request);
     },
   };
 }

@@ -1,0 +1,48 @@
+import { runSteps, type StepEvent } from "../agent/provisioning/step-runner.ts";
+import { eventFromWire, stepToWire } from "../agent/provisioning/step-wire.ts";
+import { CorralError } from "../core/errors.ts";
+import type { NodeRecord } from "../core/node.ts";
+import type { StepSpec } from "../core/provisioning-step.ts";
+import type { AgentReach } from "../faces/face-context.ts";
+import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
+import { fromConnectError } from "../rpc/connect-errors.ts";
+
+/** Runs a node's steps and reports what happens: on its agent, or here for the controller's own node. */
+export type NodeStepRunner = (
+  node: NodeRecord,
+  steps: readonly StepSpec[],
+  run: { jobId: string; signal: AbortSignal; maxOutputBytes: number },
+) => AsyncIterable<StepEvent>;
+
+/** The controller calling the node's agent (ProvisioningAgentService/RunSteps over mTLS). */
+export function agentStepRunner(agents: AgentReach): NodeStepRunner {
+  return async function* (node, steps, run) {
+    const client = await agents.client(ProvisioningAgentService, node);
+    const stream = client.runSteps(
+      { jobId: run.jobId, steps: steps.map(stepToWire), maxOutputBytes: run.maxOutputBytes },
+      // Steps may run for a long time: no deadline; cancelling the job aborts the call.
+      { signal: run.signal, timeoutMs: 0 },
+    );
+    try {
+      for await (const message of stream) yield eventFromWire(message);
+    } catch (error) {
+      const corral = fromConnectError(error);
+      if (corral.code === "UNAVAILABLE")
+        throw new CorralError(
+          "UNAVAILABLE",
+          `node ${node.name} (${node.address}:${node.port}) cannot be reached: ${corral.message}`,
+        );
+      if (corral.code === "UNIMPLEMENTED")
+        throw new CorralError(
+          "UNIMPLEMENTED",
+          `the agent on ${node.name} (version ${node.version || "unknown"}) cannot run provisioning steps`,
+        );
+      throw corral;
+    }
+  };
+}
+
+/** The controller's own node: the same step runner the agents use, in this process. */
+export function localStepRunner(): NodeStepRunner {
+  return (_node, steps, run) => runSteps(steps, { signal: run.signal, maxOutputBytes: run.maxOutputBytes });
+}

@@ -1,0 +1,164 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { CorralError } from "../../core/errors.ts";
+import type { DirectoryChange } from "../../core/ownership.ts";
+import {
+  KeyClaimSchema,
+  MemberEventType,
+  type MembersService,
+  type WatchMembersResponse,
+  WatchMembersResponseSchema,
+} from "../../gen/corral/v1/members_pb.ts";
+import type { FaceContext } from "../face-context.ts";
+import { callerOf } from "./caller.ts";
+import { type LoadOf, loadsOf, memberToMessage } from "./member-message.ts";
+import { readyOwnership, startOwnership } from "./ownership-of.ts";
+
+type Impl = ServiceImpl<typeof MembersService>;
+
+const maxListedKeys = 100_000;
+
+/** corral.v1.MembersService: the ownership directory for corral's tools and for actor hosts. */
+export function membersService(context: FaceContext): Partial<Impl> {
+  startOwnership(context);
+  return {
+    async listMembers() {
+      const ownership = await readyOwnership(context);
+      const directory = ownership.directory;
+      const load = await loadsOf(context, true);
+      return {
+        members: directory.views().map((view) => memberToMessage(view, load(view.id))),
+        keyCount: BigInt(directory.size),
+        unownedKeyCount: BigInt(directory.unownedCount),
+        revision: BigInt(ownership.revision),
+      };
+    },
+
+    async *watchMembers(request, ctx) {
+      if (request.fromRevision < 0n)
+        throw CorralError.invalidArgument("from_revision", "must not be negative");
+      const ownership = await readyOwnership(context);
+      const load = await loadsOf(context, false);
+      for await (const change of ownership.watch({
+        fromRevision: Number(request.fromRevision),
+        includeClaims: request.includeClaims,
+        signal: ctx.signal,
+      })) {
+        yield changeToMessage(change, load);
+      }
+    },
+
+    async resolveOwner(request) {
+      const ownership = await readyOwnership(context);
+      const answer = ownership.owner(request.key);
+      return {
+        ...(answer.owner === undefined ? {} : { owner: memberToMessage(ownership.view(answer.owner)) }),
+        reason: answer.reason ?? "",
+        known: answer.known,
+      };
+    },
+
+    async listKeys(request) {
+      const ownership = await readyOwnership(context);
+      if (request.limit < 0) throw CorralError.invalidArgument("limit", "must not be negative");
+      const member = ownership.member(request.member);
+      let keys = ownership.directory.keysOf(member.id);
+      if (request.startAfter !== "") keys = keys.filter((key) => key > request.startAfter);
+      const limit = request.limit === 0 ? maxListedKeys : Math.min(request.limit, maxListedKeys);
+      return {
+        member: memberToMessage(ownership.view(member)),
+        keys: keys.slice(0, limit),
+        more: keys.length > limit,
+      };
+    },
+
+    async registerKeys(request) {
+      const ownership = await readyOwnership(context);
+      const { owners, added } = await ownership.registerKeys(request.keys);
+      return { owners: owners.map((owner) => owner?.host ?? ""), added };
+    },
+
+    async claim(request, ctx) {
+      const ownership = await readyOwnership(context);
+      const caller = callerOf(ctx, context);
+      const member =
+        request.member.trim() !== "" ? request.member : caller.isNode ? (caller.nodeId ?? "") : "";
+      if (member === "")
+        throw CorralError.invalidArgument(
+          "member",
+          "is empty; give the member's host:port, node id or node name",
+        );
+      const { owner, previous } = await ownership.claim(request.key, member, caller);
+      return { owner: memberToMessage(ownership.view(owner)), previousHost: previous?.host ?? "" };
+    },
+
+    async release(request, ctx) {
+      const ownership = await readyOwnership(context);
+      const { owner, wasClaimed } = await ownership.release(
+        request.key,
+        request.forget,
+        callerOf(ctx, context),
+      );
+      return {
+        ...(owner === undefined ? {} : { owner: memberToMessage(ownership.view(owner)) }),
+        wasClaimed,
+      };
+    },
+
+    async drain(request, ctx) {
+      const ownership = await readyOwnership(context);
+      const { member, moved } = await ownership.drain(
+        request.member,
+        request.draining,
+        "operator",
+        callerOf(ctx, context),
+      );
+      return { member: memberToMessage(ownership.view(member)), keysMoved: BigInt(moved) };
+    },
+
+    async setWeight(request, ctx) {
+      const ownership = await readyOwnership(context);
+      if (!Number.isFinite(request.weight) || request.weight < 0)
+        throw CorralError.invalidArgument("weight", "must be 0 (the default) or above");
+      const weight = request.weight === 0 ? undefined : request.weight;
+      const { member, moved } = await ownership.setWeight(request.member, weight, callerOf(ctx, context));
+      return { member: memberToMessage(ownership.view(member)), keysMoved: BigInt(moved) };
+    },
+  };
+}
+
+function changeToMessage(change: DirectoryChange, load: LoadOf): WatchMembersResponse {
+  return create(WatchMembersResponseSchema, changeFields(change, load));
+}
+
+function changeFields(change: DirectoryChange, load: LoadOf) {
+  const revision = BigInt(change.revision);
+  switch (change.type) {
+    case "snapshot":
+      return {
+        type: MemberEventType.SNAPSHOT,
+        revision,
+        member: memberToMessage(change.member, load(change.member.id)),
+      };
+    case "snapshot-claim":
+      return { type: MemberEventType.SNAPSHOT, revision, claim: create(KeyClaimSchema, change.claim) };
+    case "synced":
+      return { type: MemberEventType.SYNCED, revision };
+    case "put":
+      return {
+        type: MemberEventType.PUT,
+        revision,
+        member: memberToMessage(change.member, load(change.member.id)),
+      };
+    case "deleted":
+      return {
+        type: MemberEventType.DELETED,
+        revision,
+        member: memberToMessage(change.member, load(change.member.id)),
+      };
+    case "claimed":
+      return { type: MemberEventType.CLAIMED, revision, claim: create(KeyClaimSchema, change.claim) };
+    case "released":
+      return { type: MemberEventType.RELEASED, revision, claim: create(KeyClaimSchema, change.claim) };
+  }
+}

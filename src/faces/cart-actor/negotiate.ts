@@ -1,0 +1,119 @@
+import { parseHostPort } from "../../core/address.ts";
+import { parseDuration } from "../../core/duration.ts";
+import { emptyResources, type NodeRecord } from "../../core/node.ts";
+import type { Ownership } from "../../core/ownership.ts";
+import { defaults } from "../../defaults.ts";
+import { ControlPlane } from "../../gen/control_plane_pb.ts";
+import type { FaceContext } from "../face-context.ts";
+
+/** Hosts that failed a probe, with when they may be probed again (per controller). */
+const failedProbes = new WeakMap<FaceContext, Map<string, number>>();
+
+export interface NegotiateOutcome {
+  /** Eligible members' hosts, the callee's included, sorted. */
+  readonly hosts: string[];
+  /** Unknown hosts that answered a probe as a member, and those that did not. */
+  readonly learned: string[];
+  readonly unreachable: string[];
+}
+
+const maxKnownHosts = 1_024;
+
+/**
+ * go-cart-actor's Negotiate on the controller: the caller's hosts are merged into what the directory
+ * knows. corral's membership is its registry (nodes join by token or request), so a host the directory
+ * does not know counts only once it proves to be a member: the controller pings it over the cluster's
+ * mTLS (its certificate must come from this cluster's CA), and if the answer names a member's host, the
+ * host is remembered as another name of that member. A host that never answered as a healthy member is
+ * not returned. The answer is the hosts of the members that are ready and not draining, plus the callee.
+ */
+export async function negotiate(
+  context: FaceContext,
+  ownership: Ownership,
+  knownHosts: readonly string[],
+  callee: string,
+  signal: AbortSignal,
+): Promise<NegotiateOutcome> {
+  const limits = defaults.ownership;
+  const now = context.clock.now();
+  let failed = failedProbes.get(context);
+  if (failed === undefined) {
+    failed = new Map();
+    failedProbes.set(context, failed);
+  }
+  const unknown = [...new Set(knownHosts.slice(0, maxKnownHosts).map((h) => h.trim()))].filter(
+    (host) => host !== "" && host !== callee && ownership.find(host) === undefined,
+  );
+  const toProbe = unknown
+    .filter((host) => (failed.get(host) ?? 0) <= now)
+    .slice(0, limits.maxProbesPerNegotiate);
+  const timeoutMs = parseDuration(limits.probeTimeout);
+  const learned: string[] = [];
+  const unreachable: string[] = [];
+  await Promise.all(
+    toProbe.map(async (host) => {
+      const member = await probe(context, ownership, host, timeoutMs, signal);
+      if (member !== undefined) {
+        ownership.learnAlias(host, member);
+        failed.delete(host);
+        learned.push(host);
+      } else {
+        unreachable.push(host);
+        failed.delete(host);
+        failed.set(host, now + parseDuration(limits.probeRetryAfter));
+        while (failed.size > limits.maxAliases) {
+          const oldest = failed.keys().next().value;
+          if (oldest === undefined) break;
+          failed.delete(oldest);
+        }
+      }
+    }),
+  );
+  const hosts = new Set(ownership.directory.eligibleMembers().map((m) => m.host));
+  hosts.add(callee);
+  return { hosts: [...hosts].sort(), learned: learned.sort(), unreachable: unreachable.sort() };
+}
+
+/** Pings `host` over mTLS; answers the node id of the member it turned out to be, if any. */
+async function probe(
+  context: FaceContext,
+  ownership: Ownership,
+  host: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<string | undefined> {
+  let address: { host: string; port: number };
+  try {
+    address = parseHostPort(host, "known_hosts");
+  } catch {
+    return undefined;
+  }
+  try {
+    const client = await context.agents.client(ControlPlane, probeTarget(address.host, address.port));
+    const reply = await client.ping({}, { signal, timeoutMs });
+    const member = ownership.find(reply.host);
+    return member?.status === "ready" ? member.id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the agent dialer needs of a node: where to dial. */
+function probeTarget(host: string, port: number): NodeRecord {
+  return {
+    id: `probe:${host}:${port}`,
+    name: `${host}:${port}`,
+    role: "agent",
+    address: host,
+    port,
+    metadata: {},
+    services: [],
+    resources: emptyResources(),
+    labels: {},
+    status: "ready",
+    createdAt: 0,
+    updatedAt: 0,
+    lastSeenAt: 0,
+    version: "",
+  };
+}

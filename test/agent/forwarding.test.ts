@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { NodeService, TUIService } from "../../src/gen/node_pb.ts";
+import { eventually, startTestAgent, type TestAgent } from "../helpers/agent.ts";
+import { plaintextClient } from "../helpers/clients.ts";
+import { startTestController, type TestController } from "../helpers/controller.ts";
+
+describe("Distributed LLM services on an agent's local API, forwarded to the controller", () => {
+  let cluster: TestController;
+  let node: TestAgent;
+  before(async () => {
+    cluster = await startTestController({ node: { name: "My Controller" } });
+    node = await startTestAgent({ name: "llm-1" });
+  });
+  after(async () => {
+    await node.close();
+    await cluster.close();
+  });
+
+  it("answers UNAVAILABLE before the node has joined, and the controller's answers after", async () => {
+    const local = plaintextClient(NodeService, node.localPort);
+    await assert.rejects(
+      local.getNodeInfo({ nodeId: "My Controller" }),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.Unavailable,
+    );
+    const { token } = await cluster.controller.context.tokens.create({
+      role: "node",
+      ttlMs: 60_000,
+      uses: 1,
+      description: "t",
+      createdBy: "t",
+      caFingerprint: cluster.controller.ca.fingerprint,
+    });
+    await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, token, AbortSignal.timeout(20_000));
+    await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined));
+    const info = await local.getNodeInfo({ nodeId: "llm-1" });
+    assert.equal(info.node?.nodeId, "llm-1");
+    assert.equal(info.node?.status, "ready");
+    const peers = await local.getPeers({ requesterId: "llm-1", includeSelf: true });
+    assert.deepEqual(peers.peers.map((p) => p.nodeId).sort(), ["My Controller", "llm-1"]);
+    await assert.rejects(
+      local.getNodeInfo({ nodeId: "nobody" }),
+      (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound,
+    );
+    const list = await plaintextClient(TUIService, node.localPort).getNodeList({ includeMetrics: true });
+    assert.equal(list.clusterMetrics?.totalNodes, 2);
+  });
+});

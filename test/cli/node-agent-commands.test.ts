@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { execFile, spawn } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { eventually, startTestAgent, type TestAgent } from "../helpers/agent.ts";
+import { startTestController, type TestController } from "../helpers/controller.ts";
+
+const corral = join(import.meta.dirname, "../../bin/corral.js");
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("CORRAL_")));
+}
+
+function corralRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [corral, ...args],
+      { timeout: 30_000, killSignal: "SIGKILL", env: cleanEnv() },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
+          stdout,
+          stderr,
+        });
+      },
+    );
+  });
+}
+
+describe("corral health / metrics / gpio / exec / logs, through the controller", () => {
+  let cluster: TestController;
+  let node: TestAgent;
+  let server: string[];
+  before(async () => {
+    cluster = await startTestController();
+    node = await startTestAgent({ name: "pi-cli" });
+    const { token } = await cluster.controller.context.tokens.create({
+      role: "node",
+      ttlMs: 60_000,
+      uses: 1,
+      description: "t",
+      createdBy: "t",
+      caFingerprint: cluster.controller.ca.fingerprint,
+    });
+    await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, token, AbortSignal.timeout(20_000));
+    await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined));
+    server = ["--server", `127.0.0.1:${cluster.bridgePort}`];
+  });
+  after(async () => {
+    await node.close();
+    await cluster.close();
+  });
+
+  it("blinks a pin: set high, read it back, set low", async () => {
+    const high = await corralRun([...server, "gpio", "set", "18", "high", "--node", "pi-cli"]);
+    assert.equal(high.code, 0, high.stderr);
+    assert.match(high.stdout, /pin 18 is HIGH \(simulated\)/);
+    const read = await corralRun([...server, "-o", "json", "gpio", "get", "18", "--node", "pi-cli"]);
+    assert.equal(JSON.parse(read.stdout).state, "HIGH");
+    const low = await corralRun([...server, "gpio", "set", "18", "low", "--node", "pi-cli"]);
+    assert.match(low.stdout, /pin 18 is LOW/);
+    const bad = await corralRun([...server, "gpio", "set", "18", "sideways", "--node", "pi-cli"]);
+    assert.equal(bad.code, 2);
+  });
+
+  it("shows health and metrics of a node", async () => {
+    const health = await corralRun([...server, "health", "--node", "pi-cli"]);
+    assert.equal(health.code, 0, health.stderr);
+    assert.match(health.stdout, /status:\s+OK/);
+    const metrics = await corralRun([...server, "-o", "json", "metrics", "--node", "pi-cli"]);
+    const parsed = JSON.parse(metrics.stdout) as { cpuUsage?: number; memoryTotalBytes: string };
+    assert.ok(Number(parsed.memoryTotalBytes) > 0);
+  });
+
+  it("runs an allow-listed command with the node's exit code, and refuses a shell", async () => {
+    const uname = await corralRun([...server, "exec", "--node", "pi-cli", "--", "uname", "-a"]);
+    assert.equal(uname.code, 0, uname.stderr);
+    assert.match(uname.stdout, /Linux/);
+    const shell = await corralRun([...server, "exec", "--node", "pi-cli", "--", "sh", "-c", "id"]);
+    assert.equal(shell.code, 1);
+    assert.match(shell.stderr, /PERMISSION_DENIED/);
+  });
+
+  it("follows the node's own log until stopped", async () => {
+    const child = spawn(process.execPath, [corral, ...server, "logs", "-f", "-n", "0", "--node", "pi-cli"], {
+      env: cleanEnv(),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    try {
+      // The agent's log ring is what its logger feeds; write lines the way the agent logs them, until the
+      // CLI (which needs a moment to start) shows one written after it began to follow.
+      const marker = `marker-${Date.now()}`;
+      await eventually(
+        async () => {
+          node.agent.logRing.write("info", marker);
+          return out.includes(marker) ? true : undefined;
+        },
+        20_000,
+        "the new log line",
+      );
+    } finally {
+      child.kill("SIGINT");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+  });
+});
