@@ -257,7 +257,8 @@ def run(args, summary):
             failures.append("services not listed: %s" % ", ".join(missing))
 
         methods = {}
-        for name in args.services:
+        # With no services named, every listed one is learned (what `grpcurl describe` would see).
+        for name in args.services or listed:
             files = stream.files(name, file_containing_symbol=name)
             schema.add(files, name)
             first = descriptor_pb2.FileDescriptorProto.FromString(files[0]).name
@@ -312,7 +313,9 @@ def main():
     codes = [c.name for c in grpc.StatusCode]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("address", help="host:port of a plaintext gRPC server")
-    parser.add_argument("services", nargs="*", help="fully qualified services that must be listed")
+    parser.add_argument(
+        "services", nargs="*", help="fully qualified services that must be listed (default: learn every listed one)"
+    )
     parser.add_argument("--reflection", choices=["v1", "v1alpha"], default="v1")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds, per call (default 20)")
     code_help = " (a grpc.StatusCode name: OK, NOT_FOUND, INVALID_ARGUMENT, ...)"
