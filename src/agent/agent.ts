@@ -7,6 +7,7 @@ import { CorralError } from "../core/errors.ts";
 import type { NodeService } from "../core/node.ts";
 import { parseToken } from "../core/tokens.ts";
 import { agentCartControlPlane, forwardingMembersService } from "../faces/cart-actor/agent-control-plane.ts";
+import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
 import { MembersService } from "../gen/corral/v1/members_pb.ts";
 import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
@@ -18,7 +19,9 @@ import {
   TUIService as DllmTuiService,
 } from "../gen/node_pb.ts";
 import { NodeAgent } from "../gen/picontroller_pb.ts";
+import { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Logger } from "../observability/logger.ts";
+import { PipelineManager } from "../pipelines/manager.ts";
 import { ServingStatus } from "../rpc/health/health-registry.ts";
 import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
@@ -34,6 +37,7 @@ import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
 import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "./node-agent/node-agent.ts";
+import { routingPipelinesService } from "./pipelines/agent-pipelines.ts";
 import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
 import { readLoad, readSystemResources } from "./system-resources.ts";
 
@@ -56,7 +60,7 @@ export interface AgentOptions {
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
-const offeredServices: NodeService[] = ["RESOURCES", "LOGGING"];
+const offeredServices: NodeService[] = ["RESOURCES", "LOGGING", "PIPELINES"];
 
 /**
  * The agent on a node: its identity (data dir), its tie to the controller, its local API on loopback
@@ -153,6 +157,13 @@ export class Agent implements AsyncDisposable {
       });
       closers.push(() => nodeAgent.close());
       cluster.add(NodeAgent, nodeAgent.impl);
+      const pipelines = await PipelineManager.open({
+        dataDir: resolve(dataDir, "pipelines"),
+        registerLogs: (run) => nodeAgent.logs.registerPipeline(run.id, run.logs),
+      });
+      closers.unshift(() => pipelines.close());
+      const localPipelines = localPipelinesService(pipelines);
+      cluster.add(PipelinesService, localPipelines);
       // go-cart-actor's ControlPlane: Ping here, the ownership directory's methods via the controller.
       const cart = agentCartControlPlane(link, () => advertise);
       cluster.add(CartControlPlane, cart);
@@ -170,6 +181,10 @@ export class Agent implements AsyncDisposable {
         localApi.add(service, forwardToController(service, link));
       }
       localApi.add(MembersService, forwardingMembersService(link));
+      localApi.add(
+        PipelinesService,
+        routingPipelinesService(() => identity.nodeId, localPipelines, link),
+      );
       mountReflection(localApi);
       const health = mountHealth(localApi);
       for (const service of localApi.services) health.set(service.typeName, ServingStatus.SERVING);

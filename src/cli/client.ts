@@ -245,10 +245,12 @@ export function fromConnectError(error: unknown, server: string, tls?: boolean):
     .replace(/([a-z])([A-Z])/g, "$1_$2")
     .toUpperCase()
     .replace("CANCELED", "CANCELLED") as ErrorCode;
+  // Plaintext HTTP/2 to a TLS port ends either as a cancelled stream or as a reset connection,
+  // depending on which side notices first.
   if (
     tls === false &&
-    error.code === Code.Canceled &&
-    /stream closed with error code CANCEL/.test(error.rawMessage)
+    ((error.code === Code.Canceled && /stream closed with error code CANCEL/.test(error.rawMessage)) ||
+      (error.code === Code.Aborted && /ECONNRESET/.test(error.rawMessage)))
   ) {
     return new CorralError(
       name,

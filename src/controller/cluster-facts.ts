@@ -28,7 +28,7 @@ export async function ensureControllerNode(
   init: { name: string; address: string; port: number; version: string },
 ): Promise<string> {
   const stored = await store.get(controllerNodeKey);
-  const services = ["HUB_SERVER", "RESOURCES"] as const;
+  const services = ["HUB_SERVER", "RESOURCES", "PIPELINES"] as const;
   if (stored !== undefined) {
     const { id } = JSON.parse(stored.value) as { id: string };
     await registry.update(id, {
@@ -36,6 +36,7 @@ export async function ensureControllerNode(
       address: init.address,
       port: init.port,
       version: init.version,
+      services: [...services],
     });
     await registry.setStatus(id, "ready");
     return id;

@@ -13,13 +13,16 @@ import { EventFeed } from "../core/event-feed.ts";
 import { JoinRequestBook } from "../core/join-requests.ts";
 import { ModelRegistry } from "../core/model-registry.ts";
 import { nodeStatuses } from "../core/node.ts";
+import { NodeHealthBook } from "../core/node-health.ts";
 import { NodeLoads } from "../core/node-load.ts";
 import { NodeRegistry } from "../core/node-registry.ts";
 import { TokenRegistry } from "../core/tokens.ts";
 import { defaults } from "../defaults.ts";
 import type { FaceContext } from "../faces/face-context.ts";
+import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import type { Logger } from "../observability/logger.ts";
 import { ControllerMetrics } from "../observability/metrics.ts";
+import { PipelineManager } from "../pipelines/manager.ts";
 import { type AuthorizeOptions, authorizeCalls } from "../rpc/authorize.ts";
 import { addConnectService } from "../rpc/connect-routes.ts";
 import { type HealthRegistry, ServingStatus } from "../rpc/health/health-registry.ts";
@@ -179,6 +182,11 @@ export class Controller implements AsyncDisposable {
         logRing,
       });
       stoppers.push(() => localNode.close());
+      const localPipelines = await PipelineManager.open({
+        dataDir: join(config.dataDir, "pipelines"),
+        registerLogs: (run) => localNode.logs.registerPipeline(run.id, run.logs),
+      });
+      stoppers.push(() => localPipelines.close());
       const membership = new Membership({
         registry,
         feed,
@@ -240,6 +248,8 @@ export class Controller implements AsyncDisposable {
         heartbeats: membership,
         agents,
         localNodeAgent: localNode.impl,
+        health: new NodeHealthBook(store, clock),
+        localPipelines: localPipelinesService(localPipelines),
         joinRequests,
         tokens,
         ca,

@@ -15,6 +15,7 @@ import { distributedLlmTuiService } from "../faces/distributed-llm/tui-service.t
 import type { FaceContext } from "../faces/face-context.ts";
 import { controllerHubClientService } from "../faces/nanoping/hub-client-service.ts";
 import { hubServerService } from "../faces/nanoping/hub-server-service.ts";
+import { controllerPipelinesService } from "../faces/nanoping/pipelines-relay.ts";
 import { relayToNode } from "../faces/node-relay.ts";
 import { piControlPlane } from "../faces/picontroller/control-plane-service.ts";
 import { piRequestProvisioning } from "../faces/picontroller/provisioning.ts";
@@ -69,7 +70,7 @@ export function grpcServices(context: FaceContext): ServiceEntry[] {
     entry(TUIService, distributedLlmTuiService(context)),
     entry(HubServerService, hubServerService(context)),
     entry(HubClientService, controllerHubClientService(context)),
-    entry(PipelinesService, {}),
+    entry(PipelinesService, controllerPipelinesService(context, context.localPipelines ?? {})),
     entry(CartControlPlane, cartActorControlPlane(context)),
     entry(PiControlPlane, { ...piControlPlane(context), ...piRequestProvisioning(context) }),
     entry(NodeAgent, relayToNode(NodeAgent, context, context.localNodeAgent)),

@@ -10,6 +10,7 @@ import {
 } from "./model-events.ts";
 import type { NodeRecord } from "./node.ts";
 import { decodeStoredNode } from "./node-codec.ts";
+import { decodeNodeHealthEvent, type NodeHealthEvent, nodeHealthPrefix } from "./node-health.ts";
 import { nodeKeyPrefix } from "./node-keys.ts";
 import { decodeOwnershipEvent, type OwnershipEvent, ownershipPrefix } from "./ownership-keys.ts";
 import { decodeProvisioningEvent, type ProvisioningEvent, provisioningPrefix } from "./provisioning-job.ts";
@@ -40,7 +41,8 @@ export type ClusterEvent =
   | OwnershipEvent
   | ModelEvent
   | NodeDrainEvent
-  | ProvisioningEvent;
+  | ProvisioningEvent
+  | NodeHealthEvent;
 export type ClusterEventKind = ClusterEvent["kind"];
 
 /** Turns the store events under one key prefix into cluster events of one kind. */
@@ -111,6 +113,12 @@ export const provisioningEventDecoder: EventDecoder = {
   decode: decodeProvisioningEvent,
 };
 
+export const nodeHealthEventDecoder: EventDecoder = {
+  kind: "node-health",
+  prefix: nodeHealthPrefix,
+  decode: decodeNodeHealthEvent,
+};
+
 export const clusterEventDecoders: readonly EventDecoder[] = [
   nodeEventDecoder,
   joinRequestEventDecoder,
@@ -118,6 +126,7 @@ export const clusterEventDecoders: readonly EventDecoder[] = [
   modelEventDecoder,
   nodeDrainEventDecoder,
   provisioningEventDecoder,
+  nodeHealthEventDecoder,
 ];
 
 /** The cluster event for a store event, or undefined for keys no decoder owns (indexes, other tables). */

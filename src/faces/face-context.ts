@@ -6,11 +6,13 @@ import type { EventFeed } from "../core/event-feed.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
 import type { ModelRegistry } from "../core/model-registry.ts";
 import type { NodeRecord } from "../core/node.ts";
+import type { NodeHealthBook } from "../core/node-health.ts";
 import type { NodeLoads } from "../core/node-load.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { ProvisioningEngine } from "../core/provisioning-engine.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
 import type { NodeAgent } from "../gen/picontroller_pb.ts";
+import type { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import type { PrincipalResolver } from "../security/principal-resolver.ts";
@@ -52,6 +54,10 @@ export interface FaceContext {
   readonly agents: AgentReach;
   /** The controller's own node's Pi-Controller NodeAgent (the controller is a node too). */
   readonly localNodeAgent: Partial<ServiceImpl<typeof NodeAgent>>;
+  /** The latest health report of every node (Pi-Controller's ReportHealth). */
+  readonly health: NodeHealthBook;
+  /** The controller's own node's NanoPing PipelinesService (runs its pipelines here). */
+  readonly localPipelines?: Partial<ServiceImpl<typeof PipelinesService>>;
   readonly joinRequests: JoinRequestBook;
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;

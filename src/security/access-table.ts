@@ -126,7 +126,9 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/messages.ControlPlane/Closing": operateOrSelf,
 
   // Pi-Controller
-  "/picontroller.ControlPlane/RegisterNode": { roles: operatorsAndNodes, mutates: true },
+  // Open like Join: a new board has no certificate yet; the handler asks for a join token unless an
+  // operator registers the node.
+  "/picontroller.ControlPlane/RegisterNode": { roles: everyone, anonymous: true, mutates: true },
   "/picontroller.ControlPlane/SyncClusterState": read,
   "/picontroller.ControlPlane/RequestProvisioning": operate,
   "/picontroller.ControlPlane/ReportHealth": operateOrSelf,

@@ -51,12 +51,17 @@ export class Admission {
     this.#o = options;
   }
 
-  async join(input: JoinInput, signal: AbortSignal): Promise<Admitted> {
+  /**
+   * `approvedBy` is set when an operator registers the node themselves: it is admitted at once, as
+   * with a token.
+   */
+  async join(input: JoinInput, signal: AbortSignal, approvedBy?: string): Promise<Admitted> {
     const name = validateNodeName(input.name, "name");
     if (input.nodeId !== "") validateNodeId(input.nodeId, "node_id");
     const csr = parseCsr(input.csrPem);
     const keyFingerprint = publicKeyFingerprint(csr.publicKey.rawData);
     if (input.nodeId !== "") await this.#assertNewMember(input.nodeId);
+    if (approvedBy !== undefined) return this.#admit({ ...input, name });
     if (input.token !== "") {
       await this.#o.tokens.redeem(input.token, "node");
       return this.#admit({ ...input, name });

@@ -156,9 +156,10 @@ describe("controller over the loopback bridge", () => {
       ["agent-1"],
     );
     const pipelines = await hub.getNodes({ serviceFilters: [HubNodeService.PIPELINES] });
+    // The controller's own node runs pipelines too (NanoPing's guide lists "My Controller").
     assert.deepEqual(
       pipelines.nodes.map((n) => n.name),
-      ["agent-1"],
+      ["My Controller", "agent-1"],
     );
     const agent1 = typed.nodes[0];
     assert.equal(agent1?.online, true);

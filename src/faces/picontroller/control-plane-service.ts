@@ -1,33 +1,161 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../core/errors.ts";
-import type { ControlPlane } from "../../gen/picontroller_pb.ts";
+import type { NodeRecord } from "../../core/node.ts";
+import { decodeStoredNode } from "../../core/node-codec.ts";
+import { nodeKeyPrefix } from "../../core/node-keys.ts";
+import { defaults } from "../../defaults.ts";
+import type { ControlPlane, NodeState } from "../../gen/picontroller_pb.ts";
+import { principalOf } from "../../rpc/principal-context.ts";
+import { describePrincipal } from "../../security/principal.ts";
 import type { FaceContext } from "../face-context.ts";
+import { peerHost } from "../peer.ts";
 
-export function piControlPlane({
-  registry,
-  facts,
-  clock,
-}: FaceContext): Partial<ServiceImpl<typeof ControlPlane>> {
+type NodeStateInit = Omit<NodeState, "$typeName" | "$unknown">;
+
+function nodeState(node: NodeRecord): NodeStateInit {
   return {
+    nodeId: node.id,
+    name: node.name,
+    address: node.port === 0 ? node.address : `${node.address}:${node.port}`,
+    status: node.status,
+    lastSeen: BigInt(node.lastSeenAt),
+    labels: node.labels,
+    role: node.role,
+  };
+}
+
+/** The node a call is about: a node may speak only for itself; people name the node. */
+function subjectNode(ctx: HandlerContext, requested: string): string {
+  const principal = principalOf(ctx);
+  if (principal.kind === "node") {
+    if (requested !== "" && requested !== principal.nodeId) {
+      throw new CorralError(
+        "PERMISSION_DENIED",
+        `node ${principal.nodeId} may report only about itself, not ${requested}`,
+      );
+    }
+    return principal.nodeId;
+  }
+  if (requested.trim() === "")
+    throw CorralError.invalidArgument("node_id", "is empty; name the node the report is about");
+  return requested;
+}
+
+export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof ControlPlane>> {
+  const { registry, facts, clock, store, admission, ca, heartbeats, health } = context;
+  return {
+    /**
+     * Registration for Pi-Controller-style agents, on the same path as every other join: a join token
+     * in the `corral-join-token` metadata admits the node at once; an operator (or the loopback bridge)
+     * may register it directly; anyone else waits for an operator to accept the request.
+     */
+    async registerNode(request, ctx) {
+      if (request.csrPem.trim() === "") {
+        throw CorralError.invalidArgument(
+          "csr_pem",
+          "is empty; send a PEM certificate request for the node's key",
+        );
+      }
+      const principal = principalOf(ctx);
+      const approvedBy =
+        principal.kind === "local" || (principal.kind === "operator" && principal.role !== "viewer")
+          ? describePrincipal(principal)
+          : undefined;
+      const resources = request.resources;
+      const admitted = await admission.join(
+        {
+          nodeId: request.nodeId,
+          name: request.name,
+          metadata: {},
+          address: request.address,
+          csrPem: request.csrPem,
+          token: ctx.requestHeader.get(defaults.distributedLlm.joinTokenHeader) ?? "",
+          resources: {
+            cpuCores: resources?.cpuCores ?? 0,
+            memoryMb: Math.floor(Number(resources?.memoryBytes ?? 0n) / 1_048_576),
+            gpus: (resources?.gpus ?? []).map((name, i) => ({ name, memoryMb: 0, uuid: `gpu-${i}` })),
+          },
+          services: ["RESOURCES"],
+          labels: request.labels,
+          version: request.version,
+          sourceAddress: peerHost(ctx),
+        },
+        ctx.signal,
+        approvedBy,
+      );
+      return {
+        success: true,
+        nodeId: admitted.node.id,
+        message: `node ${admitted.node.name} registered`,
+        heartbeatIntervalSeconds: Math.max(1, Math.round(heartbeats.nextInterval() / 1000)),
+        certificatePem: admitted.certificate.certificatePem,
+        caCertificatePem: ca.certificatePem,
+        status: admitted.node.status,
+      };
+    },
+
+    /** The node's latest health, component by component; a report from a node also counts as a heartbeat. */
+    async reportHealth(request, ctx) {
+      const nodeId = subjectNode(ctx, request.nodeId);
+      const node = await registry.get(nodeId);
+      await health.report({
+        nodeId: node.id,
+        status: request.status as "OK",
+        checks: request.checks.map((c) => ({ name: c.name, status: c.status as "OK", message: c.message })),
+        reportedAt: request.timestamp === 0n ? clock.now() : Number(request.timestamp),
+        reportedBy: describePrincipal(principalOf(ctx)),
+      });
+      if (principalOf(ctx).kind === "node") await heartbeats.heartbeat(node.id);
+      return {};
+    },
+
+    /**
+     * A snapshot with its revision, or with `since_revision` only the nodes changed after it (removed
+     * ones with status "removed"). If that history was compacted away, a full snapshot is returned:
+     * the caller can tell by comparing the node count with its own.
+     */
     async syncClusterState(request) {
       if (request.sinceRevision < 0n)
         throw CorralError.invalidArgument("since_revision", "must not be negative");
-      const { nodes, revision } = await registry.list();
-      return {
+      const base = {
         clusterId: facts.clusterId,
-        revision: BigInt(revision),
         leader: facts.controllerName,
         timestamp: BigInt(clock.now()),
-        nodes: nodes.map((node) => ({
-          nodeId: node.id,
-          name: node.name,
-          address: node.port === 0 ? node.address : `${node.address}:${node.port}`,
-          status: node.status,
-          lastSeen: BigInt(node.lastSeenAt),
-          labels: node.labels,
-          role: node.role,
-        })),
       };
+      if (request.sinceRevision > 0n) {
+        const revision = await store.revision();
+        const since = Number(request.sinceRevision);
+        if (since > revision) {
+          throw CorralError.invalidArgument(
+            "since_revision",
+            `${since} is ahead of the cluster's revision ${revision}`,
+          );
+        }
+        const changes = await store.changes(since + 1, { prefix: nodeKeyPrefix }).catch((error: unknown) => {
+          if (error instanceof CorralError && error.code === "OUT_OF_RANGE") return undefined;
+          throw error;
+        });
+        if (changes !== undefined) {
+          const latest = new Map<string, NodeStateInit>();
+          for (const event of changes) {
+            const id = event.key.slice(nodeKeyPrefix.length);
+            if (event.type === "delete" || event.value === undefined) {
+              latest.set(id, {
+                nodeId: id,
+                name: "",
+                address: "",
+                status: "removed",
+                lastSeen: 0n,
+                labels: {},
+                role: "",
+              });
+            } else latest.set(id, nodeState(decodeStoredNode(event.value, event.key)));
+          }
+          return { ...base, revision: BigInt(revision), nodes: [...latest.values()] };
+        }
+      }
+      const { nodes, revision } = await registry.list();
+      return { ...base, revision: BigInt(revision), nodes: nodes.map(nodeState) };
     },
   };
 }
