@@ -14,6 +14,7 @@ import {
   NodeStatus as NodeStatusEnum,
   type Resources as ResourcesMessage,
 } from "../../gen/corral/v1/nodes_pb.ts";
+import { metadataFromOneof, metadataOneof } from "../metadata-oneof.ts";
 
 const statusToEnum: Record<NodeStatus, NodeStatusEnum> = {
   pending: NodeStatusEnum.PENDING,
@@ -68,41 +69,11 @@ export function nodeToMessage(node: NodeRecord): Node {
 }
 
 export function metadataToMessage(value: MetadataValue): MetadataValueMessage {
-  const oneof = {
-    string: { case: "stringValue", value: value.value },
-    bytes: { case: "bytesValue", value: value.value },
-    int: { case: "intValue", value: value.value },
-    uint: { case: "uintValue", value: value.value },
-    double: { case: "doubleValue", value: value.value },
-    float: { case: "floatValue", value: value.value },
-    bool: { case: "boolValue", value: value.value },
-  }[value.kind];
-  return create(MetadataValueSchema, { value: oneof as MetadataValueMessage["value"] });
+  return create(MetadataValueSchema, { value: metadataOneof(value) as MetadataValueMessage["value"] });
 }
 
 export function metadataFromMessage(message: MetadataValueMessage, field: string): MetadataValue {
-  const v = message.value;
-  switch (v.case) {
-    case "stringValue":
-      return { kind: "string", value: v.value };
-    case "bytesValue":
-      return { kind: "bytes", value: v.value };
-    case "intValue":
-      return { kind: "int", value: v.value };
-    case "uintValue":
-      return { kind: "uint", value: v.value };
-    case "doubleValue":
-      return { kind: "double", value: v.value };
-    case "floatValue":
-      return { kind: "float", value: v.value };
-    case "boolValue":
-      return { kind: "bool", value: v.value };
-    case undefined:
-      throw CorralError.invalidArgument(
-        field,
-        "has no value; set one of string_value, bytes_value, int_value, …",
-      );
-  }
+  return metadataFromOneof(message.value, field);
 }
 
 export function filterFromMessage(filter: NodeFilter | undefined): CoreNodeFilter {

@@ -8,6 +8,7 @@ import {
   NodeSchema,
   NodeService as NodeServiceEnum,
 } from "../../gen/hub_node_pb.ts";
+import { metadataFromOneof, metadataOneof } from "../metadata-oneof.ts";
 
 const serviceToEnum: Record<NodeService, NodeServiceEnum> = {
   HUB_SERVER: NodeServiceEnum.HUB_SERVER,
@@ -38,39 +39,9 @@ export function nanopingNode(node: NodeRecord): Node {
 }
 
 export function metadataItem(value: MetadataValue): NodeMetadataItem {
-  const oneof = {
-    string: { case: "stringValue", value: value.value },
-    bytes: { case: "bytesValue", value: value.value },
-    int: { case: "intValue", value: value.value },
-    uint: { case: "uintValue", value: value.value },
-    double: { case: "doubleValue", value: value.value },
-    float: { case: "floatValue", value: value.value },
-    bool: { case: "boolValue", value: value.value },
-  }[value.kind];
-  return create(NodeMetadataItemSchema, { value: oneof as NodeMetadataItem["value"] });
+  return create(NodeMetadataItemSchema, { value: metadataOneof(value) as NodeMetadataItem["value"] });
 }
 
 export function metadataFromItem(item: NodeMetadataItem, field: string): MetadataValue {
-  const v = item.value;
-  switch (v.case) {
-    case "stringValue":
-      return { kind: "string", value: v.value };
-    case "bytesValue":
-      return { kind: "bytes", value: v.value };
-    case "intValue":
-      return { kind: "int", value: v.value };
-    case "uintValue":
-      return { kind: "uint", value: v.value };
-    case "doubleValue":
-      return { kind: "double", value: v.value };
-    case "floatValue":
-      return { kind: "float", value: v.value };
-    case "boolValue":
-      return { kind: "bool", value: v.value };
-    case undefined:
-      throw CorralError.invalidArgument(
-        field,
-        "has no value; set one of string_value, bytes_value, int_value, …",
-      );
-  }
+  return metadataFromOneof(item.value, field);
 }
