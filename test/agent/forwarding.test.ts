@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NodeService, TUIService } from "../../src/gen/node_pb.ts";
-import { eventually, startTestAgent, type TestAgent } from "../helpers/agent.ts";
+import { joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 
@@ -24,16 +24,7 @@ describe("Distributed LLM services on an agent's local API, forwarded to the con
       local.getNodeInfo({ nodeId: "My Controller" }),
       (e: unknown) => e instanceof ConnectError && e.code === Code.Unavailable,
     );
-    const { token } = await cluster.controller.context.tokens.create({
-      role: "node",
-      ttlMs: 60_000,
-      uses: 1,
-      description: "t",
-      createdBy: "t",
-      caFingerprint: cluster.controller.ca.fingerprint,
-    });
-    await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, token, AbortSignal.timeout(20_000));
-    await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined));
+    await joinWithToken(cluster, node);
     const info = await local.getNodeInfo({ nodeId: "llm-1" });
     assert.equal(info.node?.nodeId, "llm-1");
     assert.equal(info.node?.status, "ready");

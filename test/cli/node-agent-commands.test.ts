@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { eventually, startTestAgent, type TestAgent } from "../helpers/agent.ts";
+import { eventually, joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 
 const corral = join(import.meta.dirname, "../../bin/corral.js");
@@ -35,16 +35,7 @@ describe("corral health / metrics / gpio / exec / logs, through the controller",
   before(async () => {
     cluster = await startTestController();
     node = await startTestAgent({ name: "pi-cli" });
-    const { token } = await cluster.controller.context.tokens.create({
-      role: "node",
-      ttlMs: 60_000,
-      uses: 1,
-      description: "t",
-      createdBy: "t",
-      caFingerprint: cluster.controller.ca.fingerprint,
-    });
-    await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, token, AbortSignal.timeout(20_000));
-    await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined));
+    await joinWithToken(cluster, node);
     server = ["--server", `127.0.0.1:${cluster.bridgePort}`];
   });
   after(async () => {

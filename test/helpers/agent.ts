@@ -48,3 +48,41 @@ export async function eventually<T>(
   }
   throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
 }
+
+/** A join token of the test controller's cluster (role node). */
+export async function nodeToken(
+  cluster: {
+    controller: {
+      context: { tokens: import("../../src/core/tokens.ts").TokenRegistry };
+      ca: { fingerprint: string };
+    };
+  },
+  options: { uses?: number; ttlMs?: number } = {},
+): Promise<string> {
+  const { token } = await cluster.controller.context.tokens.create({
+    role: "node",
+    ttlMs: options.ttlMs ?? 60_000,
+    uses: options.uses ?? 1,
+    description: "test",
+    createdBy: "test",
+    caFingerprint: cluster.controller.ca.fingerprint,
+  });
+  return token;
+}
+
+/** Joins a test agent to a test controller with a fresh token and waits until it is connected. */
+export async function joinWithToken(
+  cluster: Parameters<typeof nodeToken>[0] & { clusterPort: number },
+  node: TestAgent,
+): Promise<void> {
+  await node.agent.joinIfAsked(
+    `127.0.0.1:${cluster.clusterPort}`,
+    await nodeToken(cluster),
+    AbortSignal.timeout(20_000),
+  );
+  await eventually(
+    async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined),
+    15_000,
+    "CONNECTED",
+  );
+}

@@ -6,7 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { targetNodeHeader } from "../../src/faces/node-relay.ts";
 import { GPIOAction, GPIOState, NodeAgent } from "../../src/gen/picontroller_pb.ts";
 import { operatorIdentityUri } from "../../src/security/principal.ts";
-import { eventually, startTestAgent, type TestAgent } from "../helpers/agent.ts";
+import { joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 
@@ -19,16 +19,7 @@ describe("Pi-Controller's sequence: the control plane calls the node agent over 
   before(async () => {
     cluster = await startTestController();
     node = await startTestAgent({ name: "pi-1" });
-    const { token } = await cluster.controller.context.tokens.create({
-      role: "node",
-      ttlMs: 60_000,
-      uses: 1,
-      description: "t",
-      createdBy: "t",
-      caFingerprint: cluster.controller.ca.fingerprint,
-    });
-    await node.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, token, AbortSignal.timeout(20_000));
-    await eventually(async () => (node.agent.link.state.value === "CONNECTED" ? true : undefined));
+    await joinWithToken(cluster, node);
   });
   after(async () => {
     await node.close();
@@ -116,15 +107,7 @@ describe("Pi-Controller's sequence: the control plane calls the node agent over 
   it("does not let another node drive this node's hardware directly", async () => {
     const other = await startTestAgent({ name: "pi-2" });
     try {
-      const { token } = await cluster.controller.context.tokens.create({
-        role: "node",
-        ttlMs: 60_000,
-        uses: 1,
-        description: "t",
-        createdBy: "t",
-        caFingerprint: cluster.controller.ca.fingerprint,
-      });
-      await other.agent.joinIfAsked(`127.0.0.1:${cluster.clusterPort}`, token, AbortSignal.timeout(20_000));
+      await joinWithToken(cluster, other);
       const credentials = await Promise.all(
         ["node.crt", "node.key"].map((f) => readFile(`${other.dataDir}/${f}`, "utf8")),
       );
