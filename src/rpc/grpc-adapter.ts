@@ -119,20 +119,7 @@ function callHandler(method: DescMethod, handler: AnyHandler, options: MountOpti
     case "unary":
       return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const ctx = newContext(call);
-        let response: unknown;
-        intercept(ctx, async () => {
-          response = toMessage(method.output, await handler(call.request as never, ctx as never));
-        }).then(
-          () => {
-            ctx.dispose();
-            sendHeadersIfSet(call, ctx);
-            callback(null, response, ctx.takeTrailerMetadata());
-          },
-          (error: unknown) => {
-            ctx.abort(error);
-            callback(toGrpcStatus(error));
-          },
-        );
+        runUnary(ctx, call, callback, intercept, () => handler(call.request as never, ctx as never));
       };
     case "server_streaming":
       return (call: ServerWritableStream<unknown, unknown>) => {
@@ -147,22 +134,8 @@ function callHandler(method: DescMethod, handler: AnyHandler, options: MountOpti
     case "client_streaming":
       return (call: ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const ctx = newContext(call);
-        let response: unknown;
-        intercept(ctx, async () => {
-          response = toMessage(
-            method.output,
-            await handler(readRequests(call, ctx.signal) as never, ctx as never),
-          );
-        }).then(
-          () => {
-            ctx.dispose();
-            sendHeadersIfSet(call, ctx);
-            callback(null, response, ctx.takeTrailerMetadata());
-          },
-          (error: unknown) => {
-            ctx.abort(error);
-            callback(toGrpcStatus(error));
-          },
+        runUnary(ctx, call, callback, intercept, () =>
+          handler(readRequests(call, ctx.signal) as never, ctx as never),
         );
       };
     case "bidi_streaming":
@@ -176,6 +149,30 @@ function callHandler(method: DescMethod, handler: AnyHandler, options: MountOpti
         );
       };
   }
+}
+
+/** A call with one response (unary or client streaming): the handler's answer, or its error as a status. */
+function runUnary(
+  ctx: GrpcHandlerContext,
+  call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>,
+  callback: sendUnaryData<unknown>,
+  intercept: (ctx: GrpcHandlerContext, run: () => Promise<void>) => Promise<void>,
+  answer: () => unknown,
+): void {
+  let response: unknown;
+  intercept(ctx, async () => {
+    response = toMessage(ctx.method.output, await answer());
+  }).then(
+    () => {
+      ctx.dispose();
+      sendHeadersIfSet(call, ctx);
+      callback(null, response, ctx.takeTrailerMetadata());
+    },
+    (error: unknown) => {
+      ctx.abort(error);
+      callback(toGrpcStatus(error));
+    },
+  );
 }
 
 function sendHeadersIfSet(
