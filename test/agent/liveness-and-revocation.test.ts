@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -74,6 +74,7 @@ describe("liveness and revocation", () => {
         );
       } finally {
         await again.close();
+        await rm(dataDir, { recursive: true, force: true });
       }
       assert.deepEqual(seen.slice(0, 4), ["READY", "SUSPECT", "DOWN", "READY"]);
     } finally {

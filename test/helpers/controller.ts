@@ -21,6 +21,8 @@ export async function startTestController(
   raw: Record<string, unknown> = {},
   overrides: ConfigOverrides = {},
   dataDir?: string,
+  /** Whether closing removes the data dir: true for a temp dir made here, kept across restarts. */
+  ownsDataDir = dataDir === undefined,
 ): Promise<TestController> {
   const dir = dataDir ?? (await mkdtemp(join(tmpdir(), "corral-test-")));
   const config = resolveControllerConfig(
@@ -48,11 +50,11 @@ export async function startTestController(
     webPort: port(controller.addresses.web),
     async restart() {
       await controller.close();
-      return startTestController(raw, overrides, dir);
+      return startTestController(raw, overrides, dir, ownsDataDir);
     },
     async close() {
       await controller.close();
-      if (dataDir === undefined) await rm(dir, { recursive: true, force: true });
+      if (ownsDataDir) await rm(dir, { recursive: true, force: true });
     },
   };
   return handle;
