@@ -397,7 +397,8 @@ function runTool(
   options: { timeoutMs: number; env: NodeJS.ProcessEnv | undefined; signal?: AbortSignal },
 ): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    execFile(
+    let aborted = false;
+    const child = execFile(
       program,
       args,
       {
@@ -406,18 +407,20 @@ function runTool(
         maxBuffer: 1024 * 1024,
         encoding: "utf8",
         ...(options.env === undefined ? {} : { env: options.env }),
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
       },
       (error, stdout, stderr) => {
+        options.signal?.removeEventListener("abort", onAbort);
+        if (aborted) {
+          reject(new ToolExit(`${path.basename(program)} was cancelled`, stderr));
+          return;
+        }
         if (error === null) {
           resolve({ stdout, stderr });
           return;
         }
         const failure = error as NodeJS.ErrnoException & { killed?: boolean; code?: unknown };
-        if (typeof failure.code === "string" && failure.code !== "ABORT_ERR") {
+        if (typeof failure.code === "string") {
           reject(spawnFailure(program, error));
-        } else if (failure.name === "AbortError" || failure.code === "ABORT_ERR") {
-          reject(new ToolExit(`${path.basename(program)} was cancelled`, stderr));
         } else if (failure.killed === true) {
           reject(
             new CorralError(
@@ -430,5 +433,13 @@ function runTool(
         }
       },
     );
+    // A cancelled tool gets SIGTERM, not SIGKILL: gpioset then releases its line in an orderly way, and
+    // the promise settles only once it has exited, so the next request of the line does not find it busy.
+    function onAbort(): void {
+      aborted = true;
+      child.kill("SIGTERM");
+    }
+    if (options.signal?.aborted) onAbort();
+    else options.signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
