@@ -83,11 +83,36 @@ const fileSchema = z
           .object({ path: z.string().min(1).optional() })
           .strict()
           .optional(),
+        etcd: z
+          .object({
+            endpoints: z
+              .array(
+                z
+                  .string()
+                  .url()
+                  .refine((url) => /^https?:\/\//.test(url), "must be an http:// or https:// URL"),
+              )
+              .min(1, "must name at least one etcd client URL"),
+            prefix: z
+              .string()
+              .regex(/^\/[^\0]*$/, "must start with /")
+              .optional(),
+            /** Leader lease TTL; default 10s (etcd counts whole seconds, at least 1). */
+            leaseTtl: duration("store.etcd.leaseTtl").optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
+      .refine((store) => store.sqlite === undefined || store.etcd === undefined, {
+        message: "name either sqlite or etcd, not both",
+      })
       .optional(),
   })
   .strict();
+
+/** How long a leader's etcd lease outlives its last keepalive. */
+const defaultLeaseTtl = "10s";
 
 export interface ControllerConfig {
   readonly nodeName: string;
@@ -97,7 +122,15 @@ export interface ControllerConfig {
   readonly authenticationByRequestTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly dataDir: string;
-  readonly store: { readonly kind: "sqlite"; readonly path: string };
+  readonly store:
+    | { readonly kind: "sqlite"; readonly path: string }
+    | {
+        readonly kind: "etcd";
+        readonly endpoints: readonly string[];
+        readonly prefix: string;
+        /** Leader lease TTL in whole seconds (≥ 1). */
+        readonly leaseTtlSeconds: number;
+      };
   /** Plaintext listeners may bind beyond loopback only when the operator said so. */
   readonly insecure: boolean;
   readonly nodeCertificateLifetimeMs: number;
@@ -179,7 +212,18 @@ export function resolveControllerConfig(
     ),
     shutdownGraceMs: parseDuration(file.shutdownGrace ?? c.shutdownGrace),
     dataDir,
-    store: { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
+    store:
+      file.store?.etcd !== undefined
+        ? {
+            kind: "etcd",
+            endpoints: file.store.etcd.endpoints,
+            prefix: file.store.etcd.prefix ?? "/corral",
+            leaseTtlSeconds: Math.max(
+              1,
+              Math.round(parseDuration(file.store.etcd.leaseTtl ?? defaultLeaseTtl) / 1000),
+            ),
+          }
+        : { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
     insecure: overrides.insecure ?? false,
     nodeCertificateLifetimeMs: parseDuration(
       file.identity?.nodeCertificateLifetime ?? defaults.identity.nodeCertificateLifetime,

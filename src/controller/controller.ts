@@ -34,6 +34,7 @@ import { Admission } from "../security/admission.ts";
 import { CertificateAuthority } from "../security/certificate-authority.ts";
 import { PrincipalResolver } from "../security/principal-resolver.ts";
 import { optionalClientCertificateCredentials, RotatingCertificates } from "../security/tls-credentials.ts";
+import { EtcdStore } from "../store/etcd/etcd-store.ts";
 import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { corralVersion } from "../version.ts";
@@ -41,6 +42,7 @@ import { ensureAdminCredentials } from "./admin-credentials.ts";
 import { AgentDialer } from "./agent-dialer.ts";
 import { ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
 import type { ControllerConfig } from "./config.ts";
+import { alwaysLeader, EtcdLeaderElection, type LeaderGate } from "./leader-election.ts";
 import { Membership } from "./membership.ts";
 import { PlacementReconciler } from "./placement-reconciler.ts";
 import { ProvisioningDispatcher } from "./provisioning-dispatcher.ts";
@@ -115,8 +117,24 @@ export class Controller implements AsyncDisposable {
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     const stoppers: Stopper[] = [];
     try {
-      const store: Store = await SqliteStore.open({ path: config.store.path });
+      const storeConfig = config.store;
+      const store: Store =
+        storeConfig.kind === "etcd"
+          ? await EtcdStore.open({ endpoints: [...storeConfig.endpoints], prefix: storeConfig.prefix })
+          : await SqliteStore.open({ path: storeConfig.path });
       stoppers.push(() => store.close());
+      // With SQLite this controller is the only one, so it always leads.
+      const leader: LeaderGate =
+        storeConfig.kind === "etcd"
+          ? await EtcdLeaderElection.start({
+              endpoints: storeConfig.endpoints,
+              prefix: storeConfig.prefix,
+              name: config.nodeName,
+              ttlSeconds: storeConfig.leaseTtlSeconds,
+              logger,
+            })
+          : alwaysLeader(config.nodeName);
+      stoppers.push(() => leader.close());
       const ca = await CertificateAuthority.loadOrCreate(join(config.dataDir, "ca"), config.nodeName);
       const adminCredentialsDir = await ensureAdminCredentials(ca, config.dataDir);
       const clusterListen = parseHostPort(config.clusterAddress, "http.address");
@@ -194,13 +212,20 @@ export class Controller implements AsyncDisposable {
         logger,
         controllerNodeId,
         liveness: config.liveness,
+        isLeader: () => leader.isLeader(),
       });
       await membership.start();
       stoppers.push(() => membership.close());
       const models = new ModelRegistry(store, clock, registry);
       const loads = new NodeLoads();
       // Re-places model layers when nodes go down, leave or are drained (the leader's job; one controller today).
-      const placement = new PlacementReconciler({ models, feed, logger, loads });
+      const placement = new PlacementReconciler({
+        models,
+        feed,
+        logger,
+        loads,
+        isLeader: () => leader.isLeader(),
+      });
       placement.start();
       stoppers.push(() => placement.close());
 
@@ -220,8 +245,20 @@ export class Controller implements AsyncDisposable {
         local: localStepRunner(),
         concurrency: config.provisioning.concurrency,
       });
-      await provisioning.start();
+      await provisioning.start({ recover: leader.isLeader() });
       stoppers.push(() => provisioning.close());
+      // A controller that comes to lead catches up on the leader work it skipped while it did not.
+      let recovered = leader.isLeader();
+      const stopFollowingLeader = leader.onChange((leading) => {
+        if (!leading) return;
+        placement.schedule();
+        if (recovered) return;
+        recovered = true;
+        provisioning
+          .recoverInterrupted()
+          .catch((error: unknown) => logger.warn({ err: error }, "could not recover provisioning jobs"));
+      });
+      stoppers.push(async () => stopFollowingLeader());
 
       const context: FaceContext = {
         registry,
@@ -235,7 +272,12 @@ export class Controller implements AsyncDisposable {
           advertiseAddress: formatHostPort({ host: advertiseHost, port: clusterPort }),
           version: corralVersion,
           startedAt: clock.now(),
-          storeKind: `sqlite (${config.store.path})`,
+          storeKind:
+            storeConfig.kind === "etcd"
+              ? `etcd (${storeConfig.endpoints.join(", ")}, prefix ${storeConfig.prefix})`
+              : `sqlite (${storeConfig.path})`,
+          isLeader: () => leader.isLeader(),
+          leader: () => leader.leader(),
         },
         admission: new Admission({
           registry,
@@ -271,6 +313,7 @@ export class Controller implements AsyncDisposable {
       }
 
       const housekeeping = setInterval(() => {
+        if (!leader.isLeader()) return;
         void Promise.all([joinRequests.prune(), audit.prune()]).catch((error: unknown) =>
           logger.warn({ err: error }, "housekeeping failed"),
         );

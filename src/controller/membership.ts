@@ -20,6 +20,8 @@ export interface MembershipOptions {
   };
   /** How often silent nodes are looked for. */
   readonly sweepEveryMs?: number;
+  /** Only the leader sweeps (marks silent nodes suspect/down); default: always. */
+  readonly isLeader?: () => boolean;
 }
 
 /**
@@ -79,6 +81,7 @@ export class Membership implements AsyncDisposable {
   }
 
   async #sweep(): Promise<void> {
+    if (this.#o.isLeader?.() === false) return;
     for (const transition of this.#tracker.sweep()) {
       await this.#apply(transition.nodeId, transition.to, transition.from);
     }

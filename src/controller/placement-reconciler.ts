@@ -17,6 +17,8 @@ export interface PlacementReconcilerOptions {
   readonly maxRetryMs?: number;
   /** Told after every pass that changed placement (tests, metrics). */
   readonly onPass?: (outcome: PlacementOutcome) => void;
+  /** Passes run only while this says so (the leader); schedule() again once it does. Default: always. */
+  readonly isLeader?: () => boolean;
 }
 
 /**
@@ -65,7 +67,7 @@ export class PlacementReconciler implements AsyncDisposable {
 
   /** Asks for a pass soon (coalesced with one already asked for). */
   schedule(): void {
-    if (this.#stop.signal.aborted) return;
+    if (this.#stop.signal.aborted || this.#o.isLeader?.() === false) return;
     if (this.#running !== undefined) {
       this.#again = true;
       return;
@@ -78,7 +80,7 @@ export class PlacementReconciler implements AsyncDisposable {
   async #run(): Promise<void> {
     do {
       this.#again = false;
-      if (this.#stop.signal.aborted) return;
+      if (this.#stop.signal.aborted || this.#o.isLeader?.() === false) return;
       try {
         this.#passes++;
         const outcome = await this.#o.models.reconcile();

@@ -121,7 +121,18 @@ export class ProvisioningDispatcher implements ProvisioningEngine {
   }
 
   /** Closes the books of jobs a previous controller left running (it stopped or died under them). */
-  async start(): Promise<void> {
+  /** Loads the plans; `recover: false` (a controller that does not lead) leaves unfinished jobs alone. */
+  async start({ recover = true }: { recover?: boolean } = {}): Promise<void> {
+    if (recover) await this.recoverInterrupted();
+    const catalog = await this.#options.plans.load();
+    for (const problem of catalog.problems) this.#logger.error({ file: problem.file }, problem.message);
+  }
+
+  /**
+   * Marks jobs left unfinished by a stopped controller as interrupted (leader work). With several
+   * controllers this also hits jobs another live controller is running: jobs carry no owner yet.
+   */
+  async recoverInterrupted(): Promise<void> {
     const { items } = await this.#store.list(jobPrefix);
     for (const kv of items) {
       const job = decodeJob(kv.value);
@@ -132,8 +143,6 @@ export class ProvisioningDispatcher implements ProvisioningEngine {
         "provisioning job was interrupted by a controller stop; marked failed",
       );
     }
-    const catalog = await this.#options.plans.load();
-    for (const problem of catalog.problems) this.#logger.error({ file: problem.file }, problem.message);
   }
 
   /** Stops running jobs; their running nodes are recorded as interrupted, so a retry picks them up. */

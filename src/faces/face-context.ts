@@ -28,6 +28,10 @@ export interface ClusterFacts {
   readonly version: string;
   readonly startedAt: number;
   readonly storeKind: string;
+  /** Whether this controller leads (runs the once-only work); absent means it always does. */
+  readonly isLeader?: () => boolean;
+  /** The leading controller's name, when known. */
+  readonly leader?: () => string | undefined;
 }
 
 /** Reaching a node's agent (the controller dials it over mTLS). */

@@ -26,7 +26,31 @@ describe("controller config", () => {
     assert.equal(config.bridgeAddress, "127.0.0.1:10564");
     assert.equal(config.authenticationByRequestTimeoutMs, 300_000);
     assert.equal(config.dataDir, "/srv/corral/.corral/controller");
-    assert.equal(config.store.path, "/srv/corral/.corral/controller/corral.db");
+    assert.deepEqual(config.store, { kind: "sqlite", path: "/srv/corral/.corral/controller/corral.db" });
+  });
+
+  it("reads store.etcd, and names the key of a bad one", () => {
+    const config = resolveControllerConfig(
+      { store: { etcd: { endpoints: ["http://127.0.0.1:2379"], leaseTtl: "2s" } } },
+      "/x",
+    );
+    assert.deepEqual(config.store, {
+      kind: "etcd",
+      endpoints: ["http://127.0.0.1:2379"],
+      prefix: "/corral",
+      leaseTtlSeconds: 2,
+    });
+    rejectsWith({ store: { etcd: { endpoints: [] } } }, /store\.etcd\.endpoints: must name at least one/);
+    rejectsWith({ store: { etcd: { endpoints: ["ftp://x"] } } }, /store\.etcd\.endpoints\.0:/);
+    rejectsWith({ store: { etcd: { endpoints: ["http://a:1"], prefix: "corral" } } }, /store\.etcd\.prefix:/);
+    rejectsWith(
+      { store: { etcd: { endpoints: ["http://a:1"], tls: {} } } },
+      /store\.etcd\.tls: is not a known key/,
+    );
+    rejectsWith(
+      { store: { sqlite: {}, etcd: { endpoints: ["http://a:1"] } } },
+      /store: name either sqlite or etcd/,
+    );
   });
 
   it("has defaults for everything", () => {

@@ -23,6 +23,8 @@ export function registerStatusCommand(program: Command): void {
           `controller  ${status.controllerName} (corral ${status.version})\n` +
           `started     ${status.startedAt === undefined ? "-" : timestampDate(status.startedAt).toISOString()}\n` +
           `store       ${status.store}, revision ${status.revision}\n` +
+          `leader      ${status.isLeader ? "this controller" : status.leader || "none elected"}` +
+          `${status.isLeader && status.leader !== "" ? ` (${status.leader})` : ""}\n` +
           `nodes       ${n?.total ?? 0} total: ${n?.ready ?? 0} ready, ${n?.pending ?? 0} pending, ` +
           `${n?.suspect ?? 0} suspect, ${n?.down ?? 0} down, ${n?.left ?? 0} left\n`,
       );

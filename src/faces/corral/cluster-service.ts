@@ -26,6 +26,8 @@ export function clusterService({
         },
         store: facts.storeKind,
         startedAt: timestampFromMs(facts.startedAt),
+        isLeader: facts.isLeader?.() ?? true,
+        leader: facts.leader?.() ?? (facts.isLeader === undefined ? facts.controllerName : ""),
       };
     },
   };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file corral/v1/cluster.proto.
  */
 export const file_corral_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Chdjb3JyYWwvdjEvY2x1c3Rlci5wcm90bxIJY29ycmFsLnYxIhkKF0dldENsdXN0ZXJTdGF0dXNSZXF1ZXN0ImgKCk5vZGVDb3VudHMSDQoFdG90YWwYASABKAUSDwoHcGVuZGluZxgCIAEoBRINCgVyZWFkeRgDIAEoBRIPCgdzdXNwZWN0GAQgASgFEgwKBGRvd24YBSABKAUSDAoEbGVmdBgGIAEoBSLPAQoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhIKCmNsdXN0ZXJfaWQYASABKAkSFwoPY29udHJvbGxlcl9uYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIcmV2aXNpb24YBCABKAMSJAoFbm9kZXMYBSABKAsyFS5jb3JyYWwudjEuTm9kZUNvdW50cxINCgVzdG9yZRgGIAEoCRIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDJtCg5DbHVzdGVyU2VydmljZRJbChBHZXRDbHVzdGVyU3RhdHVzEiIuY29ycmFsLnYxLkdldENsdXN0ZXJTdGF0dXNSZXF1ZXN0GiMuY29ycmFsLnYxLkdldENsdXN0ZXJTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Chdjb3JyYWwvdjEvY2x1c3Rlci5wcm90bxIJY29ycmFsLnYxIhkKF0dldENsdXN0ZXJTdGF0dXNSZXF1ZXN0ImgKCk5vZGVDb3VudHMSDQoFdG90YWwYASABKAUSDwoHcGVuZGluZxgCIAEoBRINCgVyZWFkeRgDIAEoBRIPCgdzdXNwZWN0GAQgASgFEgwKBGRvd24YBSABKAUSDAoEbGVmdBgGIAEoBSLyAQoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhIKCmNsdXN0ZXJfaWQYASABKAkSFwoPY29udHJvbGxlcl9uYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIcmV2aXNpb24YBCABKAMSJAoFbm9kZXMYBSABKAsyFS5jb3JyYWwudjEuTm9kZUNvdW50cxINCgVzdG9yZRgGIAEoCRIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZsZWFkZXIYCCABKAkSEQoJaXNfbGVhZGVyGAkgASgIMm0KDkNsdXN0ZXJTZXJ2aWNlElsKEEdldENsdXN0ZXJTdGF0dXMSIi5jb3JyYWwudjEuR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QaIy5jb3JyYWwudjEuR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message corral.v1.GetClusterStatusRequest
@@ -107,6 +107,20 @@ export type GetClusterStatusResponse = Message<"corral.v1.GetClusterStatusRespon
    * @generated from field: google.protobuf.Timestamp started_at = 7;
    */
   startedAt?: Timestamp | undefined;
+
+  /**
+   * The name of the controller that leads (runs the once-only work), when known.
+   *
+   * @generated from field: string leader = 8;
+   */
+  leader: string;
+
+  /**
+   * Whether the controller answering leads; always true with the SQLite store.
+   *
+   * @generated from field: bool is_leader = 9;
+   */
+  isLeader: boolean;
 };
 
 /**

@@ -1,0 +1,168 @@
+import { EventEmitter } from "node:events";
+import { type Campaign, Etcd3, type Lease } from "etcd3";
+import type { Logger } from "../observability/logger.ts";
+
+/** Who runs the work that must run once: the liveness sweeper, placement, housekeeping, provisioning recovery. */
+export interface LeaderGate {
+  isLeader(): boolean;
+  /** The name of the controller that leads, when known (this one's name while it leads). */
+  leader(): string | undefined;
+  /** `listener(true)` once this controller leads, `listener(false)` the moment it stops. */
+  onChange(listener: (leading: boolean) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** With one controller (SQLite) that controller always leads. */
+export function alwaysLeader(name: string): LeaderGate {
+  return {
+    isLeader: () => true,
+    leader: () => name,
+    onChange: () => () => undefined,
+    close: async () => undefined,
+  };
+}
+
+export interface EtcdLeaderElectionOptions {
+  readonly endpoints: readonly string[];
+  /** The store's prefix; the election lives beside it, under `electionRoot + prefix + "/"`. */
+  readonly prefix: string;
+  /** The value campaigned: this controller's name (shown as the leader). */
+  readonly name: string;
+  /** Lease TTL in seconds (etcd's minimum is 1); default 10. */
+  readonly ttlSeconds?: number;
+  /** Wait before campaigning again after a lost lease or a failed campaign; default 1 000 ms. */
+  readonly retryMs?: number;
+  readonly logger: Logger;
+}
+
+/**
+ * The election key cannot sit under the store's prefix: the store owns every etcd key starting with it
+ * (its list("") would return the candidates). So it lives under its own root, one election per prefix.
+ */
+export const electionRoot = "__corral_election";
+
+/**
+ * Leader election by an etcd lease and election key (etcd3's Campaign: the candidate whose key under
+ * the election prefix was created first leads; its key dies with its lease).
+ *
+ * Fencing: etcd expires the lease TTL seconds after the last keepalive it saw, and then another
+ * controller may be elected. etcd3 only reports a lost lease after 2 × TTL without a keepalive, which
+ * is too late, so this class steps down by itself once no keepalive has succeeded for 2/3 of the TTL
+ * (keepalives go out every TTL/3) — before etcd can have handed the lead to anyone else.
+ */
+export class EtcdLeaderElection implements LeaderGate {
+  readonly #o: EtcdLeaderElectionOptions;
+  readonly #client: Etcd3;
+  readonly #events = new EventEmitter();
+  readonly #ttlMs: number;
+  #campaign: Campaign | undefined;
+  #leading = false;
+  #lastKeepAlive = 0;
+  #fence: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #observer: { leader(): string | undefined; cancel(): Promise<void> } | undefined;
+  #closed = false;
+
+  static async start(options: EtcdLeaderElectionOptions): Promise<EtcdLeaderElection> {
+    const election = new EtcdLeaderElection(options);
+    try {
+      election.#observer = await election.#election().observe();
+      election.#campaignNow();
+      return election;
+    } catch (error) {
+      await election.close();
+      throw error;
+    }
+  }
+
+  private constructor(options: EtcdLeaderElectionOptions) {
+    this.#o = options;
+    this.#ttlMs = (options.ttlSeconds ?? 10) * 1000;
+    this.#client = new Etcd3({ hosts: [...options.endpoints] });
+  }
+
+  isLeader(): boolean {
+    return this.#leading;
+  }
+
+  leader(): string | undefined {
+    if (this.#leading) return this.#o.name;
+    return this.#observer?.leader();
+  }
+
+  onChange(listener: (leading: boolean) => void): () => void {
+    this.#events.on("change", listener);
+    return () => this.#events.off("change", listener);
+  }
+
+  #election() {
+    const namespace = this.#client.namespace(`${electionRoot}${this.#o.prefix}/`);
+    return namespace.election("controller", Math.max(1, Math.round(this.#ttlMs / 1000)));
+  }
+
+  #campaignNow(): void {
+    if (this.#closed) return;
+    const campaign = this.#election().campaign(this.#o.name);
+    this.#campaign = campaign;
+    // The campaign's lease is private in etcd3's types; its keepalives drive the local fence.
+    const lease = (campaign as unknown as { lease: Lease }).lease;
+    lease.on("keepaliveSucceeded", () => {
+      this.#lastKeepAlive = Date.now();
+    });
+    campaign.on("elected", () => {
+      if (this.#campaign !== campaign || this.#closed) return;
+      this.#lastKeepAlive = Date.now();
+      this.#fence = setInterval(
+        () => {
+          if (Date.now() - this.#lastKeepAlive > (this.#ttlMs * 2) / 3)
+            this.#stepDown(campaign, new Error("no lease keepalive for 2/3 of the TTL"));
+        },
+        Math.max(50, this.#ttlMs / 10),
+      );
+      this.#fence.unref();
+      this.#set(true);
+    });
+    campaign.on("error", (error: Error) => this.#stepDown(campaign, error));
+  }
+
+  /** Stops leader work at once, gives up the lease (best effort) and campaigns again after a pause. */
+  #stepDown(campaign: Campaign, error: Error): void {
+    if (this.#campaign !== campaign) return;
+    this.#campaign = undefined;
+    if (this.#fence !== undefined) clearInterval(this.#fence);
+    this.#fence = undefined;
+    this.#set(false);
+    campaign.resign().catch(() => undefined);
+    if (this.#closed) return;
+    this.#o.logger.warn({ err: error }, "leader election: campaign lost; campaigning again");
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#campaignNow();
+    }, this.#o.retryMs ?? 1_000);
+    this.#retry.unref();
+  }
+
+  #set(leading: boolean): void {
+    if (this.#leading === leading) return;
+    this.#leading = leading;
+    this.#o.logger.info(
+      { name: this.#o.name },
+      leading ? "this controller leads" : "this controller no longer leads",
+    );
+    this.#events.emit("change", leading);
+  }
+
+  /** Resigns (the next candidate is elected at once rather than after the TTL) and closes the client. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    if (this.#fence !== undefined) clearInterval(this.#fence);
+    const campaign = this.#campaign;
+    this.#campaign = undefined;
+    this.#set(false);
+    await campaign?.resign().catch(() => undefined);
+    await this.#observer?.cancel().catch(() => undefined);
+    this.#client.close();
+  }
+}
