@@ -7,6 +7,7 @@ import { registerMembersCommand } from "./commands/members-command.ts";
 import { registerModelsCommand } from "./commands/models-command.ts";
 import { registerNodeAgentCommands } from "./commands/node-agent-commands.ts";
 import { registerNodesCommand } from "./commands/nodes-command.ts";
+import { registerPipelinesCommand } from "./commands/pipelines-command.ts";
 import { registerProvisionCommand } from "./commands/provision-command.ts";
 import { registerRequestsCommand } from "./commands/requests-command.ts";
 import { registerStatusCommand } from "./commands/status-command.ts";
@@ -56,6 +57,7 @@ registerNodeAgentCommands(program);
 registerRequestsCommand(program);
 registerTokenCommand(program);
 registerProvisionCommand(program);
+registerPipelinesCommand(program);
 registerTuiCommand(program);
 
 /**
