@@ -5,8 +5,9 @@ import type { DescService } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
 import { parseHostPort } from "../core/address.ts";
-import { CorralError, type ErrorCode } from "../core/errors.ts";
+import { CorralError } from "../core/errors.ts";
 import { defaults } from "../defaults.ts";
+import { fromConnectError as corralErrorOf } from "../rpc/connect-errors.ts";
 
 export interface ClientOptions {
   /** host:port of the controller's loopback bridge. */
@@ -241,10 +242,7 @@ export function fromConnectError(error: unknown, server: string, tls?: boolean):
   if (error.code === Code.Unavailable) {
     return new CorralError("UNAVAILABLE", `cannot reach the controller at ${server}: ${error.rawMessage}`);
   }
-  const name = Code[error.code]
-    .replace(/([a-z])([A-Z])/g, "$1_$2")
-    .toUpperCase()
-    .replace("CANCELED", "CANCELLED") as ErrorCode;
+  const name = corralErrorOf(error).code;
   // Plaintext HTTP/2 to a TLS port ends either as a cancelled stream or as a reset connection,
   // depending on which side notices first.
   if (
