@@ -45,6 +45,7 @@ import {
 } from "../../src/gen/corral/v1/cluster_pb.ts";
 import { CertificateAuthority } from "../../src/security/certificate-authority.ts";
 import { nodeIdentityUri } from "../../src/security/principal.ts";
+import { sumSlices } from "../common/slice-summary.ts";
 import {
   type Counter,
   connect,
@@ -306,35 +307,20 @@ async function measure(targets: readonly Target[], bridge: grpc.Client) {
 }
 
 function summarize(t: Target, measured: readonly Slice[], warmup: Slice | undefined): TargetResult {
-  const sum = (f: (s: Slice) => number) => measured.reduce((total, s) => total + f(s), 0);
-  const count = sum((s) => s.count);
-  const secs = sum((s) => s.seconds);
-  const cpuKnown = measured.every((s) => s.serverCpuUs !== null);
-  const serverCpuUs = cpuKnown ? sum((s) => s.serverCpuUs ?? 0) : null;
-  const latencies = new Float64Array(sum((s) => s.latenciesMs.length));
-  let offset = 0;
-  for (const s of measured) {
-    latencies.set(s.latenciesMs, offset);
-    offset += s.latenciesMs.length;
-  }
-  latencies.sort();
-  const percentile = (q: number) =>
-    latencies.length === 0
-      ? null
-      : (latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? null);
+  const totals = sumSlices(measured);
   const all = warmup === undefined ? measured : [warmup, ...measured];
   return {
     target: t.id,
     name: targetNames[t.id],
     agents: t.agents.length,
-    count,
-    seconds: secs,
-    rate: secs > 0 ? count / secs : 0,
-    p50Ms: percentile(0.5),
-    p99Ms: percentile(0.99),
-    serverCpuUsPerHeartbeat: serverCpuUs === null || count === 0 ? null : serverCpuUs / count,
-    serverCpuPct: serverCpuUs === null || secs === 0 ? null : serverCpuUs / 1e4 / secs,
-    clientCpuPct: secs === 0 ? 0 : sum((s) => s.clientCpuUs) / 1e4 / secs,
+    count: totals.count,
+    seconds: totals.seconds,
+    rate: totals.rate,
+    p50Ms: totals.p50Ms,
+    p99Ms: totals.p99Ms,
+    serverCpuUsPerHeartbeat: totals.serverCpuUsPerOp,
+    serverCpuPct: totals.serverCpuPct,
+    clientCpuPct: totals.clientCpuPct,
     serverRssMb: t.server.rssMb(),
     cpuSource: t.server.cpuSource,
     rateByRound: measured.map((s) => (s.seconds > 0 ? s.count / s.seconds : 0)),

@@ -21,6 +21,7 @@ import os from "node:os";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { GetNodeRequestSchema, GetNodeResponseSchema } from "../../src/gen/corral/v1/nodes_pb.ts";
+import { sumSlices } from "../common/slice-summary.ts";
 import { type BenchTarget, startChild } from "./child.ts";
 import { startCorralTarget } from "./corral-target.ts";
 import { EchoRequestSchema, EchoResponseSchema, StreamRequestSchema } from "./gen/echo_pb.ts";
@@ -197,36 +198,21 @@ async function runPhase(phase: Phase, running: ReadonlyMap<TargetId, Running>): 
 
 function summarize(phase: Phase, target: TargetId, slices: readonly Slice[]): PhaseResult {
   const measured = slices.filter((s) => s.seconds > 0);
-  const sum = (f: (s: Slice) => number) => measured.reduce((total, s) => total + f(s), 0);
-  const count = sum((s) => s.count);
-  const seconds = sum((s) => s.seconds);
-  const cpuKnown = measured.every((s) => s.serverCpuUs !== null);
-  const serverCpuUs = cpuKnown ? sum((s) => s.serverCpuUs ?? 0) : null;
-  const latencies = new Float64Array(sum((s) => s.latenciesMs.length));
-  let offset = 0;
-  for (const s of measured) {
-    latencies.set(s.latenciesMs, offset);
-    offset += s.latenciesMs.length;
-  }
-  latencies.sort();
-  const percentile = (q: number) =>
-    latencies.length === 0
-      ? null
-      : (latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? null);
+  const totals = sumSlices(measured);
   return {
     phase: phase.id,
     target,
-    count,
-    seconds,
-    rate: seconds > 0 ? count / seconds : 0,
-    p50Ms: percentile(0.5),
-    p99Ms: percentile(0.99),
-    serverCpuUsPerOp: serverCpuUs === null || count === 0 ? null : serverCpuUs / count,
+    count: totals.count,
+    seconds: totals.seconds,
+    rate: totals.rate,
+    p50Ms: totals.p50Ms,
+    p99Ms: totals.p99Ms,
+    serverCpuUsPerOp: totals.serverCpuUsPerOp,
     serverCpuUsPerOpByRound: measured.map((s) =>
       s.serverCpuUs === null || s.count === 0 ? null : s.serverCpuUs / s.count,
     ),
-    serverCpuPct: serverCpuUs === null || seconds === 0 ? null : serverCpuUs / 1e4 / seconds,
-    clientCpuPct: seconds === 0 ? 0 : sum((s) => s.clientCpuUs) / 1e4 / seconds,
+    serverCpuPct: totals.serverCpuPct,
+    clientCpuPct: totals.clientCpuPct,
     errors: slices.reduce((total, s) => total + s.errors, 0),
   };
 }
