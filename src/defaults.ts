@@ -24,6 +24,17 @@ export const defaults = {
     /** Clients may ping this often without data in flight before being told to back off. */
     keepaliveMinPingInterval: "10s",
   },
+  /** Several controllers on one etcd (`store.etcd`). */
+  ha: {
+    /** Leader lease (and each controller's presence lease): a dead leader is replaced this long after. */
+    leaseTtl: "10s",
+    /**
+     * Each controller publishes the last-seen times of the heartbeats it received this often, as one
+     * etcd write; the others take them in through a watch. Must stay well below the suspect slack,
+     * (liveness.suspectAfterMissed − 1 − jitter) × liveness.minInterval.
+     */
+    lastSeenFlush: "1s",
+  },
   feed: {
     /** Events a watcher may fall behind before it is cut off with RESOURCE_EXHAUSTED. */
     maxLag: 10_000,
@@ -48,6 +59,21 @@ export const defaults = {
     /** Join tokens made without --ttl. */
     tokenTtl: "1h",
   },
+  /** The cluster CA and the certificates it issues (`corral certs …`). */
+  certificates: {
+    /** How long the old and the new CA are both trusted after a rotation. */
+    rotationOverlap: "48h",
+    /** Agents ask for the trust bundle (and whether to renew) this often. */
+    trustRefreshInterval: "1m",
+    /** `corral status` and GetStatistics warn about certificates and CAs expiring within this. */
+    expiryWarning: "30d",
+    /** Inventory records of certificates expired longer than this are forgotten. */
+    keepExpired: "7d",
+    /** ValidateCertificate takes PEM text up to this size. */
+    maxPemBytes: 64 * 1024,
+    /** RenewCertificate with wait: how long it waits for the node to renew at most. */
+    renewWait: "2m",
+  },
   joinRequests: {
     maxPending: 64,
     perSourcePerMinute: 10,
@@ -68,6 +94,17 @@ export const defaults = {
     simulatedGpioLines: 54,
     /** File in the agent's data dir that keeps the simulated bank's levels across restarts. */
     simulatedGpioStateFile: "gpio-sim.json",
+    /** PWM, SPI, I²C, analog: "auto" (the kernel device where present), "real" or "simulated". */
+    pwm: "auto",
+    spi: "auto",
+    i2c: "auto",
+    analog: "auto",
+    /** Pin events or samples a slow reader may leave waiting before it is dropped (RESOURCE_EXHAUSTED). */
+    streamMaxPending: 2048,
+    /** At most this many samples per SampleInput message. */
+    sampleMaxBatch: 256,
+    /** A SampleInput message waits this long for more samples (one message per sample costs more). */
+    sampleFlushInterval: "20ms",
     /** Each run of a libgpiod tool (gpioset, gpioget, gpioinfo, gpiodetect) is killed after this. */
     gpioToolTimeout: "5s",
     /** How long a driven line's gpioset may take to show as holding the line before the write fails. */
@@ -175,6 +212,27 @@ export const defaults = {
     catchUp: "5s",
   },
   /** Model-layer placement (the controller's reconciler). */
+  /** Agent metrics history (`corral.v1.MetricsService`), kept in the controller's memory. */
+  metrics: {
+    /** How often agents push a sample (handed to them in every answer): the charts' resolution. */
+    interval: "10s",
+    /** Samples kept per node: 360 × 10 s = one hour, 80 bytes a sample (28 KiB a node). */
+    historySamples: 360,
+    /** Samples an agent keeps while the controller cannot be reached, sent together when it can. */
+    agentBacklog: 60,
+    /** Live samples a WatchNodeMetrics reader may fall behind before RESOURCE_EXHAUSTED. */
+    maxQueued: 1_024,
+    /** The controller never asks for a push more often than this. */
+    minInterval: "100ms",
+  },
+  /** Clusters of nodes provisioned with k3s (`corral cluster`). */
+  clusters: {
+    /** Agents of a cluster provisioned at once. */
+    agentConcurrency: 4,
+    maxNodes: 256,
+    /** Times a failed node's plan is run again (only its failed steps onwards) before the cluster fails. */
+    retries: 1,
+  },
   placement: {
     /** Wait after a failed placement pass before the next; doubles up to maxRetryMs. */
     retryMs: 500,

@@ -3,13 +3,19 @@ import { networkInterfaces } from "node:os";
 import { resolve } from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
+import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import type { NodeService } from "../core/node.ts";
 import { parseToken } from "../core/tokens.ts";
+import { defaults } from "../defaults.ts";
 import { agentCartControlPlane, forwardingMembersService } from "../faces/cart-actor/agent-control-plane.ts";
+import { localPipelineRunsService } from "../faces/corral/pipeline-runs-service.ts";
 import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
+import { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
 import { MembersService } from "../gen/corral/v1/members_pb.ts";
+import { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
+import { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
 import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
@@ -29,15 +35,18 @@ import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
 import { RotatingCertificates, requiredClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { corralVersion } from "../version.ts";
+import { TrustRefresher } from "./ca-trust-refresh.ts";
 import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
 import { IdentityStore, type NodeIdentity } from "./identity-store.ts";
 import { forwardToController } from "./local-api/forward-service.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
+import { createMetricsSampler, MetricsPusher } from "./metrics-pusher.ts";
 import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "./node-agent/node-agent.ts";
-import { routingPipelinesService } from "./pipelines/agent-pipelines.ts";
+import { routeByNodeId, routingPipelinesService } from "./pipelines/agent-pipelines.ts";
+import { controllerUdpResolver } from "./pipelines/udp-target-resolver.ts";
 import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
 import { readLoad, readSystemResources } from "./system-resources.ts";
 
@@ -57,6 +66,8 @@ export interface AgentOptions {
   readonly insecure?: boolean;
   /** Where the agent's own log lines are kept for StreamLogs (fed by the logger's tee). */
   readonly logRing?: AgentLogRing;
+  /** How often the agent checks the cluster's trust bundle and whether to renew (default 1m). */
+  readonly trustRefreshInterval?: string;
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
@@ -157,13 +168,17 @@ export class Agent implements AsyncDisposable {
       });
       closers.push(() => nodeAgent.close());
       cluster.add(NodeAgent, nodeAgent.impl);
+      cluster.add(HardwareService, nodeAgent.hardwareImpl);
       const pipelines = await PipelineManager.open({
         dataDir: resolve(dataDir, "pipelines"),
         registerLogs: (run) => nodeAgent.logs.registerPipeline(run.id, run.logs),
+        resolveUdpTarget: controllerUdpResolver(link),
       });
       closers.unshift(() => pipelines.close());
       const localPipelines = localPipelinesService(pipelines);
       cluster.add(PipelinesService, localPipelines);
+      const localPipelineRuns = localPipelineRunsService(pipelines);
+      cluster.add(PipelineRunsService, localPipelineRuns);
       // go-cart-actor's ControlPlane: Ping here, the ownership directory's methods via the controller.
       const cart = agentCartControlPlane(link, () => advertise);
       cluster.add(CartControlPlane, cart);
@@ -177,6 +192,7 @@ export class Agent implements AsyncDisposable {
       localApi.add(HubServerService, forwardingHubServerService(link));
       localApi.add(CartControlPlane, cart);
       localApi.add(NodeAgent, nodeAgent.impl);
+      localApi.add(HardwareService, nodeAgent.hardwareImpl);
       for (const service of [DllmNodeService, DllmDiscoveryService, DllmTuiService]) {
         localApi.add(service, forwardToController(service, link));
       }
@@ -185,12 +201,30 @@ export class Agent implements AsyncDisposable {
         PipelinesService,
         routingPipelinesService(() => identity.nodeId, localPipelines, link),
       );
+      localApi.add(
+        PipelineRunsService,
+        routeByNodeId(PipelineRunsService, () => identity.nodeId, localPipelineRuns, link),
+      );
       mountReflection(localApi);
       const health = mountHealth(localApi);
       for (const service of localApi.services) health.set(service.typeName, ServingStatus.SERVING);
       const localPort = await localApi.listen(formatHostPort(local), ServerCredentials.createInsecure());
 
       await link.start();
+      const trust = new TrustRefresher({
+        link,
+        intervalMs: parseDuration(options.trustRefreshInterval ?? defaults.certificates.trustRefreshInterval),
+        logger,
+      });
+      trust.start();
+      closers.unshift(() => trust.close());
+      const metricsPusher = new MetricsPusher({
+        client: () => link.client(MetricsService),
+        sample: createMetricsSampler(),
+        logger,
+      });
+      metricsPusher.start();
+      closers.unshift(() => metricsPusher.close());
       const agent = new Agent({
         link,
         identity,
@@ -214,11 +248,14 @@ export class Agent implements AsyncDisposable {
   }
 
   /**
-   * Joins the controller given on the command line, unless the data dir already holds a membership.
+   * Joins the controller given on the command line (or the first of `a,b,c` that answers), unless the
+   * data dir already holds a membership.
    * By token: at once. By request: waits for an operator (the local API keeps serving meanwhile).
    */
   async joinIfAsked(join: string | undefined, token: string | undefined, signal: AbortSignal): Promise<void> {
-    if (join === undefined || this.link.authenticated) return;
+    if (join === undefined) return;
+    // A node that has joined keeps its membership; a new list of controllers replaces the stored one.
+    if (this.link.authenticated) return this.link.setControllerAddresses(join);
     await this.link.join(join, { ...(token === undefined ? {} : { token }), signal });
   }
 

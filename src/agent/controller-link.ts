@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DescService } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { formatHostPort, type HostPort, parseHostPort } from "../core/address.ts";
+import { formatHostPort, type HostPort } from "../core/address.ts";
 import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import type { NodeService, Resources } from "../core/node.ts";
@@ -19,6 +19,7 @@ import { certificateTimes, createKeyAndCsr } from "../security/node-key.ts";
 import { Backoff } from "./backoff.ts";
 import { fetchControllerCa, normalizeFingerprint } from "./ca-pin.ts";
 import { ConnectionStateCell } from "./connection-state.ts";
+import { FailoverTransport, parseAddressList } from "./failover-transport.ts";
 import type { IdentityStore, NodeCredentials, NodeIdentity } from "./identity-store.ts";
 
 /** What the node says about itself when it joins and after every (re)connect. */
@@ -49,16 +50,23 @@ const serviceEnum: Record<NodeService, NodeServiceEnum> = {
   PIPELINES: NodeServiceEnum.PIPELINES,
 };
 
+/** Calls of the link itself that may be sent again to another controller after an UNAVAILABLE. */
+const repeatableCalls = new Set(["Heartbeat", "UpdateSelf", "RenewCertificate", "Leave"]);
+const readCall = /^(Get|List|Watch|Stream|Sync|Describe|Check|Ping|get|list|watch|stream)/;
+
 /**
- * The agent's tie to its controller: joining (by token or by request), heartbeats on the interval the
+ * The agent's tie to its controllers: joining (by token or by request), heartbeats on the interval the
  * controller hands out, reconnecting with backoff, certificate renewal at two thirds of its life, and
- * typed clients for calls the agent forwards.
+ * typed clients for calls the agent forwards. With several controllers (`--join a,b,c`) calls go to one
+ * of them and move to the next when it cannot be reached; the heartbeat loop re-reports the node to
+ * whichever controller it lands on.
  */
 export class ControllerLink implements AsyncDisposable {
   readonly state: ConnectionStateCell;
   readonly #o: ControllerLinkOptions;
   #credentials: NodeCredentials | undefined;
-  #controller: HostPort | undefined;
+  #controllers: HostPort[] = [];
+  #transport: { for: NodeCredentials; addresses: string; transport: FailoverTransport } | undefined;
   #loop: Promise<void> | undefined;
   #stop = new AbortController();
   #joining = false;
@@ -83,15 +91,46 @@ export class ControllerLink implements AsyncDisposable {
     const controller = this.#o.identity.controller;
     if (credentials === undefined || controller === undefined) return;
     this.#credentials = credentials;
-    this.#controller = parseHostPort(controller.address, "controller address");
+    this.#controllers = parseAddressList(
+      (controller.addresses ?? [controller.address]).join(","),
+      "controller addresses",
+    );
     this.#o.onCredentials?.(credentials);
     this.state.set("DISCONNECTED");
     this.#run();
   }
 
+  /** The controller calls go to now (host:port), once joined. */
+  get controllerAddress(): string | undefined {
+    if (this.#controllers.length === 0) return undefined;
+    return this.#transport?.transport.current ?? formatHostPort(this.#controllers[0] as HostPort);
+  }
+
+  /** Every controller this node may talk to, in the order they are tried. */
+  get controllerAddresses(): string[] {
+    return this.#controllers.map(formatHostPort);
+  }
+
   /**
-   * Joins the controller at `address` (NanoPing passes it as `http://host:port`). With a token the
-   * controller admits the node at once; without one this waits for an operator's answer.
+   * Replaces the list of controllers of a node that has joined (e.g. `corral up --join a,b,c` on a
+   * restart), and keeps it in the data dir.
+   */
+  async setControllerAddresses(list: string): Promise<void> {
+    const controllers = parseAddressList(list, "--join");
+    const stored = this.#o.identity.controller;
+    if (stored === undefined) return;
+    const addresses = controllers.map(formatHostPort);
+    if (addresses.join(",") === this.controllerAddresses.join(",")) return;
+    this.#controllers = controllers;
+    this.#transport = undefined;
+    this.#o.identity.controller = { ...stored, address: addresses[0] as string, addresses };
+    await this.#o.store.save(this.#o.identity);
+  }
+
+  /**
+   * Joins the controller at `address` (NanoPing passes it as `http://host:port`), or the first one of a
+   * list `a,b,c` that answers. With a token the controller admits the node at once; without one this
+   * waits for an operator's answer.
    */
   async join(address: string, options: { token?: string; signal?: AbortSignal } = {}): Promise<void> {
     if (this.authenticated) throw new CorralError("ALREADY_EXISTS", "Client is already authenticated");
@@ -99,11 +138,11 @@ export class ControllerLink implements AsyncDisposable {
       throw new CorralError("FAILED_PRECONDITION", "a join request is already waiting for an answer");
     this.#joining = true;
     try {
-      const controller = parseHostPort(address, "hub_server_address");
+      const controllers = parseAddressList(address, "hub_server_address");
       const tokenPin = options.token ? parseToken(options.token).caFingerprint : undefined;
       const pin =
         this.#o.caFingerprint === undefined ? tokenPin : normalizeFingerprint(this.#o.caFingerprint);
-      const ca = await fetchControllerCa(controller, pin);
+      const { controller, ca } = await firstAnswering(controllers, pin);
       if (ca.trustedOnFirstUse) {
         this.#o.logger.warn(
           { caFingerprint: ca.fingerprint },
@@ -146,11 +185,20 @@ export class ControllerLink implements AsyncDisposable {
         caPem: response.caCertificatePem,
       };
       this.#o.identity.nodeId = response.nodeId;
-      this.#o.identity.controller = { address: formatHostPort(controller), caFingerprint: ca.fingerprint };
+      this.#o.identity.controller = {
+        address: formatHostPort(controller),
+        addresses: controllers.map(formatHostPort),
+        caFingerprint: ca.fingerprint,
+      };
       await this.#o.store.saveCredentials(credentials);
       await this.#o.store.save(this.#o.identity);
       this.#credentials = credentials;
-      this.#controller = controller;
+      // The controller that admitted the node first, then the others in the order given.
+      this.#controllers = [
+        controller,
+        ...controllers.filter((c) => formatHostPort(c) !== formatHostPort(controller)),
+      ];
+      this.#transport = undefined;
       this.#o.onCredentials?.(credentials);
       this.#o.logger.info({ nodeId: response.nodeId }, "joined the cluster");
       // The controller just answered: the node is connected (as NanoPing reports it right after joining).
@@ -161,12 +209,34 @@ export class ControllerLink implements AsyncDisposable {
     }
   }
 
-  /** A typed client of the controller, with this node's identity. */
+  /** A typed client of the controllers, with this node's identity; calls fail over between them. */
   client<S extends DescService>(service: S): Client<S> {
-    if (this.#credentials === undefined || this.#controller === undefined || !this.authenticated) {
+    return createClient(service, this.#failover());
+  }
+
+  #failover(): FailoverTransport {
+    const credentials = this.#credentials;
+    if (credentials === undefined || this.#controllers.length === 0 || !this.authenticated) {
       throw new CorralError("UNAVAILABLE", "this node is not signed in to a hub; authenticate first");
     }
-    return this.#client(service, this.#controller, this.#credentials, 15_000);
+    const addresses = this.controllerAddresses.join(",");
+    const cached = this.#transport;
+    if (cached !== undefined && cached.for === credentials && cached.addresses === addresses)
+      return cached.transport;
+    const transport = new FailoverTransport({
+      targets: this.#controllers.map((controller) => ({
+        address: formatHostPort(controller),
+        transport: this.#transportTo(controller, credentials, 15_000),
+      })),
+      idempotent: (method) => repeatableCalls.has(method) || readCall.test(method),
+      onFailover: (from, to, error) =>
+        this.#o.logger.warn({ from, to, err: error.rawMessage }, "controller unreachable; trying the next"),
+    });
+    // Keep the controller that answered last across renewals of the certificate.
+    if (cached !== undefined && cached.addresses === addresses)
+      while (transport.current !== cached.transport.current) transport.rotate();
+    this.#transport = { for: credentials, addresses, transport };
+    return transport;
   }
 
   /** Signs out: tells the controller the node leaves, and forgets the credentials. */
@@ -212,11 +282,19 @@ export class ControllerLink implements AsyncDisposable {
         }
         await this.#renewIfDue();
         const load = await this.#o.load();
+        const before = this.controllerAddress;
         const answer = await agent.heartbeat(
           { cpuUsage: load.cpuUsage, memoryUsedMb: BigInt(Math.round(load.memoryUsedMb)) },
           { signal },
         );
-        if (this.state.value !== "CONNECTED") this.#o.logger.info("connected to the controller");
+        if (this.controllerAddress !== before) {
+          // Landed on another controller: it hears the node's address, resources and services again.
+          reported = false;
+          delay = 0;
+          continue;
+        }
+        if (this.state.value !== "CONNECTED")
+          this.#o.logger.info({ controller: this.controllerAddress }, "connected to the controller");
         this.state.set("CONNECTED");
         backoff.reset();
         delay =
@@ -234,10 +312,17 @@ export class ControllerLink implements AsyncDisposable {
           this.state.set("UNAUTHENTICATED");
           return;
         }
+        const before = this.controllerAddress;
+        // A controller that hangs answers nothing: move on, as for one that refuses.
+        if (corral.code === "DEADLINE_EXCEEDED" || corral.code === "UNAVAILABLE")
+          this.#transport?.transport.rotate();
         if (this.state.value === "CONNECTED")
-          this.#o.logger.warn({ err: corral.message }, "lost the controller; retrying");
+          this.#o.logger.warn(
+            { err: corral.message, controller: before, next: this.controllerAddress },
+            "lost the controller; retrying",
+          );
         this.state.set("DISCONNECTED");
-        reported = reported && corral.code !== "UNAVAILABLE";
+        reported = reported && corral.code !== "UNAVAILABLE" && corral.code !== "DEADLINE_EXCEEDED";
         delay = backoff.next();
       }
     }
@@ -269,6 +354,30 @@ export class ControllerLink implements AsyncDisposable {
     this.#o.logger.info("renewed the node certificate");
   }
 
+  /** The CA bundle this node trusts now (what its listener and its calls check peers against). */
+  get trustedCaPem(): string | undefined {
+    return this.#credentials?.caPem;
+  }
+
+  /**
+   * Follows the cluster's CA outside the two-thirds schedule: a new trust bundle (a rotation) is used at
+   * once, then, when asked, the certificate is renewed (onto the new CA, or because an admin asked).
+   */
+  async refreshCredentials(update: { caPem?: string; renew?: boolean }): Promise<void> {
+    const credentials = this.#credentials;
+    if (credentials === undefined) return;
+    let next = update.caPem === undefined ? credentials : { ...credentials, caPem: update.caPem };
+    this.#credentials = next;
+    if (update.renew === true) {
+      const key = await createKeyAndCsr(this.#o.identity.name);
+      const renewed = await this.client(JoinService).renewCertificate({ csrPem: key.csrPem });
+      next = { ...next, privateKeyPem: key.privateKeyPem, certificatePem: renewed.certificatePem };
+    }
+    await this.#o.store.saveCredentials(next);
+    this.#credentials = next;
+    this.#o.onCredentials?.(next);
+  }
+
   /** Pushes name and metadata changes made on the node (NanoPing's setNode) to the controller. */
   async pushIdentity(): Promise<void> {
     if (this.state.value !== "CONNECTED") return;
@@ -291,7 +400,15 @@ export class ControllerLink implements AsyncDisposable {
     tls: { caPem: string; certificatePem?: string; privateKeyPem?: string },
     timeoutMs: number,
   ): Client<S> {
-    const transport = createGrpcTransport({
+    return createClient(service, this.#transportTo(controller, tls, timeoutMs));
+  }
+
+  #transportTo(
+    controller: HostPort,
+    tls: { caPem: string; certificatePem?: string; privateKeyPem?: string },
+    timeoutMs: number,
+  ): Transport {
+    return createGrpcTransport({
       baseUrl: `https://${formatHostPort(controller)}`,
       nodeOptions: {
         ca: tls.caPem,
@@ -300,7 +417,6 @@ export class ControllerLink implements AsyncDisposable {
       },
       ...(timeoutMs > 0 ? { defaultTimeoutMs: timeoutMs } : {}),
     });
-    return createClient(service, transport);
   }
 
   async #halt(): Promise<void> {
@@ -317,6 +433,23 @@ export class ControllerLink implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The first controller of the list whose CA can be fetched (and matches the pin, when there is one). */
+async function firstAnswering(
+  controllers: readonly HostPort[],
+  pin: string | undefined,
+): Promise<{ controller: HostPort; ca: Awaited<ReturnType<typeof fetchControllerCa>> }> {
+  let lastError: unknown;
+  for (const controller of controllers) {
+    try {
+      return { controller, ca: await fetchControllerCa(controller, pin) };
+    } catch (error) {
+      if (!(error instanceof CorralError) || error.code !== "UNAVAILABLE") throw error;
+      lastError = error;
+    }
+  }
+  throw lastError;
 }
 
 function resourcesMessage(resources: Resources) {

@@ -14,7 +14,12 @@ export interface NodeIdentity {
   name: string;
   metadata: Record<string, MetadataValue>;
   /** Set once the node has joined: where its controller is and which CA it pinned. */
-  controller?: { address: string; caFingerprint: string };
+  controller?: {
+    address: string;
+    /** Every controller of the cluster (`--join a,b,c`), tried in order; absent: `address` only. */
+    addresses?: string[];
+    caFingerprint: string;
+  };
 }
 
 /** The node's credentials: present only after it joined. */

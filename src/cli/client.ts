@@ -2,9 +2,17 @@ import { X509Certificate } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  createClient,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 import { compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
-import { parseHostPort } from "../core/address.ts";
+import { FailoverTransport, parseAddressList } from "../agent/failover-transport.ts";
+import { formatHostPort, parseHostPort } from "../core/address.ts";
 import { CorralError } from "../core/errors.ts";
 import { defaults } from "../defaults.ts";
 import { fromConnectError as corralErrorOf } from "../rpc/connect-errors.ts";
@@ -76,18 +84,21 @@ export async function openConnection(options: ConnectionOptions): Promise<Connec
   const credentialsDir = options.credentials?.trim() ? resolve(options.credentials) : undefined;
   const tls = credentialsDir !== undefined || token !== undefined || options.ca !== undefined;
   const server = options.server ?? (tls ? defaultClusterServer : defaults.controller.bridgeAddress);
-  parseHostPort(server, "--server");
+  // Several controllers (HA): `--server a,b,c`; calls move to the next one when one cannot be reached.
+  const servers = parseAddressList(server, "--server").map(formatHostPort);
   // 0 means no deadline (streams that follow until Ctrl-C).
   const timeoutMs = options.timeoutMs ?? 10_000;
   const deadline = timeoutMs > 0 ? { defaultTimeoutMs: timeoutMs } : {};
 
   if (!tls) {
-    const transport = createGrpcTransport({
-      baseUrl: `http://${server}`,
-      acceptCompression: [compressionGzip],
-      ...deadline,
-    });
-    return connection(server, false, "admin (the loopback bridge trusts its callers)", transport);
+    const transport = failover(servers, (address) =>
+      createGrpcTransport({
+        baseUrl: `http://${address}`,
+        acceptCompression: [compressionGzip],
+        ...deadline,
+      }),
+    );
+    return connection(servers.join(","), false, "admin (the loopback bridge trusts its callers)", transport);
   }
 
   if (credentialsDir !== undefined) {
@@ -138,26 +149,31 @@ export async function openConnection(options: ConnectionOptions): Promise<Connec
     identity = `the client certificate in ${credentialsDir}`;
   }
 
-  const transport = createGrpcTransport({
-    baseUrl: `https://${server}`,
-    acceptCompression: [compressionGzip],
-    ...deadline,
-    interceptors,
-    nodeOptions: {
-      ca: caPem,
-      ...(cert === undefined ? {} : { cert }),
-      ...(key === undefined ? {} : { key }),
-    },
-  });
-  return connection(server, true, identity, transport);
+  const transport = failover(servers, (address) =>
+    createGrpcTransport({
+      baseUrl: `https://${address}`,
+      acceptCompression: [compressionGzip],
+      ...deadline,
+      interceptors,
+      nodeOptions: {
+        ca: caPem,
+        ...(cert === undefined ? {} : { cert }),
+        ...(key === undefined ? {} : { key }),
+      },
+    }),
+  );
+  return connection(servers.join(","), true, identity, transport);
 }
 
-function connection(
-  server: string,
-  tls: boolean,
-  identity: string,
-  transport: ReturnType<typeof createGrpcTransport>,
-): Connection {
+function failover(servers: readonly string[], transportTo: (address: string) => Transport): Transport {
+  const [only] = servers;
+  if (servers.length === 1 && only !== undefined) return transportTo(only);
+  return new FailoverTransport({
+    targets: servers.map((address) => ({ address, transport: transportTo(address) })),
+  });
+}
+
+function connection(server: string, tls: boolean, identity: string, transport: Transport): Connection {
   return {
     server,
     tls,

@@ -1,8 +1,13 @@
 import { Command, CommanderError, Option } from "commander";
 import { CorralError } from "../core/errors.ts";
 import { corralVersion } from "../version.ts";
+import { registerCertsCommand } from "./commands/certs-command.ts";
+import { registerClusterCommand } from "./commands/cluster-command.ts";
 import { registerControllerCommand } from "./commands/controller-command.ts";
 import { registerDemoCommand } from "./commands/demo-command.ts";
+import { registerDevicesCommand } from "./commands/devices-command.ts";
+import { registerGpioCommands } from "./commands/gpio-command.ts";
+import { registerI2cCommand } from "./commands/i2c-command.ts";
 import { registerMembersCommand } from "./commands/members-command.ts";
 import { registerModelsCommand } from "./commands/models-command.ts";
 import { registerNodeAgentCommands } from "./commands/node-agent-commands.ts";
@@ -10,6 +15,7 @@ import { registerNodesCommand } from "./commands/nodes-command.ts";
 import { registerPipelinesCommand } from "./commands/pipelines-command.ts";
 import { registerProvisionCommand } from "./commands/provision-command.ts";
 import { registerRequestsCommand } from "./commands/requests-command.ts";
+import { registerSpiCommand } from "./commands/spi-command.ts";
 import { registerStatusCommand } from "./commands/status-command.ts";
 import { registerTokenCommand } from "./commands/token-command.ts";
 import { registerTuiCommand } from "./commands/tui-command.ts";
@@ -23,7 +29,7 @@ const program = new Command("corral")
     new Option(
       "--server <host:port>",
       "the controller: its loopback bridge (default 127.0.0.1:8080), or its cluster listener with " +
-        "--credentials, --token or --ca (default 127.0.0.1:7443)",
+        "--credentials, --token or --ca (default 127.0.0.1:7443); several controllers: a,b,c (tried in order)",
     ).env("CORRAL_SERVER"),
   )
   .addOption(
@@ -54,9 +60,16 @@ registerNodesCommand(program);
 registerMembersCommand(program);
 registerModelsCommand(program);
 registerNodeAgentCommands(program);
+// After the node agent's commands: `corral gpio` gains config, watch, pwm and pins.
+registerGpioCommands(program);
+registerSpiCommand(program);
+registerI2cCommand(program);
+registerDevicesCommand(program);
 registerRequestsCommand(program);
 registerTokenCommand(program);
+registerCertsCommand(program);
 registerProvisionCommand(program);
+registerClusterCommand(program);
 registerPipelinesCommand(program);
 registerTuiCommand(program);
 

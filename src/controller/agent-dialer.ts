@@ -46,7 +46,8 @@ export class AgentDialer {
   async client<S extends DescService>(service: S, node: NodeRecord): Promise<Client<S>> {
     const identity = await this.#currentIdentity();
     const address = formatHostPort({ host: node.address, port: node.port });
-    const key = `${address}|${identity.serialNumber}`;
+    // Trust is fixed when a transport is made: a CA rotation needs new transports.
+    const key = `${address}|${identity.serialNumber}|${this.#ca.bundleId}`;
     let transport = this.#transports.get(key);
     if (transport === undefined) {
       transport = createGrpcTransport({
@@ -68,6 +69,7 @@ export class AgentDialer {
     const current = this.#identity === undefined ? undefined : await this.#identity;
     if (
       current !== undefined &&
+      current.caFingerprint === this.#ca.fingerprint &&
       current.notAfter.getTime() - Date.now() > controllerCertificateLifetimeMs / 3
     ) {
       return current;

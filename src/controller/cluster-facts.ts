@@ -18,19 +18,36 @@ export async function ensureClusterId(store: Store): Promise<string> {
   return ensureClusterId(store);
 }
 
+/** Where a controller keeps its node id: one key per controller name when several share a store. */
+export function controllerNodeKeyOf(name: string | undefined): string {
+  return name === undefined ? controllerNodeKey : `${controllerNodeKey}s/${encodeURIComponent(name)}`;
+}
+
 /**
  * The controller is a node of its own cluster (NanoPing lists "My Controller" among the nodes). Its id
- * is kept across restarts; its name comes from the config file, never from the API.
+ * is kept across restarts; its name comes from the config file, never from the API. With several
+ * controllers on one store (etcd), `key` keeps each one's node apart.
  */
 export async function ensureControllerNode(
   store: Store,
   registry: NodeRegistry,
   init: { name: string; address: string; port: number; version: string },
+  key = controllerNodeKey,
 ): Promise<string> {
-  const stored = await store.get(controllerNodeKey);
+  const stored = await store.get(key);
   const services = ["HUB_SERVER", "RESOURCES", "PIPELINES"] as const;
-  if (stored !== undefined) {
-    const { id } = JSON.parse(stored.value) as { id: string };
+  // A controller node of this name kept under another key (an older layout) is this controller's.
+  const adopted =
+    stored === undefined
+      ? await registry.get(init.name).then(
+          (node) => (node.role === "controller" ? node.id : undefined),
+          () => undefined,
+        )
+      : undefined;
+  if (stored !== undefined || adopted !== undefined) {
+    const id = adopted ?? (JSON.parse(stored?.value ?? "{}") as { id: string }).id;
+    if (adopted !== undefined)
+      await store.commit({ ops: [{ type: "put", key, value: JSON.stringify({ id: adopted }) }] });
     await registry.update(id, {
       name: init.name,
       address: init.address,
@@ -51,7 +68,7 @@ export async function ensureControllerNode(
     version: init.version,
   });
   await store.commit({
-    ops: [{ type: "put", key: controllerNodeKey, value: JSON.stringify({ id: node.id }) }],
+    ops: [{ type: "put", key, value: JSON.stringify({ id: node.id }) }],
   });
   return node.id;
 }

@@ -77,6 +77,22 @@ const fileSchema = z
       .strict()
       .optional(),
     shutdownGrace: duration("shutdownGrace").optional(),
+    metrics: z
+      .object({
+        interval: duration("metrics.interval").optional(),
+        historySamples: z.number().int().min(1).max(100_000).optional(),
+      })
+      .strict()
+      .optional(),
+    ca: z
+      .object({
+        /** 32-byte key that seals the CA's private keys in the store; the same file on every controller. */
+        keyFile: z.string().min(1).optional(),
+        /** How long both CAs are trusted after `corral certs rotate` (unless the call says). */
+        rotationOverlap: duration("ca.rotationOverlap").optional(),
+      })
+      .strict()
+      .optional(),
     store: z
       .object({
         sqlite: z
@@ -99,6 +115,8 @@ const fileSchema = z
               .optional(),
             /** Leader lease TTL; default 10s (etcd counts whole seconds, at least 1). */
             leaseTtl: duration("store.etcd.leaseTtl").optional(),
+            /** How often each controller publishes the heartbeats it received; default 1s. */
+            lastSeenFlush: duration("store.etcd.lastSeenFlush").optional(),
           })
           .strict()
           .optional(),
@@ -112,7 +130,7 @@ const fileSchema = z
   .strict();
 
 /** How long a leader's etcd lease outlives its last keepalive. */
-const defaultLeaseTtl = "10s";
+const defaultLeaseTtl = defaults.ha.leaseTtl;
 
 export interface ControllerConfig {
   readonly nodeName: string;
@@ -130,12 +148,18 @@ export interface ControllerConfig {
         readonly prefix: string;
         /** Leader lease TTL in whole seconds (≥ 1). */
         readonly leaseTtlSeconds: number;
+        /** How often this controller publishes the last-seen times it heard. */
+        readonly lastSeenFlushMs: number;
       };
   /** Plaintext listeners may bind beyond loopback only when the operator said so. */
   readonly insecure: boolean;
   readonly nodeCertificateLifetimeMs: number;
   /** Operator plans (besides the shipped ones) and the default number of nodes a job runs at once. */
   readonly provisioning: { readonly plansDir: string; readonly concurrency: number };
+  /** Agent metrics: how often agents push, samples kept per node (defaults in src/defaults.ts). */
+  readonly metrics?: { readonly intervalMs: number; readonly historySamples: number };
+  /** The cluster CA: `keyFile` seals its keys in the store (required with etcd). */
+  readonly ca?: { readonly keyFile?: string; readonly rotationOverlapMs: number };
   /** Heartbeat and failure-detection settings (defaults in src/defaults.ts). */
   readonly liveness: {
     readonly minInterval?: string;
@@ -222,6 +246,7 @@ export function resolveControllerConfig(
               1,
               Math.round(parseDuration(file.store.etcd.leaseTtl ?? defaultLeaseTtl) / 1000),
             ),
+            lastSeenFlushMs: parseDuration(file.store.etcd.lastSeenFlush ?? defaults.ha.lastSeenFlush),
           }
         : { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
     insecure: overrides.insecure ?? false,
@@ -236,7 +261,36 @@ export function resolveControllerConfig(
       concurrency: file.provisioning?.concurrency ?? defaults.provisioning.concurrency,
     },
     liveness: Object.fromEntries(Object.entries(file.liveness ?? {}).filter(([, v]) => v !== undefined)),
+    ca: {
+      ...(file.ca?.keyFile === undefined ? {} : { keyFile: absolute(file.ca.keyFile, baseDir) }),
+      rotationOverlapMs: parseDuration(file.ca?.rotationOverlap ?? defaults.certificates.rotationOverlap),
+    },
+    metrics: {
+      intervalMs: Math.max(
+        parseDuration(defaults.metrics.minInterval),
+        parseDuration(file.metrics?.interval ?? defaults.metrics.interval),
+      ),
+      historySamples: file.metrics?.historySamples ?? defaults.metrics.historySamples,
+    },
   };
+  if (config.store.kind === "etcd" && config.ca?.keyFile === undefined) {
+    throw CorralError.invalidArgument(
+      "ca.keyFile",
+      "is required with store.etcd: the controllers share one CA through etcd, its key sealed there with this file (the same file on every controller; make one with `corral certs keygen <file>`)",
+    );
+  }
+  if (config.store.kind === "etcd") {
+    // Heartbeats heard by another controller arrive up to one flush late: that must not make a node
+    // that heartbeats on time look silent.
+    const l = { ...defaults.liveness, ...config.liveness };
+    const slack =
+      (l.suspectAfterMissed - 1 - l.jitter) * parseDuration(l.minInterval, "liveness.minInterval");
+    if (config.store.lastSeenFlushMs <= 0 || config.store.lastSeenFlushMs * 2 > slack)
+      throw CorralError.invalidArgument(
+        "store.etcd.lastSeenFlush",
+        `must be above 0 and at most half the suspect slack, (suspectAfterMissed − 1 − jitter) × minInterval = ${slack} ms`,
+      );
+  }
   const bridgeHost = parseHostPort(config.bridgeAddress, "grpcBridge.address").host;
   if (!config.insecure && !isLoopbackHost(bridgeHost)) {
     throw CorralError.invalidArgument(

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
+import { createMetricsSampler } from "../agent/metrics-pusher.ts";
 import { AgentLogRing } from "../agent/node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "../agent/node-agent/node-agent.ts";
 import { createLoadReader } from "../agent/system-resources.ts";
@@ -11,13 +12,17 @@ import { type Clock, systemClock } from "../core/clock.ts";
 import { parseDuration } from "../core/duration.ts";
 import { EventFeed } from "../core/event-feed.ts";
 import { JoinRequestBook } from "../core/join-requests.ts";
+import { MetricsHistory } from "../core/metrics-history.ts";
 import { ModelRegistry } from "../core/model-registry.ts";
 import { nodeStatuses } from "../core/node.ts";
 import { NodeHealthBook } from "../core/node-health.ts";
+import { nodeKeyPrefix, nodeNameKeyPrefix } from "../core/node-keys.ts";
 import { NodeLoads } from "../core/node-load.ts";
 import { NodeRegistry } from "../core/node-registry.ts";
 import { TokenRegistry } from "../core/tokens.ts";
 import { defaults } from "../defaults.ts";
+import { localPipelineRunsService } from "../faces/corral/pipeline-runs-service.ts";
+import { controllerUdpTargets } from "../faces/corral/pipeline-udp-targets.ts";
 import type { FaceContext } from "../faces/face-context.ts";
 import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -31,25 +36,34 @@ import { observeCalls } from "../rpc/interceptors.ts";
 import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
 import { Admission } from "../security/admission.ts";
-import { CertificateAuthority } from "../security/certificate-authority.ts";
+import type { CertificateAuthority } from "../security/certificate-authority.ts";
+import { revokedPrefix } from "../security/certificate-inventory.ts";
 import { PrincipalResolver } from "../security/principal-resolver.ts";
-import { optionalClientCertificateCredentials, RotatingCertificates } from "../security/tls-credentials.ts";
+import { optionalClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { EtcdStore } from "../store/etcd/etcd-store.ts";
+import { ReadCache } from "../store/etcd/read-cache.ts";
 import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { corralVersion } from "../version.ts";
 import { ensureAdminCredentials } from "./admin-credentials.ts";
 import { AgentDialer } from "./agent-dialer.ts";
-import { ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
+import { openClusterCa } from "./ca-setup.ts";
+import { controllerNodeKeyOf, ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
+import { ClusterManager } from "./cluster-manager.ts";
 import type { ControllerConfig } from "./config.ts";
+import { ControllerPresenceSweep } from "./controller-presence-sweep.ts";
+import { ControllerRegistry } from "./controller-registry.ts";
+import { LastSeenBatcher } from "./last-seen-batcher.ts";
 import { alwaysLeader, EtcdLeaderElection, type LeaderGate } from "./leader-election.ts";
 import { Membership } from "./membership.ts";
+import { registerNodeMetricGauges } from "./metrics-gauges.ts";
+import { OwnNodeMetrics } from "./metrics-own-node.ts";
 import { PlacementReconciler } from "./placement-reconciler.ts";
 import { ProvisioningDispatcher } from "./provisioning-dispatcher.ts";
 import { PlanLibrary, shippedPlansDir } from "./provisioning-plans.ts";
 import { agentStepRunner, localStepRunner } from "./provisioning-runners.ts";
 import { browserServices, grpcServices } from "./service-table.ts";
-import { issueControllerCertificate } from "./tls-material.ts";
+import { controllerListenerTls } from "./tls-material.ts";
 import { WebListener } from "./web-listener.ts";
 
 export interface ControllerAddresses {
@@ -118,10 +132,12 @@ export class Controller implements AsyncDisposable {
     const stoppers: Stopper[] = [];
     try {
       const storeConfig = config.store;
-      const store: Store =
+      const etcd =
         storeConfig.kind === "etcd"
           ? await EtcdStore.open({ endpoints: [...storeConfig.endpoints], prefix: storeConfig.prefix })
-          : await SqliteStore.open({ path: storeConfig.path });
+          : undefined;
+      const store: Store =
+        etcd ?? (await SqliteStore.open({ path: storeConfig.kind === "sqlite" ? storeConfig.path : "" }));
       stoppers.push(() => store.close());
       // With SQLite this controller is the only one, so it always leads.
       const leader: LeaderGate =
@@ -135,7 +151,26 @@ export class Controller implements AsyncDisposable {
             })
           : alwaysLeader(config.nodeName);
       stoppers.push(() => leader.close());
-      const ca = await CertificateAuthority.loadOrCreate(join(config.dataDir, "ca"), config.nodeName);
+      // The leader's writes (liveness sweeps, placement) carry its claim: etcd refuses them once it is gone.
+      const leaderStore: Store =
+        etcd === undefined
+          ? store
+          : etcd.fenced(
+              () => leader.fence?.(),
+              (error) => leader.lost?.(error),
+            );
+      // One CA for every controller of the cluster, in the store (see ca-setup.ts).
+      const ca = await openClusterCa({
+        store,
+        dataDir: config.dataDir,
+        clusterName: config.nodeName,
+        ...(config.ca?.keyFile === undefined ? {} : { keyFile: config.ca.keyFile }),
+        ...(config.ca === undefined ? {} : { rotationOverlapMs: config.ca.rotationOverlapMs }),
+        logger,
+        clock,
+        isLeader: () => leader.isLeader(),
+      });
+      stoppers.push(() => ca.close());
       const adminCredentialsDir = await ensureAdminCredentials(ca, config.dataDir);
       const clusterListen = parseHostPort(config.clusterAddress, "http.address");
       const registry = new NodeRegistry(store, clock);
@@ -147,7 +182,22 @@ export class Controller implements AsyncDisposable {
         keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
       });
       const audit = new AuditLog(store, clock);
-      const resolver = new PrincipalResolver(registry, tokens, store);
+      // With etcd, the caller's node and the revocation list are read from a watched mirror rather than
+      // from etcd on every call (two etcd reads per heartbeat otherwise); see read-cache.ts.
+      const readCache =
+        etcd === undefined
+          ? undefined
+          : new ReadCache({
+              store: etcd,
+              prefixes: [nodeKeyPrefix, nodeNameKeyPrefix, revokedPrefix],
+              logger,
+            });
+      if (readCache !== undefined) stoppers.push(() => readCache.close());
+      const lookups = readCache?.view();
+      const resolver =
+        lookups === undefined
+          ? new PrincipalResolver(registry, tokens, store, ca)
+          : new PrincipalResolver(new NodeRegistry(lookups, clock), tokens, lookups, ca);
       const clusterId = await ensureClusterId(store);
       const advertiseHost = ["0.0.0.0", "::"].includes(clusterListen.host) ? "127.0.0.1" : clusterListen.host;
 
@@ -159,6 +209,18 @@ export class Controller implements AsyncDisposable {
           );
         },
         storeRevision: () => store.revision(),
+      });
+      const metricsSettings = config.metrics ?? {
+        intervalMs: parseDuration(defaults.metrics.interval),
+        historySamples: defaults.metrics.historySamples,
+      };
+      const metricsHistory = new MetricsHistory({
+        capacity: metricsSettings.historySamples,
+        maxQueued: defaults.metrics.maxQueued,
+      });
+      registerNodeMetricGauges(metrics.registry, metricsHistory, async () => {
+        const { nodes } = await registry.list();
+        return new Map(nodes.map((node) => [node.id, node.name]));
       });
       const authorization = (listener: AuthorizeOptions["listener"]): AuthorizeOptions => ({
         listener,
@@ -174,24 +236,20 @@ export class Controller implements AsyncDisposable {
         bridge.forceClose();
       });
 
-      const certificate = await issueControllerCertificate(ca, config.nodeName, clusterListen);
-      // The chain ends with the CA, so a joining node can learn it from the handshake and check its pin.
-      const tls = new RotatingCertificates(
-        ca.certificatePem,
-        `${certificate.certificatePem.trimEnd()}\n${ca.certificatePem.trimEnd()}\n`,
-        certificate.privateKeyPem,
-      );
+      // Follows the CA: a rotation swaps the certificate and the trusted bundle without a restart.
+      const tls = await controllerListenerTls(ca, config.nodeName, clusterListen, logger);
+      stoppers.push(async () => tls.close());
       const clusterPort = await cluster.listen(
         config.clusterAddress,
-        optionalClientCertificateCredentials(tls),
+        optionalClientCertificateCredentials(tls.certificates),
       );
       const bridgePort = await bridge.listen(config.bridgeAddress, ServerCredentials.createInsecure());
-      const controllerNodeId = await ensureControllerNode(store, registry, {
-        name: config.nodeName,
-        address: advertiseHost,
-        port: clusterPort,
-        version: corralVersion,
-      });
+      const controllerNodeId = await ensureControllerNode(
+        store,
+        registry,
+        { name: config.nodeName, address: advertiseHost, port: clusterPort, version: corralVersion },
+        controllerNodeKeyOf(etcd === undefined ? undefined : config.nodeName),
+      );
       const localNode = await createNodeAgent({
         dataDir: config.dataDir,
         nodeId: () => controllerNodeId,
@@ -200,11 +258,19 @@ export class Controller implements AsyncDisposable {
         logRing,
       });
       stoppers.push(() => localNode.close());
-      const localPipelines = await PipelineManager.open({
+      const localPipelines: PipelineManager = await PipelineManager.open({
         dataDir: join(config.dataDir, "pipelines"),
         registerLogs: (run) => localNode.logs.registerPipeline(run.id, run.logs),
+        // Called only once runs start, after `agents` below exists.
+        resolveUdpTarget: controllerUdpTargets({
+          registry,
+          agents: () => agents,
+          controllerNodeId,
+          manager: () => localPipelines,
+        }),
       });
       stoppers.push(() => localPipelines.close());
+      const leaderRegistry = leaderStore === store ? registry : new NodeRegistry(leaderStore, clock);
       const membership = new Membership({
         registry,
         feed,
@@ -213,14 +279,59 @@ export class Controller implements AsyncDisposable {
         controllerNodeId,
         liveness: config.liveness,
         isLeader: () => leader.isLeader(),
+        sweepRegistry: leaderRegistry,
       });
       await membership.start();
       stoppers.push(() => membership.close());
+      // Several controllers: each registers under its own lease and shares the heartbeats it hears.
+      const controllers =
+        etcd === undefined || storeConfig.kind !== "etcd"
+          ? undefined
+          : await ControllerRegistry.start({
+              client: etcd.client,
+              prefix: storeConfig.prefix,
+              ttlSeconds: storeConfig.leaseTtlSeconds,
+              logger,
+              info: {
+                name: config.nodeName,
+                clusterAddress: formatHostPort({ host: advertiseHost, port: clusterPort }),
+                version: corralVersion,
+                startedAt: clock.now(),
+              },
+            });
+      if (controllers !== undefined && storeConfig.kind === "etcd") {
+        stoppers.push(() => controllers.close());
+        const batcher = new LastSeenBatcher({
+          registry: controllers,
+          membership,
+          everyMs: storeConfig.lastSeenFlushMs,
+          logger,
+        });
+        stoppers.push(() => batcher.close());
+        const presence = new ControllerPresenceSweep({
+          controllers: () => controllers.list(),
+          registry,
+          leaderRegistry,
+          isLeader: () => leader.isLeader(),
+          everyMs: storeConfig.leaseTtlSeconds * 1000,
+          logger,
+        });
+        stoppers.push(async () => presence.close());
+      }
+      const ownMetrics = new OwnNodeMetrics({
+        history: metricsHistory,
+        nodeId: controllerNodeId,
+        intervalMs: metricsSettings.intervalMs,
+        sample: createMetricsSampler(),
+        nodeIds: async () => new Set((await registry.list()).nodes.map((node) => node.id)),
+        logger,
+      });
+      stoppers.push(() => ownMetrics.close());
       const models = new ModelRegistry(store, clock, registry);
       const loads = new NodeLoads();
       // Re-places model layers when nodes go down, leave or are drained (the leader's job; one controller today).
       const placement = new PlacementReconciler({
-        models,
+        models: leaderStore === store ? models : new ModelRegistry(leaderStore, clock, registry),
         feed,
         logger,
         loads,
@@ -247,16 +358,36 @@ export class Controller implements AsyncDisposable {
       });
       await provisioning.start({ recover: leader.isLeader() });
       stoppers.push(() => provisioning.close());
+      const nodeHealth = new NodeHealthBook(store, clock);
+      const clusters = new ClusterManager({
+        store,
+        registry,
+        health: nodeHealth,
+        engine: provisioning,
+        clock,
+        logger,
+      });
+      if (leader.isLeader()) await clusters.start();
+      // Before the dispatcher closes: a rollout stops waiting on jobs the dispatcher is about to cut off.
+      stoppers.push(() => clusters.close());
       // A controller that comes to lead catches up on the leader work it skipped while it did not.
       let recovered = leader.isLeader();
       const stopFollowingLeader = leader.onChange((leading) => {
         if (!leading) return;
+        membership
+          .resync()
+          .catch((error: unknown) =>
+            logger.warn({ err: error }, "could not read node statuses on taking the lead"),
+          );
         placement.schedule();
         if (recovered) return;
         recovered = true;
         provisioning
           .recoverInterrupted()
           .catch((error: unknown) => logger.warn({ err: error }, "could not recover provisioning jobs"));
+        clusters
+          .start()
+          .catch((error: unknown) => logger.warn({ err: error }, "could not recover cluster rollouts"));
       });
       stoppers.push(async () => stopFollowingLeader());
 
@@ -278,6 +409,8 @@ export class Controller implements AsyncDisposable {
               : `sqlite (${storeConfig.path})`,
           isLeader: () => leader.isLeader(),
           leader: () => leader.leader(),
+          ...(controllers === undefined ? {} : { controllers: () => controllers.list() }),
+          ...(etcd === undefined ? {} : { storeHealth: () => etcd.health() }),
         },
         admission: new Admission({
           registry,
@@ -290,8 +423,10 @@ export class Controller implements AsyncDisposable {
         heartbeats: membership,
         agents,
         localNodeAgent: localNode.impl,
-        health: new NodeHealthBook(store, clock),
+        localHardware: localNode.hardwareImpl,
+        health: nodeHealth,
         localPipelines: localPipelinesService(localPipelines),
+        localPipelineRuns: localPipelineRunsService(localPipelines),
         joinRequests,
         tokens,
         ca,
@@ -302,6 +437,8 @@ export class Controller implements AsyncDisposable {
         models,
         loads,
         ownLoad: createLoadReader(),
+        metrics: { history: metricsHistory, intervalMs: metricsSettings.intervalMs },
+        clusters,
       };
       const health: HealthRegistry[] = [];
       for (const server of [cluster, bridge]) {
@@ -331,7 +468,7 @@ export class Controller implements AsyncDisposable {
         },
         metrics,
         isHealthy: () => !draining.value,
-        tls: certificate,
+        tls: tls.current(),
       });
       const controller = new Controller({
         addresses: {

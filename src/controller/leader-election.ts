@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { type Campaign, Etcd3, type Lease } from "etcd3";
 import type { Logger } from "../observability/logger.ts";
+import type { Fence } from "../store/etcd/etcd-store.ts";
 
 /** Who runs the work that must run once: the liveness sweeper, placement, housekeeping, provisioning recovery. */
 export interface LeaderGate {
@@ -9,6 +10,10 @@ export interface LeaderGate {
   leader(): string | undefined;
   /** `listener(true)` once this controller leads, `listener(false)` the moment it stops. */
   onChange(listener: (leading: boolean) => void): () => void;
+  /** The claim leader-only writes carry (etcd checks it in each txn); undefined while not leading. */
+  fence?(): Fence | undefined;
+  /** Stops leading at once (a fenced write found the claim gone) and campaigns again. */
+  lost?(reason: Error): void;
   close(): Promise<void>;
 }
 
@@ -45,10 +50,13 @@ export const electionRoot = "__corral_election";
  * Leader election by an etcd lease and election key (etcd3's Campaign: the candidate whose key under
  * the election prefix was created first leads; its key dies with its lease).
  *
- * Fencing: etcd expires the lease TTL seconds after the last keepalive it saw, and then another
- * controller may be elected. etcd3 only reports a lost lease after 2 × TTL without a keepalive, which
- * is too late, so this class steps down by itself once no keepalive has succeeded for 2/3 of the TTL
- * (keepalives go out every TTL/3) — before etcd can have handed the lead to anyone else.
+ * Fencing, twice over. In time: etcd expires the lease TTL seconds after the last keepalive it saw,
+ * and then another controller may be elected. etcd3 only reports a lost lease after 2 × TTL without a
+ * keepalive, which is too late, so this class steps down by itself once no keepalive has succeeded for
+ * 2/3 of the TTL (keepalives go out every TTL/3) — before etcd can have handed the lead to anyone else.
+ * In etcd: leader-only writes go through a fenced store whose txns compare the election key's create
+ * revision (`fence()`), so a write of a deposed leader that was still in flight (a paused process, a
+ * slow network) is refused by etcd rather than applied; the refusal calls `lost()`.
  */
 export class EtcdLeaderElection implements LeaderGate {
   readonly #o: EtcdLeaderElectionOptions;
@@ -57,6 +65,7 @@ export class EtcdLeaderElection implements LeaderGate {
   readonly #ttlMs: number;
   #campaign: Campaign | undefined;
   #leading = false;
+  #fenceClaim: Fence | undefined;
   #lastKeepAlive = 0;
   #fence: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -90,6 +99,15 @@ export class EtcdLeaderElection implements LeaderGate {
     return this.#observer?.leader();
   }
 
+  fence(): Fence | undefined {
+    return this.#leading ? this.#fenceClaim : undefined;
+  }
+
+  lost(reason: Error): void {
+    const campaign = this.#campaign;
+    if (campaign !== undefined && this.#leading) this.#stepDown(campaign, reason);
+  }
+
   onChange(listener: (leading: boolean) => void): () => void {
     this.#events.on("change", listener);
     return () => this.#events.off("change", listener);
@@ -112,23 +130,45 @@ export class EtcdLeaderElection implements LeaderGate {
     campaign.on("elected", () => {
       if (this.#campaign !== campaign || this.#closed) return;
       this.#lastKeepAlive = Date.now();
-      this.#fence = setInterval(
-        () => {
-          if (Date.now() - this.#lastKeepAlive > (this.#ttlMs * 2) / 3)
-            this.#stepDown(campaign, new Error("no lease keepalive for 2/3 of the TTL"));
+      // The claim fenced writes carry: the campaign key and the revision that created it.
+      this.#readClaim(campaign).then(
+        (claim) => {
+          if (this.#campaign !== campaign || this.#closed) return;
+          this.#fenceClaim = claim;
+          this.#lead(campaign);
         },
-        Math.max(50, this.#ttlMs / 10),
+        (error: unknown) =>
+          this.#stepDown(campaign, error instanceof Error ? error : new Error(String(error))),
       );
-      this.#fence.unref();
-      this.#set(true);
     });
     campaign.on("error", (error: Error) => this.#stepDown(campaign, error));
+  }
+
+  async #readClaim(campaign: Campaign): Promise<Fence> {
+    const key = Buffer.from(await campaign.getCampaignKey(), "utf8");
+    const response = await this.#client.kv.range({ key });
+    const kv = response.kvs[0];
+    if (kv === undefined) throw new Error("the election key vanished as this controller was elected");
+    return { key, createRevision: Number(kv.create_revision) };
+  }
+
+  #lead(campaign: Campaign): void {
+    this.#fence = setInterval(
+      () => {
+        if (Date.now() - this.#lastKeepAlive > (this.#ttlMs * 2) / 3)
+          this.#stepDown(campaign, new Error("no lease keepalive for 2/3 of the TTL"));
+      },
+      Math.max(50, this.#ttlMs / 10),
+    );
+    this.#fence.unref();
+    this.#set(true);
   }
 
   /** Stops leader work at once, gives up the lease (best effort) and campaigns again after a pause. */
   #stepDown(campaign: Campaign, error: Error): void {
     if (this.#campaign !== campaign) return;
     this.#campaign = undefined;
+    this.#fenceClaim = undefined;
     if (this.#fence !== undefined) clearInterval(this.#fence);
     this.#fence = undefined;
     this.#set(false);

@@ -3,11 +3,18 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { cartActorControlPlane } from "../faces/cart-actor/control-plane-service.ts";
 import { membersService } from "../faces/cart-actor/members-service.ts";
 import { agentService } from "../faces/corral/agent-service.ts";
+import { certificatesService } from "../faces/corral/certificates-service.ts";
 import { clusterService } from "../faces/corral/cluster-service.ts";
+import { clustersService } from "../faces/corral/clusters-service.ts";
+import { devicesService, hardwareRelay } from "../faces/corral/devices-service.ts";
 import { joinService } from "../faces/corral/join-service.ts";
+import { metricsService } from "../faces/corral/metrics-service.ts";
 import { modelsService } from "../faces/corral/models-service.ts";
+import { nodeOpsService } from "../faces/corral/node-ops-service.ts";
 import { nodesService } from "../faces/corral/nodes-service.ts";
+import { pipelineRunsRelay } from "../faces/corral/pipeline-runs-service.ts";
 import { provisioningService } from "../faces/corral/provisioning-service.ts";
+import { sessionService } from "../faces/corral/session-service.ts";
 import { tokensService } from "../faces/corral/tokens-service.ts";
 import { distributedLlmDiscoveryService } from "../faces/distributed-llm/discovery-service.ts";
 import { distributedLlmNodeService } from "../faces/distributed-llm/node-service.ts";
@@ -21,12 +28,20 @@ import { piControlPlane } from "../faces/picontroller/control-plane-service.ts";
 import { piRequestProvisioning } from "../faces/picontroller/provisioning.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
 import { AgentService } from "../gen/corral/v1/agent_pb.ts";
+import { CertificatesService } from "../gen/corral/v1/certificates_pb.ts";
 import { ClusterService } from "../gen/corral/v1/cluster_pb.ts";
+import { ClustersService } from "../gen/corral/v1/clusters_pb.ts";
+import { DevicesService } from "../gen/corral/v1/devices_pb.ts";
+import { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
 import { JoinService } from "../gen/corral/v1/join_pb.ts";
 import { MembersService } from "../gen/corral/v1/members_pb.ts";
+import { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
 import { ModelsService } from "../gen/corral/v1/models_pb.ts";
+import { NodeOpsService } from "../gen/corral/v1/node_ops_pb.ts";
 import { NodesService } from "../gen/corral/v1/nodes_pb.ts";
+import { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
 import { ProvisioningService } from "../gen/corral/v1/provisioning_pb.ts";
+import { SessionService } from "../gen/corral/v1/session_pb.ts";
 import { TokensService } from "../gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
@@ -54,6 +69,14 @@ export function browserServices(context: FaceContext): ServiceEntry[] {
     entry(ProvisioningService, provisioningService(context)),
     entry(ModelsService, modelsService(context)),
     entry(MembersService, membersService(context)),
+    entry(CertificatesService, certificatesService(context)),
+    entry(MetricsService, metricsService(context)),
+    entry(ClustersService, clustersService(context)),
+    entry(SessionService, sessionService(context)),
+    entry(NodeOpsService, nodeOpsService(context)),
+    entry(HardwareService, hardwareRelay(context)),
+    entry(DevicesService, devicesService(context)),
+    entry(PipelineRunsService, pipelineRunsRelay(context)),
   ];
 }
 

@@ -4,33 +4,46 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import {
+  createSecureServer,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from "node:http2";
+import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
 import { CorralError } from "../core/errors.ts";
 import type { ControllerMetrics } from "../observability/metrics.ts";
+import { defaultWebRoot, serveStatic } from "./web-static.ts";
 
 export interface WebListenerOptions {
   readonly address: string;
   readonly routes: (router: ConnectRouter) => void;
   readonly metrics: ControllerMetrics;
   readonly isHealthy: () => boolean;
-  /** Used when the address is not loopback: then the web listener speaks HTTPS only. */
+  /**
+   * Used when the address is not loopback: then the web listener speaks HTTPS only, HTTP/2 to browsers
+   * (one connection carries every stream a page opens) and HTTP/1.1 to clients without it.
+   */
   readonly tls: { readonly certificatePem: string; readonly privateKeyPem: string };
+  /** The built dashboard (`npm run build:web`); a page saying how to build it when absent. */
+  readonly webRoot?: string;
 }
 
 /**
- * The web listener: gRPC-Web and Connect for the dashboard (the same service implementations as the
- * gRPC listeners), `/metrics` for Prometheus and `/healthz` for probes.
+ * The web listener: the dashboard's files, gRPC-Web and Connect for it (the same service
+ * implementations as the gRPC listeners), `/metrics` for Prometheus and `/healthz` for probes.
  */
 export class WebListener implements AsyncDisposable {
-  readonly #server: Server;
+  readonly #server: Server | Http2SecureServer;
   readonly #secure: boolean;
+  /** TLS connections, HTTP/1.1 and HTTP/2 alike: cut off when the grace period ends. */
+  readonly #sockets = new Set<Socket>();
   #address = "";
 
-  private constructor(server: Server, secure: boolean) {
+  private constructor(server: Server | Http2SecureServer, secure: boolean) {
     this.#server = server;
     this.#secure = secure;
   }
@@ -38,7 +51,11 @@ export class WebListener implements AsyncDisposable {
   static async start(options: WebListenerOptions): Promise<WebListener> {
     const { host, port } = parseHostPort(options.address, "web.address");
     const rpc = connectNodeAdapter({ routes: options.routes, requireConnectProtocolHeader: false });
-    const handle = (request: IncomingMessage, response: ServerResponse) => {
+    const files = serveStatic(options.webRoot ?? defaultWebRoot);
+    const handle = (
+      request: IncomingMessage | Http2ServerRequest,
+      response: ServerResponse | Http2ServerResponse,
+    ) => {
       const path = (request.url ?? "/").split("?")[0];
       if (request.method === "GET" && path === "/metrics") {
         options.metrics.registry.metrics().then(
@@ -59,15 +76,29 @@ export class WebListener implements AsyncDisposable {
         response.end(healthy ? "ok\n" : "draining\n");
         return;
       }
+      if (files(request, response)) return;
       rpc(request, response);
     };
     const secure = !isLoopbackHost(host);
-    const server = secure
-      ? createHttpsServer({ cert: options.tls.certificatePem, key: options.tls.privateKeyPem }, handle)
-      : createHttpServer(handle);
-    server.headersTimeout = 30_000;
-    server.requestTimeout = 0; // streams are long-lived; idle connections are closed by keepAliveTimeout
+    let server: Server | Http2SecureServer;
+    if (secure) {
+      server = createSecureServer(
+        { cert: options.tls.certificatePem, key: options.tls.privateKeyPem, allowHTTP1: true },
+        handle,
+      );
+    } else {
+      const plain = createHttpServer(handle);
+      plain.headersTimeout = 30_000;
+      plain.requestTimeout = 0; // streams are long-lived; idle connections are closed by keepAliveTimeout
+      server = plain;
+    }
     const listener = new WebListener(server, secure);
+    if (secure) {
+      server.on("secureConnection", (socket: Socket) => {
+        listener.#sockets.add(socket);
+        socket.once("close", () => listener.#sockets.delete(socket));
+      });
+    }
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error) =>
         reject(
@@ -92,15 +123,19 @@ export class WebListener implements AsyncDisposable {
   }
 
   async close(graceMs = 5_000): Promise<void> {
-    if (!this.#server.listening) return;
+    const server = this.#server;
+    if (!server.listening) return;
     await new Promise<void>((resolve) => {
-      const force = setTimeout(() => this.#server.closeAllConnections(), graceMs);
+      const force = setTimeout(() => {
+        if ("closeAllConnections" in server) server.closeAllConnections();
+        for (const socket of this.#sockets) socket.destroy();
+      }, graceMs);
       force.unref();
-      this.#server.close(() => {
+      server.close(() => {
         clearTimeout(force);
         resolve();
       });
-      this.#server.closeIdleConnections();
+      if ("closeIdleConnections" in server) server.closeIdleConnections();
     });
   }
 

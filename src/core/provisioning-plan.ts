@@ -54,6 +54,19 @@ export interface Plan {
   readonly steps: readonly StepSpec[];
   /** The file it came from. */
   readonly source: string;
+  /** What a cluster rollout (`corral cluster provision`) does when a node's run of this plan fails. */
+  readonly onFailure?: PlanFailurePolicy;
+}
+
+/**
+ * `onFailure:` of a plan: run the plan again on the failed nodes (steps already done report unchanged),
+ * then, when it still fails, run the rollback plan on them with the same parameters.
+ */
+export interface PlanFailurePolicy {
+  readonly retries: number;
+  readonly retryDelayMs: number;
+  /** A plan name (or name@version). */
+  readonly rollback?: string;
 }
 
 export interface PlanLimits {
@@ -152,6 +165,17 @@ const planSchema = z
     description: z.string().optional(),
     parameters: z.record(z.string(), parameterSchema.nullable()).optional(),
     steps: z.array(z.unknown()).min(1, "a plan needs at least one step"),
+    onFailure: z
+      .object({
+        retries: z.number().int().min(0).max(10).optional(),
+        retryDelay: duration.optional(),
+        rollback: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9._-]{0,62}(@[0-9A-Za-z][0-9A-Za-z.+_-]{0,31})?$/, "must name a plan")
+          .optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -264,6 +288,15 @@ export function parsePlan(text: string, source: string, limits: PlanLimits = def
     parameters,
     steps,
     source,
+    ...(file.onFailure === undefined
+      ? {}
+      : {
+          onFailure: {
+            retries: file.onFailure.retries ?? 0,
+            retryDelayMs: parseDuration(file.onFailure.retryDelay ?? 0),
+            ...(file.onFailure.rollback === undefined ? {} : { rollback: file.onFailure.rollback }),
+          },
+        }),
   };
 }
 

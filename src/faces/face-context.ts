@@ -2,8 +2,10 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { Client, ServiceImpl } from "@connectrpc/connect";
 import type { AuditLog } from "../core/audit-log.ts";
 import type { Clock } from "../core/clock.ts";
+import type { ClusterEngine } from "../core/cluster-engine.ts";
 import type { EventFeed } from "../core/event-feed.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
+import type { MetricsHistory } from "../core/metrics-history.ts";
 import type { ModelRegistry } from "../core/model-registry.ts";
 import type { NodeRecord } from "../core/node.ts";
 import type { NodeHealthBook } from "../core/node-health.ts";
@@ -11,6 +13,8 @@ import type { NodeLoads } from "../core/node-load.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { ProvisioningEngine } from "../core/provisioning-engine.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
+import type { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
+import type { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
 import type { NodeAgent } from "../gen/picontroller_pb.ts";
 import type { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Admission } from "../security/admission.ts";
@@ -32,6 +36,24 @@ export interface ClusterFacts {
   readonly isLeader?: () => boolean;
   /** The leading controller's name, when known. */
   readonly leader?: () => string | undefined;
+  /** Every controller alive now (several controllers on etcd); absent: this one alone. */
+  readonly controllers?: () => Promise<ControllerView[]>;
+  /** The store's health as this controller sees it; absent: healthy whenever it answers. */
+  readonly storeHealth?: () => Promise<StoreHealthView>;
+}
+
+export interface ControllerView {
+  readonly name: string;
+  readonly clusterAddress: string;
+  readonly version: string;
+  readonly startedAt: number;
+}
+
+export interface StoreHealthView {
+  readonly healthy: boolean;
+  readonly message: string;
+  readonly revision: number;
+  readonly dbSizeBytes: number;
 }
 
 /** Reaching a node's agent (the controller dials it over mTLS). */
@@ -58,10 +80,14 @@ export interface FaceContext {
   readonly agents: AgentReach;
   /** The controller's own node's Pi-Controller NodeAgent (the controller is a node too). */
   readonly localNodeAgent: Partial<ServiceImpl<typeof NodeAgent>>;
+  /** The controller's own node's corral.v1.HardwareService (GPIO, PWM, SPI, I²C, analog). */
+  readonly localHardware?: Partial<ServiceImpl<typeof HardwareService>>;
   /** The latest health report of every node (Pi-Controller's ReportHealth). */
   readonly health: NodeHealthBook;
   /** The controller's own node's NanoPing PipelinesService (runs its pipelines here). */
   readonly localPipelines?: Partial<ServiceImpl<typeof PipelinesService>>;
+  /** The controller's own node's corral.v1.PipelineRunsService (run state of its pipelines). */
+  readonly localPipelineRuns?: Partial<ServiceImpl<typeof PipelineRunsService>>;
   readonly joinRequests: JoinRequestBook;
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;
@@ -77,4 +103,8 @@ export interface FaceContext {
   readonly loads: NodeLoads;
   /** The controller machine's own load (CPU percent, memory in use), for its own node's metrics. */
   readonly ownLoad: () => Promise<{ cpuUsage: number; memoryUsedMb: number }>;
+  /** Agent metrics history (in memory) and how often agents push (`metrics.interval`). */
+  readonly metrics: { readonly history: MetricsHistory; readonly intervalMs: number };
+  /** Clusters of nodes with a k3s lifecycle (`corral cluster`). */
+  readonly clusters: ClusterEngine;
 }

@@ -71,7 +71,9 @@ async function forward(
   >;
   const call = client[method.localName];
   if (call === undefined) throw new CorralError("INTERNAL", `no client method for ${method.name}`);
-  const timeoutMs = ctx.timeoutMs();
+  // A watch relayed without a caller deadline lives as long as the caller's call (its signal ends it):
+  // 0 tells the transport not to apply its default deadline, which would cut every watch at 30 s.
+  const timeoutMs = ctx.timeoutMs() ?? (method.methodKind === "server_streaming" ? 0 : undefined);
   const options = { signal: ctx.signal, ...(timeoutMs === undefined ? {} : { timeoutMs }) };
   const explain = (error: unknown): never => {
     const corral = fromConnectError(error);

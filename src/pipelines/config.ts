@@ -31,12 +31,33 @@ export type BlockSettings =
     }
   | { readonly type: "traffic_sink"; readonly input: string; readonly mtu: number }
   | {
+      /** Binds a UDP socket and passes every datagram to its output (a block on another node sends here). */
+      readonly type: "udp_receiver";
+      readonly output: string;
+      /** Address to bind: default 0.0.0.0 (every interface). */
+      readonly bind: string;
+      /** 0 (the default) picks a free port; the run reports the one bound. */
+      readonly port: number;
+    }
+  | {
+      /** Sends every packet of its input as one datagram to a udp_receiver (or any host:port). */
+      readonly type: "udp_sender";
+      readonly input: string;
+      readonly target: UdpTarget;
+    }
+  | {
       readonly type: "process";
       readonly argv: readonly string[];
       readonly env: Readonly<Record<string, string>>;
       readonly cwd?: string;
       readonly output?: string;
     };
+
+/** Where a udp_sender sends: a udp_receiver block of a pipeline on a node (resolved through the
+ * controller when the run starts), or a fixed address. */
+export type UdpTarget =
+  | { readonly node: string; readonly pipeline: string; readonly block: string }
+  | { readonly host: string; readonly port: number };
 
 export interface BlockInstance {
   readonly name: string;
@@ -92,6 +113,47 @@ export const blockSchema = {
                   mtu: { type: "integer", minimum: 16, maximum: 65_507 },
                 },
               },
+              udp_receiver: {
+                type: "object",
+                required: ["output"],
+                additionalProperties: false,
+                properties: {
+                  output: { type: "string" },
+                  bind: { type: "string", description: "address to bind (default 0.0.0.0)" },
+                  port: { type: "integer", minimum: 0, maximum: 65_535, description: "0: any free port" },
+                },
+              },
+              udp_sender: {
+                type: "object",
+                required: ["input", "target"],
+                additionalProperties: false,
+                properties: {
+                  input: { type: "string" },
+                  target: {
+                    oneOf: [
+                      {
+                        type: "object",
+                        required: ["node", "pipeline", "block"],
+                        additionalProperties: false,
+                        properties: {
+                          node: { type: "string", description: "node id or name" },
+                          pipeline: { type: "string", description: "pipeline name on that node" },
+                          block: { type: "string", description: "its udp_receiver block" },
+                        },
+                      },
+                      {
+                        type: "object",
+                        required: ["host", "port"],
+                        additionalProperties: false,
+                        properties: {
+                          host: { type: "string" },
+                          port: { type: "integer", minimum: 1, maximum: 65_535 },
+                        },
+                      },
+                    ],
+                  },
+                },
+              },
               process: {
                 type: "object",
                 required: ["argv"],
@@ -110,6 +172,21 @@ export const blockSchema = {
     },
   },
 } as const;
+
+export const blockTypes = [
+  "uniform_traffic_source",
+  "traffic_sink",
+  "udp_receiver",
+  "udp_sender",
+  "process",
+] as const;
+
+/** The link a block reads from (sinks, udp_sender), if any. */
+export const inputOf = (s: BlockSettings): string | undefined =>
+  s.type === "traffic_sink" || s.type === "udp_sender" ? s.input : undefined;
+/** The link a block writes to (sources, udp_receiver, process), if any. */
+export const outputOf = (s: BlockSettings): string | undefined =>
+  s.type === "traffic_sink" || s.type === "udp_sender" ? undefined : s.output;
 
 const linkPattern = /^\[([^|\]]+)\|in:(\d+)\]-\[([^|\]]+)\|out:(\d+)\]$/;
 
@@ -216,6 +293,41 @@ export function parsePipelineConfig(json: string): ParsedConfig {
           },
         });
         break;
+      case "udp_receiver":
+        onlyKeys(settings, sp, ["output", "bind", "port"]);
+        blocks.push({
+          name,
+          settings: {
+            type,
+            output: text(settings.output, `${sp}.output`),
+            bind: settings.bind === undefined ? "0.0.0.0" : text(settings.bind, `${sp}.bind`),
+            port: settings.port === undefined ? 0 : integer(settings.port, `${sp}.port`, 0, 65_535),
+          },
+        });
+        break;
+      case "udp_sender": {
+        onlyKeys(settings, sp, ["input", "target"]);
+        const target = settings.target;
+        const tp = `${sp}.target`;
+        if (!isObject(target)) bad(tp, "must be {node, pipeline, block} or {host, port}");
+        let parsed: UdpTarget;
+        if ("host" in target || "port" in target) {
+          onlyKeys(target, tp, ["host", "port"]);
+          parsed = {
+            host: text(target.host, `${tp}.host`),
+            port: integer(target.port, `${tp}.port`, 1, 65_535),
+          };
+        } else {
+          onlyKeys(target, tp, ["node", "pipeline", "block"]);
+          parsed = {
+            node: text(target.node, `${tp}.node`),
+            pipeline: text(target.pipeline, `${tp}.pipeline`),
+            block: text(target.block, `${tp}.block`),
+          };
+        }
+        blocks.push({ name, settings: { type, input: text(settings.input, `${sp}.input`), target: parsed } });
+        break;
+      }
       case "process": {
         onlyKeys(settings, sp, ["argv", "env", "cwd", "output"]);
         const argv = settings.argv;
@@ -245,10 +357,7 @@ export function parsePipelineConfig(json: string): ParsedConfig {
         break;
       }
       default:
-        bad(
-          `${at}.${type}`,
-          `unknown block type "${type}" (known: uniform_traffic_source, traffic_sink, process)`,
-        );
+        bad(`${at}.${type}`, `unknown block type "${type}" (known: ${blockTypes.join(", ")})`);
     }
   }
   return { compatible: true, graph: { version, blocks, links: wire(blocks, base) } };
@@ -258,32 +367,31 @@ export function parsePipelineConfig(json: string): ParsedConfig {
 function wire(blocks: readonly BlockInstance[], base: string): Link[] {
   const byName = new Map(blocks.map((block) => [block.name, block]));
   const links = new Map<string, Link>();
-  const outputs = (block: BlockInstance): string | undefined =>
-    block.settings.type === "traffic_sink" ? undefined : block.settings.output;
   for (const block of blocks) {
     const s = block.settings;
     const at = `${base}.${block.name}.${s.type}`;
-    if (s.type === "traffic_sink") {
-      const link = parseLink(s.input, `${at}.input`);
+    const input = inputOf(s);
+    if (input !== undefined) {
+      const link = parseLink(input, `${at}.input`);
       if (link.to.instance !== block.name)
         bad(`${at}.input`, `the sink end must be this block ("${block.name}")`);
       const source = byName.get(link.from.instance);
       if (source === undefined) bad(`${at}.input`, `no block "${link.from.instance}" in the pipeline`);
-      if (outputs(source) !== s.input)
+      if (outputOf(source.settings) !== input)
         bad(`${at}.input`, `block "${source.name}" has no output port ${link.from.port} on this link`);
       links.set(link.text, link);
-    } else {
-      const output = outputs(block);
-      if (output === undefined) continue;
-      const link = parseLink(output, `${at}.output`);
-      if (link.from.instance !== block.name)
-        bad(`${at}.output`, `the source end must be this block ("${block.name}")`);
-      const sink = byName.get(link.to.instance);
-      if (sink === undefined) bad(`${at}.output`, `no block "${link.to.instance}" in the pipeline`);
-      if (sink.settings.type !== "traffic_sink" || sink.settings.input !== output)
-        bad(`${at}.output`, `block "${sink.name}" has no input port ${link.to.port} on this link`);
-      links.set(link.text, link);
+      continue;
     }
+    const output = outputOf(s);
+    if (output === undefined) continue;
+    const link = parseLink(output, `${at}.output`);
+    if (link.from.instance !== block.name)
+      bad(`${at}.output`, `the source end must be this block ("${block.name}")`);
+    const sink = byName.get(link.to.instance);
+    if (sink === undefined) bad(`${at}.output`, `no block "${link.to.instance}" in the pipeline`);
+    if (inputOf(sink.settings) !== output)
+      bad(`${at}.output`, `block "${sink.name}" has no input port ${link.to.port} on this link`);
+    links.set(link.text, link);
   }
   return [...links.values()];
 }

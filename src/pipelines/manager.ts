@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CorralError } from "../core/errors.ts";
-import { parsePipelineConfig } from "./config.ts";
+import { type PipelineGraph, parsePipelineConfig } from "./config.ts";
 import { PipelineRun, type RestartPolicy } from "./run.ts";
 
 /** A pipeline as the node stores it (NanoPing's settings, corral's names). */
@@ -31,7 +31,8 @@ export interface PipelineView extends PipelineRecord {
 }
 
 export type PipelineEvent = {
-  readonly type: "create" | "update" | "delete";
+  /** `run`: the pipeline's run changed state (corral's native API only; NanoPing has no such event). */
+  readonly type: "create" | "update" | "delete" | "run";
   readonly pipeline: PipelineView;
 };
 
@@ -40,6 +41,22 @@ export interface PipelineManagerOptions {
   /** Makes a run's log readable elsewhere (NodeAgent StreamLogs `pipeline:<run>`); returns the undo. */
   readonly registerLogs?: (run: PipelineRun) => () => void;
   readonly backoffMs?: number;
+  /**
+   * Where a udp_sender's `{node, pipeline, block}` target listens (asked of the controller). Without
+   * it, only `{host, port}` targets can be used.
+   */
+  readonly resolveUdpTarget?: (
+    target: UdpBlockRef,
+    signal: AbortSignal,
+  ) => Promise<{ host: string; port: number }>;
+  /** How long a run has to stop on request before it is terminated. */
+  readonly stopGraceMs?: number;
+}
+
+export interface UdpBlockRef {
+  readonly node: string;
+  readonly pipeline: string;
+  readonly block: string;
 }
 
 export const defaultInstructionsTimeout = 30;
@@ -120,6 +137,11 @@ export class PipelineManager {
   getByName(name: string): PipelineView {
     for (const record of this.#pipelines.values()) if (record.name === name) return this.view(record);
     throw CorralError.notFound("pipeline", name);
+  }
+
+  /** The pipeline's current run, or its last one while it is kept; undefined when it never ran. */
+  latestRun(pipelineId: string): PipelineRun | undefined {
+    return this.#current.get(pipelineId);
   }
 
   run(runId: string): { pipeline: PipelineView; run: PipelineRun } {
@@ -227,6 +249,10 @@ export class PipelineManager {
       restart: record.restartPolicy,
       instructionsTimeoutMs: (record.instructionsTimeout || defaultInstructionsTimeout) * 1000,
       ...(this.#options.backoffMs === undefined ? {} : { backoffMs: this.#options.backoffMs }),
+      ...(record.cpuPin === undefined ? {} : { cpuPin: record.cpuPin }),
+      ...(this.#options.stopGraceMs === undefined ? {} : { stopGraceMs: this.#options.stopGraceMs }),
+      resolveTargets: (signal) => this.#resolveTargets(parsed.graph, signal),
+      onChange: (changed) => this.#runChanged(record.id, changed),
     });
     const unregister = this.#options.registerLogs?.(run) ?? (() => {});
     this.#current.set(record.id, run);
@@ -242,6 +268,68 @@ export class PipelineManager {
       }
     }
     return run;
+  }
+
+  /** Each udp_sender's address; a target not listening yet is asked again until `signal` aborts. */
+  async #resolveTargets(
+    graph: PipelineGraph,
+    signal: AbortSignal,
+  ): Promise<Record<string, { host: string; port: number }>> {
+    const targets: Record<string, { host: string; port: number }> = {};
+    for (const block of graph.blocks) {
+      if (block.settings.type !== "udp_sender") continue;
+      const target = block.settings.target;
+      if ("host" in target) {
+        targets[block.name] = { host: target.host, port: target.port };
+        continue;
+      }
+      const resolve = this.#options.resolveUdpTarget;
+      if (resolve === undefined)
+        throw new CorralError(
+          "FAILED_PRECONDITION",
+          "this node cannot resolve {node, pipeline, block} targets",
+        );
+      let last: unknown;
+      for (let attempt = 0; ; attempt++) {
+        if (signal.aborted)
+          throw new CorralError(
+            "DEADLINE_EXCEEDED",
+            `${block.name}: ${target.node}/${target.pipeline}/${target.block}: ${(last as Error | undefined)?.message ?? "gave up"}`,
+          );
+        try {
+          targets[block.name] = await resolve(target, signal);
+          break;
+        } catch (error) {
+          last = error;
+          await new Promise<void>((done) => {
+            const timer = setTimeout(finish, Math.min(1_000, 100 * 2 ** attempt));
+            function finish() {
+              clearTimeout(timer);
+              signal.removeEventListener("abort", finish);
+              done();
+            }
+            signal.addEventListener("abort", finish, { once: true });
+          });
+        }
+      }
+    }
+    return targets;
+  }
+
+  #runChanged(pipelineId: string, run: PipelineRun): void {
+    const record = this.#pipelines.get(pipelineId);
+    if (record === undefined || this.#current.get(pipelineId) !== run) return;
+    this.#emit("run", this.view(record));
+    // A run that ended by itself (completed, or failed for good) leaves the pipeline stopped, also
+    // after the node restarts. Runs stopped on purpose (stop, delete, restart, shutdown) are handled
+    // by whoever stopped them.
+    if (run.live || run.state === "stopped" || this.#closed) return;
+    void this.#serial(async () => {
+      const latest = this.#pipelines.get(pipelineId);
+      if (latest === undefined || !latest.started || this.#current.get(pipelineId) !== run) return;
+      this.#pipelines.set(pipelineId, { ...latest, started: false });
+      await this.#save();
+    }).catch(() => undefined);
   }
 
   stop(which: { id?: string; name?: string; runId?: string }): Promise<void> {

@@ -19,6 +19,31 @@ export interface RunOptions {
   readonly backoffMs?: number;
   readonly logLines?: number;
   readonly onChange?: (run: PipelineRun) => void;
+  /** Pin the run (its worker's process and every process block) to this CPU where the OS allows. */
+  readonly cpuPin?: number;
+  /**
+   * Addresses for the run's udp_sender blocks, asked again before every attempt (the receiving run
+   * may have restarted on another port). A rejection fails the attempt.
+   */
+  readonly resolveTargets?: (signal: AbortSignal) => Promise<Record<string, { host: string; port: number }>>;
+  /** How long a worker has to stop on request before it is terminated (default 5 s). */
+  readonly stopGraceMs?: number;
+  /** The worker's entry point (tests give a misbehaving one). */
+  readonly workerUrl?: URL;
+}
+
+/** What happened to a run's cpu_pin. */
+export interface CpuPinReport {
+  readonly cpu: number;
+  readonly applied: boolean;
+  readonly detail: string;
+}
+
+/** A udp_receiver block's bound address. */
+export interface RunEndpoint {
+  readonly block: string;
+  readonly host: string;
+  readonly port: number;
 }
 
 const workerUrl = new URL("./runtime-worker-entry.mjs", import.meta.url);
@@ -37,9 +62,18 @@ export class PipelineRun {
   state: RunState = "starting";
   restarts = 0;
   exitReason = "";
+  /** The last attempt's exit code, when it has one (a process block's, or 0 for a completed run). */
+  exitCode: number | undefined;
+  readonly startedAt = Date.now();
+  finishedAt: number | undefined;
+  cpuPin: CpuPinReport | undefined;
+  endpoints: readonly RunEndpoint[] = [];
   stats: BlockStats = {};
+  /** Process groups started by the live attempt (killed with it, whatever its worker does). */
+  readonly childGroups = new Set<number>();
   readonly #options: RunOptions;
   #worker: Worker | undefined;
+  #preparing: AbortController | undefined;
   #stopRequested = false;
   #timer: NodeJS.Timeout | undefined;
   #done: Promise<void>;
@@ -74,12 +108,47 @@ export class PipelineRun {
   }
 
   #spawn(): void {
-    const worker = new Worker(workerUrl, {
-      workerData: { graph: this.#options.graph },
+    const resolve = this.#options.resolveTargets;
+    if (resolve === undefined || !this.#options.graph.blocks.some((b) => b.settings.type === "udp_sender")) {
+      this.#spawnWorker({});
+      return;
+    }
+    // Until the worker exists, the ready timeout covers resolving too.
+    const preparing = new AbortController();
+    this.#preparing = preparing;
+    const timer = setTimeout(() => preparing.abort(), this.#options.instructionsTimeoutMs);
+    timer.unref();
+    resolve(preparing.signal).then(
+      (targets) => {
+        clearTimeout(timer);
+        this.#preparing = undefined;
+        if (this.#stopRequested) this.#ended({ failed: false, reason: "stopped" });
+        else this.#spawnWorker(targets);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        this.#preparing = undefined;
+        const reason = `udp target not resolved: ${(error as Error).message}`;
+        this.log("error", reason);
+        this.#ended({ failed: !this.#stopRequested, reason: this.#stopRequested ? "stopped" : reason });
+      },
+    );
+  }
+
+  #spawnWorker(udpTargets: Record<string, { host: string; port: number }>): void {
+    const worker = new Worker(this.#options.workerUrl ?? workerUrl, {
+      workerData: {
+        graph: this.#options.graph,
+        udpTargets,
+        ...(this.#options.cpuPin === undefined ? {} : { cpuPin: this.#options.cpuPin }),
+      },
       stdout: false,
       stderr: false,
     });
     this.#worker = worker;
+    // Process groups this attempt started; whatever is left when the worker is gone is killed here.
+    const groups = new Set<number>();
+    this.endpoints = [];
     let ready = false;
     let exited = false;
     const readyTimer = setTimeout(() => {
@@ -98,15 +167,41 @@ export class PipelineRun {
           this.state = "running";
           this.#options.onChange?.(this);
           break;
-        case "log":
-          this.log(message.level as keyof typeof levelNumber, String(message.message));
+        case "logs":
+          for (const entry of message.entries as { level: keyof typeof levelNumber; message: string }[])
+            this.log(entry.level, entry.message);
+          // Lets the worker send the next batch (its backlog, not this thread's queue, absorbs bursts).
+          worker.postMessage({ type: "ack" });
           break;
         case "stats":
           this.stats = message.blocks as BlockStats;
           break;
+        case "pin":
+          this.cpuPin = {
+            cpu: Number(message.cpu),
+            applied: message.applied === true,
+            detail: String(message.detail),
+          };
+          this.#options.onChange?.(this);
+          break;
+        case "endpoint":
+          this.endpoints = [
+            ...this.endpoints.filter((e) => e.block !== message.block),
+            { block: String(message.block), host: String(message.host), port: Number(message.port) },
+          ];
+          this.#options.onChange?.(this);
+          break;
+        case "child":
+          groups.add(Number(message.pid));
+          this.childGroups.add(Number(message.pid));
+          break;
+        case "child-exit":
+          // The group may still hold the child's own children: it is killed with the rest at the end.
+          break;
         case "exit":
           exited = true;
           outcome = { failed: message.failed === true, reason: String(message.reason) };
+          this.exitCode = typeof message.exitCode === "number" ? message.exitCode : undefined;
           break;
       }
     });
@@ -115,6 +210,14 @@ export class PipelineRun {
     });
     worker.on("exit", () => {
       clearTimeout(readyTimer);
+      for (const pgid of groups) {
+        try {
+          process.kill(-pgid, "SIGKILL");
+        } catch {
+          // the group is gone already
+        }
+        this.childGroups.delete(pgid);
+      }
       if (!exited && this.#stopRequested) outcome = { failed: false, reason: "stopped" };
       this.#worker = undefined;
       this.#ended(outcome);
@@ -124,7 +227,8 @@ export class PipelineRun {
   #ended(outcome: { failed: boolean; reason: string }): void {
     this.exitReason = outcome.reason;
     if (this.#stopRequested) {
-      this.#close("stopped");
+      // A run that completed just before the stop arrived keeps its own outcome.
+      this.#close(outcome.reason === "completed" ? "succeeded" : "stopped");
       return;
     }
     const { kind, maxRestarts } = this.#options.restart;
@@ -147,6 +251,7 @@ export class PipelineRun {
 
   #close(state: RunState): void {
     this.state = state;
+    this.finishedAt = Date.now();
     this.log(state === "failed" ? "error" : "info", `run ${state}: ${this.exitReason}`);
     this.logs.end();
     this.#options.onChange?.(this);
@@ -157,6 +262,11 @@ export class PipelineRun {
   async stop(): Promise<void> {
     if (!this.live) return;
     this.#stopRequested = true;
+    if (this.#preparing !== undefined) {
+      this.#preparing.abort();
+      await this.#done;
+      return;
+    }
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -165,7 +275,10 @@ export class PipelineRun {
     }
     const worker = this.#worker;
     worker?.postMessage({ type: "stop" });
-    const hard = setTimeout(() => void worker?.terminate(), 5_000);
+    const hard = setTimeout(() => {
+      this.log("warn", "the run did not stop in time: terminating it");
+      void worker?.terminate();
+    }, this.#options.stopGraceMs ?? 5_000);
     await this.#done;
     clearTimeout(hard);
   }

@@ -3,60 +3,63 @@
  * moves packets through bounded in-memory channels, supervises `process` blocks (own process group,
  * no shell), and reports logs and per-block counters to the parent.
  *
- * Messages to the parent: {type:"ready"} | {type:"log", level, message} |
- * {type:"stats", blocks} | {type:"exit", failed, reason}. From the parent: {type:"stop"}.
+ * The run completes by itself once every block is done: sources have sent all their packets, the
+ * graph has drained (each finished producer closes its output link), process blocks exited 0, and a
+ * udp_receiver got its sender's end marker.
+ *
+ * Messages to the parent: {type:"ready"} | {type:"logs", entries} (each acked) | {type:"stats", blocks} |
+ * {type:"pin", cpu, applied, detail} | {type:"endpoint", block, host, port} | {type:"child", pid} |
+ * {type:"child-exit", pid} | {type:"exit", failed, reason, exitCode}. From the parent: {type:"stop"} | {type:"ack"}.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createSocket, type Socket } from "node:dgram";
+import { readFileSync, readlinkSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import { Channel } from "./channel.ts";
 import type { BlockInstance, PipelineGraph } from "./config.ts";
+import { endMarkerCount, isEndMarker, udpEndMarker } from "./udp-marker.ts";
 
 type Level = "debug" | "info" | "warn" | "error";
 if (parentPort === null) throw new Error("runtime-worker must run in a worker thread");
 const port = parentPort;
-const graph = (workerData as { graph: PipelineGraph }).graph;
+const data = workerData as {
+  graph: PipelineGraph;
+  cpuPin?: number;
+  udpTargets?: Record<string, { host: string; port: number }>;
+};
+const graph = data.graph;
 
-const log = (level: Level, message: string) => port.postMessage({ type: "log", level, message });
+/**
+ * Log lines go to the parent in batches, at most `maxUnacked` batches in flight: while the parent is
+ * behind, lines wait here, and past `logBacklogLimit` waiting lines the process blocks' output is
+ * paused (the writer slows down to what the agent takes in; memory stays bounded).
+ */
+const pendingLogs: { level: Level; message: string }[] = [];
+const maxUnacked = 4;
+const logBatch = 1000;
+const logBacklogLimit = 10_000;
+let unacked = 0;
+let flushScheduled = false;
+/** Re-evaluates whether each process block's output should be paused. */
+const flows = new Set<() => void>();
 
-/** A bounded FIFO of packets: `push` waits while full, `pull` waits while empty. */
-class Channel {
-  readonly #items: Buffer[] = [];
-  readonly #capacity: number;
-  #space: (() => void) | undefined;
-  #data: (() => void) | undefined;
-  closed = false;
-  constructor(capacity: number) {
-    this.#capacity = capacity;
+function flushLogs(force = false): void {
+  flushScheduled = false;
+  while (pendingLogs.length > 0 && (force || unacked < maxUnacked)) {
+    port.postMessage({ type: "logs", entries: pendingLogs.splice(0, logBatch) });
+    unacked++;
   }
-  async push(packet: Buffer): Promise<void> {
-    while (this.#items.length >= this.#capacity && !this.closed)
-      await new Promise<void>((resolve) => {
-        this.#space = resolve;
-      });
-    this.#items.push(packet);
-    const wake = this.#data;
-    this.#data = undefined;
-    wake?.();
-  }
-  async pull(): Promise<Buffer | undefined> {
-    while (this.#items.length === 0) {
-      if (this.closed) return undefined;
-      await new Promise<void>((resolve) => {
-        this.#data = resolve;
-      });
-    }
-    const packet = this.#items.shift();
-    const wake = this.#space;
-    this.#space = undefined;
-    wake?.();
-    return packet;
-  }
-  close(): void {
-    this.closed = true;
-    for (const wake of [this.#space, this.#data]) wake?.();
-    this.#space = undefined;
-    this.#data = undefined;
-  }
+  for (const check of flows) check();
 }
+
+const log = (level: Level, message: string) => {
+  pendingLogs.push({ level, message });
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushLogs);
+  }
+};
+const logsBackedUp = () => pendingLogs.length > logBacklogLimit;
 
 interface Counters {
   type: string;
@@ -70,9 +73,13 @@ interface Counters {
   lastAt: number;
   exitCode?: number | null;
   pid?: number;
+  dropped?: number;
+  peerSent?: number;
 }
 
 let stopping = false;
+const port0 = port;
+const sockets = new Set<Socket>();
 const channels = new Map<string, Channel>();
 const counters = new Map<string, Counters>();
 const children = new Set<ChildProcess>();
@@ -107,7 +114,8 @@ function channelOf(link: string): Channel {
 const sinkMtu = (link: string): number => {
   for (const block of graph.blocks)
     if (block.settings.type === "traffic_sink" && block.settings.input === link) return block.settings.mtu;
-  return 1500;
+  // A datagram's payload on loopback/ethernet without fragmentation.
+  return 1472;
 };
 
 /** Packets: u32 sequence, f64 send time (ms, performance clock + origin), padding. */
@@ -131,6 +139,82 @@ async function runSource(block: BlockInstance, c: Counters): Promise<void> {
     c.lastAt = Date.now();
   }
   log("info", `${block.name}: sent ${c.packetsSent} packets`);
+  // Sent everything: the link drains and then tells its reader it is over.
+  channel.close();
+}
+
+/** Binds, reports its address, and passes each datagram on until its sender's end marker. */
+async function runUdpReceiver(block: BlockInstance, c: Counters): Promise<void> {
+  if (block.settings.type !== "udp_receiver") return;
+  const { bind, port, output } = block.settings;
+  const channel = channelOf(output);
+  const socket = createSocket({ type: bind.includes(":") ? "udp6" : "udp4", recvBufferSize: 4 << 20 });
+  sockets.add(socket);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(port, bind, () => {
+      socket.off("error", reject);
+      resolve();
+    });
+  });
+  const address = socket.address();
+  port0.postMessage({ type: "endpoint", block: block.name, host: address.address, port: address.port });
+  log("info", `${block.name}: listening on ${address.address}:${address.port}/udp`);
+  c.dropped = 0;
+  await new Promise<void>((resolve) => {
+    socket.on("message", (packet) => {
+      if (isEndMarker(packet)) {
+        c.peerSent = endMarkerCount(packet);
+        c.lost = Math.max(0, c.peerSent - c.packetsReceived);
+        resolve();
+        return;
+      }
+      c.packetsReceived++;
+      c.bytes += packet.length;
+      c.lastAt = Date.now();
+      if (!channel.offer(packet)) c.dropped = (c.dropped ?? 0) + 1;
+    });
+    socket.on("close", () => resolve());
+  });
+  log("info", `${block.name}: received ${c.packetsReceived} packets (${c.lost} lost on the network)`);
+  socket.close();
+  sockets.delete(socket);
+  channel.close();
+}
+
+/** Sends each packet of its input as one datagram; at the end, the end marker (three times). */
+async function runUdpSender(block: BlockInstance, c: Counters): Promise<void> {
+  if (block.settings.type !== "udp_sender") return;
+  const target = data.udpTargets?.[block.name];
+  if (target === undefined) throw new Error(`${block.name}: no address for its target`);
+  const channel = channelOf(block.settings.input);
+  const socket = createSocket(target.host.includes(":") ? "udp6" : "udp4");
+  sockets.add(socket);
+  socket.on("error", (error) => log("warn", `${block.name}: ${error.message}`));
+  const send = (packet: Buffer) =>
+    new Promise<void>((resolve) => {
+      socket.send(packet, target.port, target.host, (error) => {
+        if (error) c.dropped = (c.dropped ?? 0) + 1;
+        resolve();
+      });
+    });
+  c.dropped = 0;
+  log("info", `${block.name}: sending to ${target.host}:${target.port}/udp`);
+  for (let packet = await channel.pull(); packet !== undefined; packet = await channel.pull()) {
+    await send(packet);
+    c.packetsSent++;
+    c.bytes += packet.length;
+    c.lastAt = Date.now();
+  }
+  if (!stopping) {
+    for (let i = 0; i < 3; i++) {
+      await send(udpEndMarker(c.packetsSent));
+      await sleep(10);
+    }
+  }
+  log("info", `${block.name}: sent ${c.packetsSent} datagrams`);
+  socket.close();
+  sockets.delete(socket);
 }
 
 async function runSink(block: BlockInstance, c: Counters): Promise<void> {
@@ -168,9 +252,38 @@ function runProcess(block: BlockInstance, c: Counters): Promise<number | null> {
       shell: false,
     });
     children.add(child);
-    if (child.pid !== undefined) c.pid = child.pid;
+    if (child.pid !== undefined) {
+      c.pid = child.pid;
+      // The parent kills the group too if this thread cannot (terminated, stuck).
+      port.postMessage({ type: "child", pid: child.pid });
+    }
     log("info", `${block.name}: started ${file} (pid ${child.pid ?? "?"})`);
     const channel = output === undefined ? undefined : channelOf(output);
+    // Lines the output link had no room for; while any wait, the process's output is paused.
+    const backlog: Buffer[] = [];
+    let draining = false;
+    let paused = false;
+    const flow = () => {
+      const pause = backlog.length > 0 || logsBackedUp();
+      if (pause === paused) return;
+      paused = pause;
+      for (const stream of [child.stdout, child.stderr]) {
+        if (pause) stream?.pause();
+        else stream?.resume();
+      }
+    };
+    flows.add(flow);
+    const forward = async () => {
+      draining = true;
+      for (
+        let packet = backlog.shift();
+        packet !== undefined && channel !== undefined;
+        packet = backlog.shift()
+      )
+        await channel.push(packet);
+      draining = false;
+      flow();
+    };
     const lines = (level: Level) => {
       let rest = "";
       return (chunk: Buffer) => {
@@ -180,19 +293,28 @@ function runProcess(block: BlockInstance, c: Counters): Promise<number | null> {
           log(level, `${block.name}: ${line}`);
           c.packetsSent++;
           c.bytes += line.length;
-          if (channel !== undefined) void channel.push(Buffer.from(line));
+          if (channel === undefined) continue;
+          const packet = Buffer.from(line);
+          if (backlog.length > 0 || !channel.offer(packet)) backlog.push(packet);
         }
+        if (backlog.length > 0 && !draining) void forward();
+        flow();
       };
     };
     child.stdout?.on("data", lines("info"));
     child.stderr?.on("data", lines("warn"));
     child.on("error", (error) => {
       children.delete(child);
+      channel?.close();
       log("error", `${block.name}: ${error.message}`);
       resolve(127);
     });
-    child.on("exit", (code, signal) => {
+    // "close": exited and its output read to the end.
+    child.on("close", (code, signal) => {
+      flows.delete(flow);
       children.delete(child);
+      if (child.pid !== undefined) port.postMessage({ type: "child-exit", pid: child.pid });
+      channel?.close();
       c.exitCode = code;
       log(code === 0 ? "info" : "error", `${block.name}: exited ${code ?? signal}`);
       resolve(code);
@@ -232,18 +354,65 @@ function report(): void {
       latency_p99_ms: percentile(sorted, 99),
       throughput_pps: (c.type === "traffic_sink" ? c.packetsReceived : c.packetsSent) / seconds,
       ...(c.pid === undefined ? {} : { pid: c.pid }),
+      ...(c.dropped === undefined ? {} : { dropped: c.dropped }),
+      ...(c.peerSent === undefined ? {} : { peer_sent: c.peerSent }),
     };
   }
   port.postMessage({ type: "stats", blocks });
 }
 
+/**
+ * Pins this worker thread to the CPU (sched_setaffinity through `taskset -p` on the thread's id);
+ * process blocks started afterwards inherit it (fork copies the calling thread's mask).
+ */
+function pin(cpu: number): void {
+  let detail: string;
+  let applied = false;
+  try {
+    const online = onlineCpus();
+    if (online !== undefined && !online.has(cpu)) {
+      detail = `cpu ${cpu} is not online (online: ${[...online].join(",")})`;
+    } else {
+      const tid = readlinkSync("/proc/thread-self").split("/").pop() ?? "";
+      execFileSync("taskset", ["-p", "-c", String(cpu), tid], { stdio: "ignore", timeout: 5_000 });
+      const allowed = /Cpus_allowed_list:\s*(\S+)/.exec(
+        readFileSync(`/proc/thread-self/status`, "utf8"),
+      )?.[1];
+      applied = allowed === String(cpu);
+      detail = `taskset -p -c ${cpu} ${tid} (worker thread; process blocks inherit it): Cpus_allowed_list ${allowed ?? "?"}`;
+    }
+  } catch (error) {
+    detail = `not applied: ${(error as Error).message.split("\n")[0]}`;
+  }
+  port.postMessage({ type: "pin", cpu, applied, detail });
+  log(applied ? "info" : "warn", `cpu_pin ${cpu}: ${detail}`);
+}
+
+function onlineCpus(): Set<number> | undefined {
+  try {
+    const text = readFileSync("/sys/devices/system/cpu/online", "utf8").trim();
+    const cpus = new Set<number>();
+    for (const part of text.split(",")) {
+      const [a, b] = part.split("-").map(Number) as [number, number | undefined];
+      for (let n = a; n <= (b ?? a); n++) cpus.add(n);
+    }
+    return cpus;
+  } catch {
+    return undefined;
+  }
+}
+
 async function main(): Promise<void> {
+  if (data.cpuPin !== undefined) pin(data.cpuPin);
   const tasks: Promise<unknown>[] = [];
   const processes: Promise<number | null>[] = [];
   for (const block of graph.blocks) {
     const c = counterFor(block);
-    if (block.settings.type === "uniform_traffic_source") tasks.push(runSource(block, c));
-    else if (block.settings.type === "traffic_sink") tasks.push(runSink(block, c));
+    const type = block.settings.type;
+    if (type === "uniform_traffic_source") tasks.push(runSource(block, c));
+    else if (type === "traffic_sink") tasks.push(runSink(block, c));
+    else if (type === "udp_receiver") tasks.push(runUdpReceiver(block, c));
+    else if (type === "udp_sender") tasks.push(runUdpSender(block, c));
     else processes.push(runProcess(block, c));
   }
   port.postMessage({ type: "ready" });
@@ -255,31 +424,52 @@ async function main(): Promise<void> {
   });
   port.on("message", (message: { type: string }) => {
     if (message.type === "stop") stop();
+    else if (message.type === "ack") {
+      unacked = Math.max(0, unacked - 1);
+      flushLogs();
+    }
   });
+  // A process exiting non-zero fails the run at once; otherwise it ends when every block is done.
+  const failedProcess = new Promise<number>((resolve) => {
+    for (const p of processes) void p.then((code) => code !== 0 && resolve(code ?? -1));
+  });
+  const allDone = Promise.all([...tasks, ...processes]);
+  const outcome = await Promise.race([
+    stopped.then(() => ({ kind: "stop" as const })),
+    failedProcess.then((code) => ({ kind: "process" as const, code })),
+    allDone.then(() => ({ kind: "done" as const })),
+  ]);
+  stopping = true;
   let failed = false;
   let reason = "stopped";
-  const firstExit = processes.length === 0 ? new Promise<never>(() => {}) : Promise.race(processes);
-  const outcome = await Promise.race([stopped.then(() => "stop" as const), firstExit]);
-  stopping = true;
-  if (outcome !== "stop") {
-    failed = outcome !== 0;
-    reason = failed ? `a process exited ${outcome}` : "process finished";
+  let exitCode: number | undefined;
+  if (outcome.kind === "process") {
+    failed = true;
+    exitCode = outcome.code;
+    reason = `a process exited ${outcome.code}`;
+  } else if (outcome.kind === "done") {
+    exitCode = 0;
+    reason = "completed";
   }
   killChildren("SIGTERM");
   for (const channel of channels.values()) channel.close();
+  for (const socket of sockets) socket.close();
   const grace = Date.now() + 2000;
   while (children.size > 0 && Date.now() < grace) await sleep(20);
   killChildren("SIGKILL");
   await Promise.race([Promise.allSettled(tasks), sleep(500)]);
   clearInterval(ticker);
   report();
-  port.postMessage({ type: "exit", failed, reason });
+  flushLogs(true);
+  port.postMessage({ type: "exit", failed, reason, ...(exitCode === undefined ? {} : { exitCode }) });
   port.close();
 }
 
 main().catch((error: unknown) => {
   stopping = true;
   killChildren("SIGKILL");
+  report();
+  flushLogs(true);
   port.postMessage({ type: "exit", failed: true, reason: `block error: ${(error as Error).message}` });
   port.close();
 });

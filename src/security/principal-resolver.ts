@@ -3,9 +3,9 @@ import { CorralError } from "../core/errors.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
 import type { Store } from "../store/store.ts";
+import type { CertificateAuthority } from "./certificate-authority.ts";
+import { normalizeSerial, revokedPrefix } from "./certificate-inventory.ts";
 import { type Principal, principalFromUri, urisFromSubjectAltName } from "./principal.ts";
-
-const revokedPrefix = "/revoked-certificates/";
 
 /**
  * Turns what a caller presented into a principal, on every call: a certificate that chains to the CA is
@@ -16,16 +16,19 @@ export class PrincipalResolver {
   readonly #registry: NodeRegistry;
   readonly #tokens: TokenRegistry;
   readonly #store: Store;
+  readonly #ca: CertificateAuthority | undefined;
 
-  constructor(registry: NodeRegistry, tokens: TokenRegistry, store: Store) {
+  /** With `ca`, a certificate must also chain to a CA trusted now (a rotation's overlap can end mid-connection). */
+  constructor(registry: NodeRegistry, tokens: TokenRegistry, store: Store, ca?: CertificateAuthority) {
     this.#registry = registry;
     this.#tokens = tokens;
     this.#store = store;
+    this.#ca = ca;
   }
 
   /** `certificate` has already been verified against the CA by the TLS handshake. */
   async fromCertificate(certificate: PeerCertificate): Promise<Principal> {
-    const serial = certificate.serialNumber.toLowerCase();
+    const serial = normalizeSerial(certificate.serialNumber);
     const principal = urisFromSubjectAltName(certificate.subjectaltname)
       .map((uri) => principalFromUri(uri, serial))
       .find((p) => p !== undefined);
@@ -37,6 +40,12 @@ export class PrincipalResolver {
     }
     if ((await this.#store.get(revokedPrefix + serial)) !== undefined) {
       throw new CorralError("UNAUTHENTICATED", `certificate ${serial} was revoked`);
+    }
+    if (this.#ca !== undefined && certificate.raw !== undefined && !this.#ca.trusts(certificate.raw)) {
+      throw new CorralError(
+        "UNAUTHENTICATED",
+        `certificate ${serial} was issued by a CA this cluster no longer trusts (rotated out); renew it or join again`,
+      );
     }
     if (principal.kind === "controller") {
       const controller = await this.#registry.get(principal.controllerId).catch(() => undefined);
@@ -78,7 +87,7 @@ export class PrincipalResolver {
       ops: [
         {
           type: "put",
-          key: revokedPrefix + serial.toLowerCase(),
+          key: revokedPrefix + normalizeSerial(serial),
           value: JSON.stringify({ reason, at: Date.now() }),
         },
       ],

@@ -31,15 +31,25 @@ describe("controller config", () => {
 
   it("reads store.etcd, and names the key of a bad one", () => {
     const config = resolveControllerConfig(
-      { store: { etcd: { endpoints: ["http://127.0.0.1:2379"], leaseTtl: "2s" } } },
+      {
+        store: { etcd: { endpoints: ["http://127.0.0.1:2379"], leaseTtl: "2s" } },
+        ca: { keyFile: "ca.key" },
+      },
       "/x",
     );
+    assert.equal(config.ca?.keyFile, "/x/ca.key");
     assert.deepEqual(config.store, {
       kind: "etcd",
       endpoints: ["http://127.0.0.1:2379"],
       prefix: "/corral",
       leaseTtlSeconds: 2,
+      lastSeenFlushMs: 1_000,
     });
+    // Batched heartbeats must arrive well within the suspect slack ((3 − 1 − 0.1) × 5 s by default).
+    rejectsWith(
+      { store: { etcd: { endpoints: ["http://a:1"], lastSeenFlush: "5s" } }, ca: { keyFile: "/k" } },
+      /store\.etcd\.lastSeenFlush: must be above 0 and at most half the suspect slack/,
+    );
     rejectsWith({ store: { etcd: { endpoints: [] } } }, /store\.etcd\.endpoints: must name at least one/);
     rejectsWith({ store: { etcd: { endpoints: ["ftp://x"] } } }, /store\.etcd\.endpoints\.0:/);
     rejectsWith({ store: { etcd: { endpoints: ["http://a:1"], prefix: "corral" } } }, /store\.etcd\.prefix:/);

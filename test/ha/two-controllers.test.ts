@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ClusterService } from "../../src/gen/corral/v1/cluster_pb.ts";
 import { NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
+import { writeSealingKey } from "../../src/security/ca-key-file.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 import { etcdMissing, startTestEtcd, type TestEtcd } from "../helpers/etcd.ts";
@@ -19,23 +23,27 @@ async function waitFor<T>(what: string, withinMs: number, probe: () => T | undef
   }
 }
 
-// Each controller has its own CA in its own data dir for now; a shared CA is issue 10's part 4.
 describe("two controllers on one etcd", { skip: missing }, () => {
   let etcd: TestEtcd;
   let a: TestController;
   let b: TestController;
+  let keyDir: string;
   const prefix = "/corral-ha";
 
   before(async () => {
     etcd = await startTestEtcd();
+    keyDir = await mkdtemp(join(tmpdir(), "corral-ha-key-"));
+    const keyFile = join(keyDir, "ca.key");
+    await writeSealingKey(keyFile);
     const store = { etcd: { endpoints: [etcd.endpoint], prefix, leaseTtl } };
-    a = await startTestController({ node: { name: "ctl-a" }, store });
-    b = await startTestController({ node: { name: "ctl-b" }, store });
+    a = await startTestController({ node: { name: "ctl-a" }, store, ca: { keyFile } });
+    b = await startTestController({ node: { name: "ctl-b" }, store, ca: { keyFile } });
   });
   after(async () => {
     await a?.close();
     await b?.close();
     await etcd?.stop();
+    await rm(keyDir, { recursive: true, force: true });
   });
 
   const leading = (c: TestController) => c.controller.context.facts.isLeader?.() === true;

@@ -19,6 +19,10 @@ export interface TestEtcd {
   /** The client URL, http://127.0.0.1:<port>. */
   readonly endpoint: string;
   readonly dataDir: string;
+  /** SIGKILLs etcd, keeping its data dir and ports (for `revive`). */
+  kill(): Promise<void>;
+  /** Starts etcd again on the same data dir and ports; resolves once it answers. */
+  revive(): Promise<void>;
   /** Kills etcd and removes its data dir; calling it twice is harmless. */
   stop(): Promise<void>;
 }
@@ -32,33 +36,48 @@ export async function startTestEtcd(): Promise<TestEtcd> {
     const [clientPort, peerPort] = [await freePort(), await freePort()];
     const endpoint = `http://127.0.0.1:${clientPort}`;
     const peer = `http://127.0.0.1:${peerPort}`;
-    const child = spawn(
-      etcdBinary,
-      [
-        "--name=default",
-        `--data-dir=${join(dataDir, "data")}`,
-        `--listen-client-urls=${endpoint}`,
-        `--advertise-client-urls=${endpoint}`,
-        `--listen-peer-urls=${peer}`,
-        `--initial-advertise-peer-urls=${peer}`,
-        `--initial-cluster=default=${peer}`,
-        "--initial-cluster-state=new",
-        "--log-level=warn",
-        "--logger=zap",
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
+    const launch = () =>
+      spawn(
+        etcdBinary,
+        [
+          "--name=default",
+          `--data-dir=${join(dataDir, "data")}`,
+          `--listen-client-urls=${endpoint}`,
+          `--advertise-client-urls=${endpoint}`,
+          `--listen-peer-urls=${peer}`,
+          `--initial-advertise-peer-urls=${peer}`,
+          `--initial-cluster=default=${peer}`,
+          "--initial-cluster-state=new",
+          "--log-level=warn",
+          "--logger=zap",
+        ],
+        { stdio: ["ignore", "ignore", "pipe"] },
+      );
     let stderr = "";
-    child.stderr?.on("data", (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString("utf8")).slice(-4_000);
-    });
+    let child = launch();
+    const capture = (running: ChildProcess) =>
+      running.stderr?.on("data", (chunk: Buffer) => {
+        stderr = (stderr + chunk.toString("utf8")).slice(-4_000);
+      });
+    capture(child);
     const stop = once(async () => {
       await kill(child);
       await rm(dataDir, { recursive: true, force: true });
     });
     try {
       await waitHealthy(endpoint, child, () => stderr);
-      return { endpoint, dataDir, stop };
+      return {
+        endpoint,
+        dataDir,
+        stop,
+        kill: () => kill(child),
+        async revive() {
+          await kill(child);
+          child = launch();
+          capture(child);
+          await waitHealthy(endpoint, child, () => stderr);
+        },
+      };
     } catch (error) {
       lastError = error;
       await stop();

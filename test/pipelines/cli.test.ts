@@ -99,6 +99,27 @@ describe("corral pipelines", () => {
     const final = await corral(["pipelines", "telemetry", runId]);
     assert.match(final.stdout, /traffic_sink-1\.lost = 0\n/);
 
+    // The run completes by itself; ls and show give its state, exit status and restarts.
+    let shown = "";
+    for (let i = 0; i < 40 && !/run state:\s+succeeded/.test(shown); i++) {
+      shown = (await corral(["pipelines", "show", "cli-guide"])).stdout;
+      if (!/run state:\s+succeeded/.test(shown)) await sleep(250);
+    }
+    assert.match(shown, new RegExp(`last run:\\s+${runId}`));
+    assert.match(shown, /run state:\s+succeeded/);
+    assert.match(shown, /exit:\s+code 0: completed/);
+    assert.match(shown, /restarts:\s+0/);
+    const listed = await corral(["pipelines", "ls"]);
+    assert.match(listed.stdout, /\bSTATE\b.*\bEXIT\b.*\bRESTARTS\b/);
+    assert.match(listed.stdout, new RegExp(`cli-guide .*${runId}\\s+succeeded\\s+code 0: completed\\s+0`));
+    const listedJson = JSON.parse((await corral(["-o", "json", "pipelines", "ls"])).stdout) as {
+      name: string;
+      run?: { runId: string; state: string; exitCode: number; restarts?: number };
+    }[];
+    const guideRun = listedJson.find((p) => p.name === "cli-guide")?.run;
+    assert.equal(guideRun?.runId, runId);
+    assert.equal(guideRun?.state, "PIPELINE_RUN_STATE_SUCCEEDED");
+
     const logs = await corral(["pipelines", "logs", runId]);
     assert.equal(logs.code, 0, logs.stderr);
     assert.match(logs.stdout, /run started: 2 blocks, 1 links/);

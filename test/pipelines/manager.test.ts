@@ -61,7 +61,7 @@ test("CRUD, events in order, persisted desired set", async (t) => {
   await again.close();
 });
 
-test("the guide's config runs: the sink receives all 5 000 packets, no loss; stop ends the run", async (t) => {
+test("the guide's config runs: the sink receives all 5 000 packets, no loss; the run then completes by itself", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "corral-pipelines-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const manager = await PipelineManager.open({ dataDir: dir });
@@ -77,9 +77,46 @@ test("the guide's config runs: the sink receives all 5 000 packets, no loss; sto
   assert.equal(sink.lost, 0);
   assert.equal(run.stats["uniform_traffic_source-1"]?.packets_sent, 5000);
   assert.ok((await run.logs.tail(100, {})).some((e) => e.message.includes("sent 5000 packets")));
-  await manager.stop({ runId });
-  assert.equal(run.state, "stopped");
+  // Every packet sent and drained: the run completes by itself and the pipeline is no longer started.
+  await run.done;
+  assert.equal(run.state, "succeeded");
+  assert.equal(run.exitReason, "completed");
+  assert.equal(run.exitCode, 0);
+  assert.ok(run.finishedAt !== undefined && run.finishedAt >= run.startedAt);
   assert.equal(manager.get(pipeline.id).started, false);
+  assert.equal(manager.get(pipeline.id).currentRun, undefined);
+  await manager.stop({ runId });
+  assert.equal(run.state, "succeeded");
+});
+
+test("a stopped run ends stopped; a completed one is not started again after a node restart", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "corral-pipelines-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  let manager = await PipelineManager.open({ dataDir: dir });
+  const slow = JSON.parse(guideConfig);
+  slow.plumr_config.pipeline["uniform_traffic_source-1"].uniform_traffic_source.interval = 1_000_000;
+  const endless = await manager.create(settings({ name: "slow", jsonConfig: JSON.stringify(slow) }));
+  const quick = await manager.create(settings({ name: "quick" }));
+  const slowRun = manager.run(await manager.start(endless.id)).run;
+  const quickRun = manager.run(await manager.start(quick.id)).run;
+  await quickRun.done;
+  assert.equal(quickRun.state, "succeeded");
+  await until("running", () => (slowRun.state === "running" ? true : undefined));
+  await manager.stop({ name: "slow" });
+  assert.equal(slowRun.state, "stopped");
+  assert.equal(slowRun.exitReason, "stopped");
+  // let the completed run's "no longer started" reach the disk
+  await until("saved", () => (manager.list().every((p) => !p.started) ? true : undefined));
+  await manager.close();
+  manager = await PipelineManager.open({ dataDir: dir });
+  assert.deepEqual(
+    manager.list().map((p) => [p.name, p.started]),
+    [
+      ["slow", false],
+      ["quick", false],
+    ],
+  );
+  await manager.close();
 });
 
 test("a crash-looping process is restarted exactly max_restarts times, then failed", async (t) => {

@@ -60,7 +60,15 @@ describe("the plan library", () => {
     const catalog = await library.load();
     assert.deepEqual(
       catalog.plans.map((p) => `${p.name}@${p.version}`),
-      ["base@1.0.0", "k3s-agent@1.0.0", "k3s-server@1.0.0", "mine@1.10", "mine@1.9"],
+      [
+        "base@1.0.0",
+        "k3s-agent@1.0.0",
+        "k3s-agent-uninstall@1.0.0",
+        "k3s-server@1.0.0",
+        "k3s-server-uninstall@1.0.0",
+        "mine@1.10",
+        "mine@1.9",
+      ],
     );
     assert.equal(catalog.resolve("mine").version, "1.10");
     assert.equal(catalog.resolve("mine@1.9").source, join(operator, "mine-1.yaml"));

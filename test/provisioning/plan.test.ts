@@ -247,7 +247,7 @@ describe("the shipped plans", () => {
     assert.deepEqual(catalog.problems, []);
     assert.deepEqual(
       catalog.plans.map((p) => p.name),
-      ["base", "k3s-agent", "k3s-server"],
+      ["base", "k3s-agent", "k3s-agent-uninstall", "k3s-server", "k3s-server-uninstall"],
     );
     const samples: Record<string, Record<string, string>> = {
       base: { hostname: "pi-1", packages: "curl,git" },
@@ -257,7 +257,7 @@ describe("the shipped plans", () => {
     for (const plan of catalog.plans) {
       const values = resolveParameters(plan, samples[plan.name] ?? {}, limits);
       const steps = renderSteps(plan, values, builtins, limits);
-      assert.ok(steps.length >= 5, plan.name);
+      assert.ok(steps.length >= (plan.name.endsWith("-uninstall") ? 3 : 5), plan.name);
       for (const step of steps) assert.ok(describeStep(step).length > 0);
     }
     const base = catalog.resolve("base");

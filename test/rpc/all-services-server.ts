@@ -1,14 +1,7 @@
+import { readdirSync } from "node:fs";
 import type { DescService } from "@bufbuild/protobuf";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { ControlPlane as CartControlPlane } from "../../src/gen/control_plane_pb.ts";
-import { AgentService } from "../../src/gen/corral/v1/agent_pb.ts";
-import { ClusterService } from "../../src/gen/corral/v1/cluster_pb.ts";
-import { JoinService } from "../../src/gen/corral/v1/join_pb.ts";
-import { MembersService } from "../../src/gen/corral/v1/members_pb.ts";
-import { ModelsService } from "../../src/gen/corral/v1/models_pb.ts";
-import { NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
-import { ProvisioningService } from "../../src/gen/corral/v1/provisioning_pb.ts";
-import { TokensService } from "../../src/gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../../src/gen/hub_client_pb.ts";
 import { HubServerService } from "../../src/gen/hub_server_pb.ts";
 import { DiscoveryService, NodeService, TUIService } from "../../src/gen/node_pb.ts";
@@ -19,16 +12,28 @@ import { mountHealth } from "../../src/rpc/health/health-service.ts";
 import { mountReflection, type ReflectionServices } from "../../src/rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../../src/rpc/rpc-server.ts";
 
+/**
+ * corral's native services: every service of every file in src/gen/corral/v1, so a service added
+ * there is reflected (and compared with buf's build) without touching this list.
+ */
+async function corralV1Services(): Promise<DescService[]> {
+  const dir = new URL("../../src/gen/corral/v1/", import.meta.url);
+  const files = readdirSync(dir)
+    .filter((name) => name.endsWith("_pb.ts"))
+    .sort();
+  const services: DescService[] = [];
+  for (const name of files) {
+    const module = (await import(new URL(name, dir).href)) as Record<string, unknown>;
+    for (const value of Object.values(module)) {
+      if ((value as Partial<DescService> | null)?.kind === "service") services.push(value as DescService);
+    }
+  }
+  return services;
+}
+
 /** Every published API service of corral (the controller's face), each in its own package. */
 export const apiServices: readonly DescService[] = [
-  NodesService,
-  ClusterService,
-  JoinService,
-  TokensService,
-  ProvisioningService,
-  MembersService,
-  ModelsService,
-  AgentService,
+  ...(await corralV1Services()),
   HubClientService,
   HubServerService,
   PipelinesService,

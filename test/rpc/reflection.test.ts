@@ -325,7 +325,8 @@ describe("server reflection", () => {
   });
 
   it("follows the services mounted after it", () => {
-    const mounted: DescService[] = [apiServices[0] as DescService];
+    const first = apiServices[0] as DescService;
+    const mounted: DescService[] = [first];
     const reflection = createReflectionServices(() => mounted);
     const list = () => {
       const answer = reflection.answer({ host: "", messageRequest: { case: "listServices", value: "" } });
@@ -335,10 +336,10 @@ describe("server reflection", () => {
     const hubNode = () =>
       reflection.answer({ host: "", messageRequest: { case: "fileByFilename", value: "hub_node.proto" } })
         .case;
-    assert.deepEqual(list(), ["corral.v1.NodesService"]);
+    assert.deepEqual(list(), [first.typeName]);
     assert.equal(hubNode(), "errorResponse");
     mounted.push(HubServerService);
-    assert.deepEqual(list(), ["corral.v1.NodesService", "nanopinggrpc.hub.HubServerService"]);
+    assert.deepEqual(list(), [first.typeName, "nanopinggrpc.hub.HubServerService"]);
     assert.equal(hubNode(), "fileDescriptorResponse");
   });
 

@@ -149,8 +149,23 @@ export async function gpioCheck(gpio: GpioBackend, reason?: string): Promise<Che
 
 // ------------------------------------------------------------------------------------------- running
 
+/** The backend chosen at start for each kind of hardware (PWM, SPI, I²C, analog), as one check. */
+export function hardwareCheck(
+  choices: readonly { kind: string; backend: string; simulated: boolean; reason: string }[],
+): CheckResult {
+  const list = choices
+    .filter((choice) => choice.kind !== "gpio")
+    .map(
+      (choice) =>
+        `${choice.kind}: ${choice.backend}${choice.simulated ? " (simulated)" : ""} — ${choice.reason}`,
+    );
+  return { name: "hardware", status: "OK", message: list.join("; ") };
+}
+
 export interface HealthCheckOptions {
   gpio: GpioBackend;
+  /** The hardware backends chosen at start (PWM, SPI, I²C, analog), reported as the "hardware" check. */
+  hardware?: readonly { kind: string; backend: string; simulated: boolean; reason: string }[];
   /** Why this GPIO backend was chosen at start (GpioSelection.reason), shown in the gpio check. */
   gpioReason?: string;
   controllerState: () => ConnectionStateName;
@@ -206,6 +221,9 @@ export async function runHealthChecks(options: HealthCheckOptions): Promise<Heal
     }),
     guarded("memory", async () => memoryCheck(await readMemory(options.procDir ?? "/proc"), thresholds)),
     guarded("gpio", () => gpioCheck(options.gpio, options.gpioReason)),
+    guarded("hardware", async () =>
+      options.hardware === undefined ? undefined : hardwareCheck(options.hardware),
+    ),
     guarded("temperature", async () =>
       temperatureCheck(await (options.temperature ?? defaultTemperature)(), thresholds),
     ),

@@ -26,6 +26,8 @@ export interface MetricsAndGpioDeps {
   gpio: GpioBackend;
   /** Why this GPIO backend was chosen at start (GpioSelection.reason); shown by HealthCheck. */
   gpioReason?: string;
+  /** The other hardware backends chosen at start; shown by HealthCheck. */
+  hardware?: readonly { kind: string; backend: string; simulated: boolean; reason: string }[];
   nodeId: () => string;
   dataDir: string;
   /** When the agent started, ms since the epoch (HealthStatus.uptime_seconds counts from here). */
@@ -138,6 +140,7 @@ export function metricsAndGpioService(
         controllerState: deps.controllerState,
         dataDir: deps.dataDir,
         ...(deps.gpioReason === undefined ? {} : { gpioReason: deps.gpioReason }),
+        ...(deps.hardware === undefined ? {} : { hardware: deps.hardware }),
       }));
 
   return {

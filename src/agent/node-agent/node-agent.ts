@@ -1,7 +1,10 @@
 import type { ServiceImpl } from "@connectrpc/connect";
+import { hardwareService } from "../../faces/corral/hardware-service.ts";
+import type { HardwareService } from "../../gen/corral/v1/hardware_pb.ts";
 import type { NodeAgent } from "../../gen/picontroller_pb.ts";
 import type { Logger } from "../../observability/logger.ts";
 import type { ConnectionStateName } from "../connection-state.ts";
+import { createHardware, type Hardware } from "../hardware/hardware.ts";
 import { CommandExecutor } from "./exec/command-executor.ts";
 import { execAndLogsService } from "./exec-and-logs-service.ts";
 import type { GpioBackend } from "./gpio/gpio-backend.ts";
@@ -22,6 +25,9 @@ export interface NodeAgentOptions {
 /** Pi-Controller's NodeAgent on this machine: metrics, GPIO, allow-listed exec and logs, with their parts. */
 export interface LocalNodeAgent extends AsyncDisposable {
   readonly impl: ServiceImpl<typeof NodeAgent>;
+  /** corral.v1.HardwareService over this node's hardware (GPIO, PWM, SPI, I²C, analog). */
+  readonly hardwareImpl: ServiceImpl<typeof HardwareService>;
+  readonly hardware: Hardware;
   readonly gpio: GpioBackend;
   readonly gpioKind: string;
   readonly logs: LogSourceRegistry;
@@ -38,6 +44,29 @@ export async function createNodeAgent(options: NodeAgentOptions): Promise<LocalN
     onWarning: (message: string) => options.logger.warn(message),
   });
   options.logger.info({ gpio: selection.kind, reason: selection.reason }, "GPIO backend chosen");
+  let hardware: Hardware;
+  try {
+    hardware = await createHardware({
+      gpio: selection,
+      onWarning: (message: string) => options.logger.warn(message),
+    });
+  } catch (error) {
+    await selection.backend.close();
+    throw error;
+  }
+  for (const choice of hardware.choices.slice(1)) {
+    options.logger.info(
+      { [choice.kind]: choice.backend, reason: choice.reason },
+      `${choice.kind} backend chosen`,
+    );
+  }
+  const hardwareImpl = hardwareService({
+    hardware,
+    nodeId: options.nodeId,
+    // Every hardware write is in the node's audit trail (the controller audits the call it relays too).
+    audit: (entry) =>
+      options.logger.info({ audit: entry }, `hardware ${entry.action} ${entry.target}: ${entry.detail}`),
+  });
   const logs = new LogSourceRegistry({ agent: options.logRing, journal: "detect" });
   const executor = new CommandExecutor({
     logger: options.logger,
@@ -47,6 +76,7 @@ export async function createNodeAgent(options: NodeAgentOptions): Promise<LocalN
     ...metricsAndGpioService({
       gpio: selection.backend,
       gpioReason: selection.reason,
+      hardware: hardware.choices,
       nodeId: options.nodeId,
       dataDir: options.dataDir,
       startedAt: Date.now(),
@@ -56,10 +86,12 @@ export async function createNodeAgent(options: NodeAgentOptions): Promise<LocalN
   };
   return {
     impl,
+    hardwareImpl,
+    hardware,
     gpio: selection.backend,
     gpioKind: selection.kind,
     logs,
-    close: () => selection.backend.close(),
-    [Symbol.asyncDispose]: () => selection.backend.close(),
+    close: () => hardware.close(),
+    [Symbol.asyncDispose]: () => hardware.close(),
   };
 }

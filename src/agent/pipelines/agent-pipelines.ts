@@ -1,3 +1,4 @@
+import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { PipelinesService } from "../../gen/pipelines_pb.ts";
 import type { ControllerLink } from "../controller-link.ts";
@@ -6,22 +7,25 @@ import { forwardToController } from "../local-api/forward-service.ts";
 type AnyHandler = (request: unknown, ctx: HandlerContext) => unknown;
 
 /**
- * PipelinesService on an agent's local API: a call for this node runs here; a call for any other
- * node goes to the controller (with this node's identity), which routes it to the owning node.
+ * A per-node service on an agent's local API whose requests carry `node_id`: a call for this node
+ * (or with no node_id) runs here; a call for any other node goes to the controller (with this node's
+ * identity), which routes it to the owning node.
  */
-export function routingPipelinesService(
+export function routeByNodeId<S extends DescService>(
+  service: S,
   ownNodeId: () => string,
-  local: Partial<ServiceImpl<typeof PipelinesService>>,
+  local: Partial<ServiceImpl<S>>,
   link: ControllerLink,
-): Partial<ServiceImpl<typeof PipelinesService>> {
-  const remote = forwardToController(PipelinesService, link) as Record<string, AnyHandler>;
+  emptyIsHere = true,
+): Partial<ServiceImpl<S>> {
+  const remote = forwardToController(service, link) as Record<string, AnyHandler>;
   const here = local as Record<string, AnyHandler | undefined>;
   const impl: Record<string, AnyHandler> = {};
   const isHere = (request: unknown) => {
     const nodeId = ((request as { nodeId?: string }).nodeId ?? "").trim();
-    return nodeId === ownNodeId();
+    return (emptyIsHere && nodeId === "") || nodeId === ownNodeId();
   };
-  for (const method of PipelinesService.methods) {
+  for (const method of service.methods) {
     const localHandler = here[method.localName]?.bind(local);
     const remoteHandler = remote[method.localName];
     if (localHandler === undefined || remoteHandler === undefined) continue;
@@ -32,5 +36,15 @@ export function routingPipelinesService(
           }
         : (request, ctx) => (isHere(request) ? localHandler : remoteHandler)(request, ctx);
   }
-  return impl as Partial<ServiceImpl<typeof PipelinesService>>;
+  return impl as Partial<ServiceImpl<S>>;
+}
+
+/** NanoPing's PipelinesService on an agent's local API, routed by `node_id`. */
+export function routingPipelinesService(
+  ownNodeId: () => string,
+  local: Partial<ServiceImpl<typeof PipelinesService>>,
+  link: ControllerLink,
+): Partial<ServiceImpl<typeof PipelinesService>> {
+  // NanoPing's calls must name their node: an empty node_id goes to the controller, which refuses it.
+  return routeByNodeId(PipelinesService, ownNodeId, local, link, false);
 }

@@ -4,6 +4,12 @@ import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Command } from "commander";
 import { CorralError } from "../../core/errors.ts";
 import { NodeRole, NodesService } from "../../gen/corral/v1/nodes_pb.ts";
+import {
+  type PipelineRun,
+  PipelineRunSchema,
+  PipelineRunState,
+  PipelineRunsService,
+} from "../../gen/corral/v1/pipelines_pb.ts";
 import { Level } from "../../gen/logging_pb.ts";
 import {
   ConfigCompatability,
@@ -96,9 +102,30 @@ async function readConfig(file: string | undefined, required: boolean): Promise<
 
 const runOf = (p: Pipeline) => (p.optionalCurrentRun.case === "currentRun" ? p.optionalCurrentRun.value : "");
 
-function print(output: string, pipeline: Pipeline): void {
+/** The latest run of each pipeline of the node (corral's PipelineRunsService), by pipeline id. */
+async function runsOf(connection: Connection, nodeId: string): Promise<Map<string, PipelineRun>> {
+  const runs = connection.client(PipelineRunsService);
+  const { pipelines } = await connection.call(runs.listPipelines({ nodeId }));
+  const byId = new Map<string, PipelineRun>();
+  for (const p of pipelines) if (p.run !== undefined) byId.set(p.pipelineId, p.run);
+  return byId;
+}
+
+const stateText = (run: PipelineRun | undefined) =>
+  run === undefined ? "-" : (PipelineRunState[run.state] ?? "").toLowerCase();
+const exitText = (run: PipelineRun | undefined) =>
+  run === undefined || run.finishedAt === undefined
+    ? "-"
+    : `${run.exitCode === undefined ? "" : `code ${run.exitCode}: `}${run.exitReason}`;
+const timeText = (t: { seconds: bigint; nanos: number } | undefined) =>
+  t === undefined ? "-" : new Date(Number(t.seconds) * 1000 + t.nanos / 1e6).toISOString();
+
+function print(output: string, pipeline: Pipeline, run?: PipelineRun): void {
   if (output === "json") {
-    printJson(toJson(PipelineSchema, pipeline));
+    printJson({
+      ...(toJson(PipelineSchema, pipeline) as object),
+      ...(run === undefined ? {} : { run: toJson(PipelineRunSchema, run) }),
+    });
     return;
   }
   process.stdout.write(
@@ -107,6 +134,24 @@ function print(output: string, pipeline: Pipeline): void {
       ["name", pipeline.name],
       ["started", String(pipeline.started)],
       ["current run", runOf(pipeline) || "-"],
+      ["last run", run?.runId ?? "-"],
+      ["run state", stateText(run)],
+      ["exit", exitText(run)],
+      ["restarts", run === undefined ? "-" : String(run.restarts)],
+      ["run started", timeText(run?.startedAt)],
+      ["run finished", timeText(run?.finishedAt)],
+      [
+        "cpu pin",
+        run?.cpuPin === undefined
+          ? "-"
+          : `${run.cpuPin.cpu} (${run.cpuPin.applied ? "applied" : "not applied"}: ${run.cpuPin.detail})`,
+      ],
+      [
+        "endpoints",
+        run === undefined || run.endpoints.length === 0
+          ? "-"
+          : run.endpoints.map((e) => `${e.block}=${e.host}:${e.port}`).join(", "),
+      ],
       ["restart", restartText(pipeline.restartPolicy)],
       ["startup", pipeline.startupPolicy?.startupPolicy.case ?? "manual"],
       ["config", ConfigCompatability[pipeline.configCompatability]],
@@ -164,15 +209,28 @@ export function registerPipelinesCommand(program: Command): void {
     .action(async (options: NodeOption, command: Command) => {
       const { globals, connection, nodeId, client } = await open(command, options);
       const { pipelines: list } = await connection.call(client.getPipelines({ nodeId }));
-      if (globals.output === "json") return printJson(list.map((p) => toJson(PipelineSchema, p)));
+      const runs = await runsOf(connection, nodeId);
+      if (globals.output === "json")
+        return printJson(
+          list.map((p) => {
+            const run = runs.get(p.id);
+            return {
+              ...(toJson(PipelineSchema, p) as object),
+              ...(run === undefined ? {} : { run: toJson(PipelineRunSchema, run) }),
+            };
+          }),
+        );
       process.stdout.write(
         renderTable(
-          ["name", "id", "started", "run", "restart", "startup", "config"],
+          ["name", "id", "started", "run", "state", "exit", "restarts", "restart", "startup", "config"],
           list.map((p) => [
             p.name,
             p.id,
             String(p.started),
-            runOf(p) || "-",
+            runs.get(p.id)?.runId ?? "-",
+            stateText(runs.get(p.id)),
+            exitText(runs.get(p.id)),
+            String(runs.get(p.id)?.restarts ?? "-"),
             restartText(p.restartPolicy),
             p.startupPolicy?.startupPolicy.case ?? "manual",
             ConfigCompatability[p.configCompatability],
@@ -193,7 +251,7 @@ export function registerPipelinesCommand(program: Command): void {
         : await findPipeline(connection, client, nodeId, which);
       if (pipeline === undefined) throw CorralError.notFound("pipeline", which);
       if (options.config) process.stdout.write(`${pipeline.jsonConfig.trimEnd()}\n`);
-      else print(globals.output, pipeline);
+      else print(globals.output, pipeline, (await runsOf(connection, nodeId)).get(pipeline.id));
     });
 
   const settingsOptions = (c: Command) =>

@@ -4,11 +4,17 @@ import type { Command } from "commander";
 import { ClusterService, GetClusterStatusResponseSchema } from "../../gen/corral/v1/cluster_pb.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson } from "../output.ts";
+import { certificateWarningLines } from "./certs-command.ts";
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
 
 export function registerStatusCommand(program: Command): void {
   program
     .command("status")
-    .description("show the controller and a count of nodes by state")
+    .description("show the controller, the controllers alive and which leads, the store, and nodes by state")
     .action(async (_options: unknown, command: Command) => {
       const globals = globalsOf(command);
       const connection = await globals.connect();
@@ -28,5 +34,21 @@ export function registerStatusCommand(program: Command): void {
           `nodes       ${n?.total ?? 0} total: ${n?.ready ?? 0} ready, ${n?.pending ?? 0} pending, ` +
           `${n?.suspect ?? 0} suspect, ${n?.down ?? 0} down, ${n?.left ?? 0} left\n`,
       );
+      const health = status.storeHealth;
+      if (health !== undefined)
+        process.stdout.write(
+          `store ok    ${health.healthy ? `yes, ${health.message}` : `NO: ${health.message}`}` +
+            `${health.healthy ? `, revision ${health.revision}, ${formatBytes(Number(health.dbSizeBytes))}` : ""}\n`,
+        );
+      if (status.controllers.length > 0) {
+        process.stdout.write(`controllers ${status.controllers.length}\n`);
+        for (const c of status.controllers)
+          process.stdout.write(
+            `  ${c.isLeader ? "*" : " "} ${c.name.padEnd(20)} ${c.clusterAddress.padEnd(22)} corral ${c.version}` +
+              `${c.startedAt === undefined ? "" : `, up since ${timestampDate(c.startedAt).toISOString()}`}\n`,
+          );
+      }
+      // Certificates and CAs expiring within 30 days, a rotation under way (corral certs stats).
+      process.stdout.write(await certificateWarningLines(connection));
     });
 }

@@ -43,7 +43,10 @@ export function registerUpCommand(program: Command): void {
       "the host the controller should dial (default: the listen host or this machine's address)",
     )
     .option("--data-dir <dir>", "identity and credentials of this node", defaults.agent.dataDir)
-    .option("--join <controller>", "the controller's cluster address (its http.address), e.g. 10.0.0.1:7443")
+    .option(
+      "--join <controllers>",
+      "the controllers' cluster addresses (http.address), comma-separated, e.g. 10.0.0.1:7443,10.0.0.2:7443",
+    )
     .option("--token <token>", "a join token (corral token create); without one the node asks an operator")
     .option("--ca-fingerprint <sha256:…>", "pin the controller's CA (a token carries it already)")
     .option("--name <name>", "the node's name (default: the host name)")

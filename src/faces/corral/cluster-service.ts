@@ -11,6 +11,21 @@ export function clusterService({
     async getClusterStatus() {
       const { nodes, revision } = await registry.list();
       const count = (status: string) => nodes.filter((node) => node.status === status).length;
+      const leader = facts.leader?.() ?? (facts.isLeader === undefined ? facts.controllerName : "");
+      const controllers = (await facts.controllers?.()) ?? [
+        {
+          name: facts.controllerName,
+          clusterAddress: facts.advertiseAddress,
+          version: facts.version,
+          startedAt: facts.startedAt,
+        },
+      ];
+      const storeHealth = (await facts.storeHealth?.()) ?? {
+        healthy: true,
+        message: "",
+        revision,
+        dbSizeBytes: 0,
+      };
       return {
         clusterId: facts.clusterId,
         controllerName: facts.controllerName,
@@ -27,7 +42,19 @@ export function clusterService({
         store: facts.storeKind,
         startedAt: timestampFromMs(facts.startedAt),
         isLeader: facts.isLeader?.() ?? true,
-        leader: facts.leader?.() ?? (facts.isLeader === undefined ? facts.controllerName : ""),
+        leader,
+        controllers: controllers.map((c) => ({
+          name: c.name,
+          clusterAddress: c.clusterAddress,
+          version: c.version,
+          startedAt: timestampFromMs(c.startedAt),
+          isLeader: c.name === leader,
+        })),
+        storeHealth: {
+          ...storeHealth,
+          revision: BigInt(storeHealth.revision),
+          dbSizeBytes: BigInt(storeHealth.dbSizeBytes),
+        },
       };
     },
   };

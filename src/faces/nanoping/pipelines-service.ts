@@ -182,9 +182,9 @@ export function localPipelinesService(
       const keep = (level: keyof typeof levelOf) => levelOf[level] >= minimum;
       const tail = (await run.logs.tail(tailCount, {})).filter((e) => keep(e.level));
       if (tail.length > 0) yield { messages: tail.map(toMessage) };
-      for await (const entry of follow) {
-        if (!keep(entry.level)) continue;
-        yield { messages: [toMessage(entry)] };
+      for await (const batch of batched(follow, 1000)) {
+        const messages = batch.filter((e) => keep(e.level)).map(toMessage);
+        if (messages.length > 0) yield { messages };
       }
     },
     openTelemetryStream: async function* (req, ctx) {
@@ -204,6 +204,44 @@ export function localPipelinesService(
       }
     },
   };
+}
+
+const tick = Symbol("tick");
+
+/**
+ * Groups what is already there into one batch (up to `max`): a burst of lines goes out as a few
+ * messages rather than one message per line, so a reader keeps up with a fast writer.
+ */
+async function* batched<T>(source: AsyncIterable<T>, max: number): AsyncGenerator<T[]> {
+  const it = source[Symbol.asyncIterator]();
+  let next = it.next();
+  try {
+    for (;;) {
+      const first = await next;
+      if (first.done) return;
+      const batch = [first.value];
+      next = it.next();
+      let ended = false;
+      while (batch.length < max) {
+        const r = await Promise.race([
+          next,
+          new Promise<typeof tick>((resolve) => setImmediate(() => resolve(tick))),
+        ]);
+        if (r === tick) break;
+        if (r.done) {
+          ended = true;
+          break;
+        }
+        batch.push(r.value);
+        next = it.next();
+      }
+      yield batch;
+      if (ended) return;
+    }
+  } finally {
+    // Not awaited: a pending next() (ended by the call's abort signal) must not hold this up.
+    it.return?.().catch(() => undefined);
+  }
 }
 
 function telemetrySample(
@@ -266,6 +304,7 @@ async function* streamEvents(
   let wake: (() => void) | undefined;
   let overflow = false;
   const unsubscribe = manager.subscribe((event) => {
+    if (event.type === "run") return;
     if (queue.length >= 1000) overflow = true;
     else queue.push(event);
     wake?.();
@@ -285,6 +324,7 @@ async function* streamEvents(
         continue;
       }
       const pipeline = toPbPipeline(event.pipeline);
+      if (event.type === "run") continue;
       yield create(StreamPipelinesEventSchema, { event: { case: event.type, value: { pipeline } } });
     }
   } finally {

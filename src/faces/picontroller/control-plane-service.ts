@@ -112,14 +112,16 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
     /**
      * A snapshot with its revision, or with `since_revision` only the nodes changed after it (removed
      * ones with status "removed"). If that history was compacted away, a full snapshot is returned:
-     * the caller can tell by comparing the node count with its own.
+     * the caller can tell by comparing the node count with its own. The snapshot is the store's alone
+     * (last_seen as stored, not this controller's in-memory heartbeat times; the leader by election),
+     * so every controller of an HA cluster returns the same one for the same revision.
      */
     async syncClusterState(request) {
       if (request.sinceRevision < 0n)
         throw CorralError.invalidArgument("since_revision", "must not be negative");
       const base = {
         clusterId: facts.clusterId,
-        leader: facts.controllerName,
+        leader: facts.leader?.() ?? facts.controllerName,
         timestamp: BigInt(clock.now()),
       };
       if (request.sinceRevision > 0n) {
@@ -154,7 +156,8 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
           return { ...base, revision: BigInt(revision), nodes: [...latest.values()] };
         }
       }
-      const { nodes, revision } = await registry.list();
+      const { items, revision } = await store.list(nodeKeyPrefix);
+      const nodes = items.map((kv) => decodeStoredNode(kv.value, kv.key));
       return { ...base, revision: BigInt(revision), nodes: nodes.map(nodeState) };
     },
   };

@@ -1,4 +1,11 @@
-import { ClientClosedError, Etcd3, GRPCUnavailableError, type IWatchResponse } from "etcd3";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  ClientClosedError,
+  type Etcd3,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  type IWatchResponse,
+} from "etcd3";
 import { CorralError, ErrorCode } from "../../core/errors.ts";
 import { storeLimits } from "../limits.ts";
 import type { Store } from "../store.ts";
@@ -21,6 +28,7 @@ import type {
   WatchOptions,
 } from "../types.ts";
 import { WatchBuffer } from "../watch-buffer.ts";
+import { createEtcdClient, neverSent } from "./etcd-client.ts";
 import { KeySpace, keyAfter } from "./etcd-keys.ts";
 import { openWatchStream, type WatchStream } from "./etcd-watch.ts";
 
@@ -40,6 +48,20 @@ export interface EtcdStoreOptions {
   watchReconnectMs?: number;
 }
 
+/**
+ * A leader's claim, checked by etcd inside every fenced txn: the election key and the create revision it
+ * had when this controller was elected. Once the lease behind it is gone (or another campaign holds the
+ * key) the compare fails and the write is not applied.
+ */
+export interface Fence {
+  /** The raw etcd key (not under the store's prefix). */
+  readonly key: Buffer;
+  readonly createRevision: number;
+}
+
+/** Attempts of a read (or of a write that cannot have reached etcd) before UNAVAILABLE is returned. */
+const callAttempts = 3;
+
 /** Revisions read per step while a watcher far behind replays history. */
 const replayPageSize = 1_000;
 /** The whole etcd keyspace: "\0" to "\0". */
@@ -53,11 +75,13 @@ const everyKey = { key: Buffer.from([0]), range_end: Buffer.from([0]) };
  */
 export class EtcdStore implements Store {
   readonly #client: Etcd3;
+  readonly #endpoints: string[];
   readonly #keys: KeySpace;
   readonly #watchMaxLag: number;
   readonly #watchReconnectMs: number;
   /** Every open watch and how to stop its etcd stream. */
   readonly #watchers = new Map<WatchBuffer, () => void>();
+  readonly #committed = new Set<(txn: Txn, revision: number) => void>();
   #closed = false;
 
   static async open(options: EtcdStoreOptions): Promise<EtcdStore> {
@@ -79,15 +103,54 @@ export class EtcdStore implements Store {
     this.#watchMaxLag = validateLimit(options.watchMaxLag, "watchMaxLag") ?? storeLimits.defaultWatchMaxLag;
     this.#watchReconnectMs = validateLimit(options.watchReconnectMs, "watchReconnectMs") ?? 60_000;
     const requestTimeoutMs = validateLimit(options.requestTimeoutMs, "requestTimeoutMs") ?? 10_000;
-    this.#client = new Etcd3({
-      hosts: options.endpoints,
-      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
-    });
+    this.#endpoints = [...options.endpoints];
+    this.#client = createEtcdClient({ endpoints: options.endpoints, requestTimeoutMs });
+  }
+
+  /** The etcd client, for controller presence and batched liveness, which live beside the store. */
+  get client(): Etcd3 {
+    return this.#client;
+  }
+
+  get prefix(): string {
+    return this.#keys.prefix;
+  }
+
+  /**
+   * This store with every txn fenced by `fence()`: the leader's writes. While `fence()` gives nothing
+   * (not leading) a txn fails at once; when etcd finds the claim gone, the txn is not applied, fails
+   * with FAILED_PRECONDITION, and `onFenced` hears of it (the controller then stops leading).
+   */
+  fenced(fence: () => Fence | undefined, onFenced: (error: CorralError) => void = () => undefined): Store {
+    const commit = async (txn: Txn): Promise<TxnResult> => {
+      const claim = fence();
+      if (claim === undefined) throw notLeading("this controller does not lead");
+      try {
+        return await this.#commit(txn, claim);
+      } catch (error) {
+        if (error instanceof CorralError && error.details?.fenced === "true") onFenced(error);
+        throw error;
+      }
+    };
+    // Private fields do not follow a prototype, so the view delegates method by method.
+    return {
+      get: (key) => this.get(key),
+      list: (prefix, options) => this.list(prefix, options),
+      commit,
+      revision: () => this.revision(),
+      changes: (from, options) => this.changes(from, options),
+      watch: (from, options) => this.watch(from, options),
+      compact: (before) => this.compact(before),
+      activeWatchers: () => this.activeWatchers(),
+      // The view borrows the store; closing it leaves the store open.
+      close: async () => undefined,
+      [Symbol.asyncDispose]: async () => undefined,
+    };
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
     validateKey(key);
-    const response = await this.#call(() => this.#client.kv.range({ key: this.#keys.key(key) }));
+    const response = await this.#call("read", () => this.#client.kv.range({ key: this.#keys.key(key) }));
     const kv = response.kvs[0];
     return kv === undefined ? undefined : this.#keys.keyValue(kv);
   }
@@ -100,7 +163,7 @@ export class EtcdStore implements Store {
       const after = keyAfter(this.#keys.key(validatePrefix(options.startAfter, "startAfter")));
       if (Buffer.compare(after, range.key) > 0) range.key = after;
     }
-    const response = await this.#call(() =>
+    const response = await this.#call("read", () =>
       this.#client.kv.range({ ...range, ...(limit === undefined ? {} : { limit }) }),
     );
     return {
@@ -110,16 +173,35 @@ export class EtcdStore implements Store {
     };
   }
 
-  async commit(txn: Txn): Promise<TxnResult> {
+  commit(txn: Txn): Promise<TxnResult> {
+    return this.#commit(txn, undefined);
+  }
+
+  async #commit(txn: Txn, fence: Fence | undefined): Promise<TxnResult> {
     validateTxn(txn);
-    const response = await this.#call(() =>
+    const compare = (txn.compares ?? []).map((c) => ({
+      key: this.#keys.key(c.key),
+      target: "Mod" as const,
+      result: "Equal" as const,
+      mod_revision: c.modRevision,
+    }));
+    const response = await this.#call("write", () =>
       this.#client.kv.txn({
-        compare: (txn.compares ?? []).map((compare) => ({
-          key: this.#keys.key(compare.key),
-          target: "Mod",
-          result: "Equal",
-          mod_revision: compare.modRevision,
-        })),
+        compare: [
+          ...compare,
+          ...(fence === undefined
+            ? []
+            : [
+                {
+                  key: fence.key,
+                  target: "Create" as const,
+                  result: "Equal" as const,
+                  create_revision: fence.createRevision,
+                },
+              ]),
+        ],
+        // On failure, the claim as etcd sees it: tells a lost lead from an ordinary conflict.
+        failure: fence === undefined ? [] : [{ request_range: { key: fence.key } }],
         success: txn.ops.map((op) => {
           if (op.type === "put")
             return {
@@ -130,12 +212,28 @@ export class EtcdStore implements Store {
         }),
       }),
     );
-    return { succeeded: response.succeeded, revision: Number(response.header.revision) };
+    if (!response.succeeded && fence !== undefined) {
+      const held = response.responses[0]?.response_range?.kvs[0];
+      if (held === undefined || Number(held.create_revision) !== fence.createRevision)
+        throw notLeading(
+          `a fenced write was refused: this controller's leader claim (revision ${fence.createRevision}) is gone`,
+          true,
+        );
+    }
+    const revision = Number(response.header.revision);
+    if (response.succeeded) for (const listener of this.#committed) listener(txn, revision);
+    return { succeeded: response.succeeded, revision };
+  }
+
+  /** Hears every txn this store applied (a read cache uses it to read its own writes). */
+  onCommitted(listener: (txn: Txn, revision: number) => void): () => void {
+    this.#committed.add(listener);
+    return () => this.#committed.delete(listener);
   }
 
   async revision(): Promise<number> {
     // A point read of one key is the cheapest call that carries the cluster revision in its header.
-    const response = await this.#call(() =>
+    const response = await this.#call("read", () =>
       this.#client.kv.range({ key: this.#keys.key(""), keys_only: true, limit: 1 }),
     );
     return Number(response.header.revision);
@@ -164,11 +262,26 @@ export class EtcdStore implements Store {
     const target = Math.min(beforeRevision, current);
     if (target <= 1) return;
     try {
-      await this.#call(() => this.#client.kv.compact({ revision: target, physical: true }));
+      await this.#call("read", () => this.#client.kv.compact({ revision: target, physical: true }));
     } catch (error) {
       // Compacting at or below the compaction point is a no-op, as in every Store.
       if (error instanceof CorralError && /has been compacted/.test(error.message)) return;
       throw error;
+    }
+  }
+
+  /** Whether etcd answers, with its revision and database size, for `corral status`. */
+  async health(): Promise<{ healthy: boolean; message: string; revision: number; dbSizeBytes: number }> {
+    try {
+      const status = await this.#call("read", () => this.#client.maintenance.status());
+      return {
+        healthy: true,
+        message: `etcd ${status.version} (${this.#endpoints.join(", ")})`,
+        revision: Number(status.header.revision),
+        dbSizeBytes: Number(status.dbSize),
+      };
+    } catch (error) {
+      return { healthy: false, message: this.#error(error).message, revision: 0, dbSizeBytes: 0 };
     }
   }
 
@@ -337,12 +450,25 @@ export class EtcdStore implements Store {
     return new CorralError(ErrorCode.Unavailable, `etcd cancelled the watch: ${response.cancel_reason}`);
   }
 
-  async #call<T>(work: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw storeErrors.closed();
-    try {
-      return await work();
-    } catch (error) {
-      throw this.#error(error);
+  /**
+   * One etcd call, sent again (after a short pause) when etcd could not be reached: reads always, a
+   * write only when the failure shows the request never left (a write whose answer was lost may have
+   * been applied, and is reported as UNAVAILABLE rather than applied twice).
+   */
+  async #call<T>(kind: "read" | "write", work: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) throw storeErrors.closed();
+      try {
+        return await work();
+      } catch (error) {
+        const retry =
+          attempt < callAttempts &&
+          !this.#closed &&
+          (error instanceof GRPCUnavailableError || error instanceof GRPCDeadlineExceededError) &&
+          (kind === "read" || neverSent(error));
+        if (!retry) throw this.#error(error);
+        await sleep(100 * attempt);
+      }
     }
   }
 
@@ -360,6 +486,12 @@ export class EtcdStore implements Store {
       return new CorralError(ErrorCode.DeadlineExceeded, message, { cause: error });
     return CorralError.from(error);
   }
+}
+
+function notLeading(message: string, fenced = false): CorralError {
+  return new CorralError(ErrorCode.FailedPrecondition, message, {
+    details: fenced ? { fenced: "true" } : {},
+  });
 }
 
 /** Splits events in revision order into one batch per revision. */

@@ -66,7 +66,14 @@ done
 `,
     gpioget: `${common}
 echo "gpioget $*" >> "$S/log"
-chip=$1; off=$2
+chip=; off=
+for a in "$@"; do
+  case "$a" in
+    --active-low|-l|--bias=*) ;;
+    -*) echo "gpioget: unrecognized option '$a'" >&2; exit 1;;
+    *) if [ -z "$chip" ]; then chip=$a; else off=$a; fi;;
+  esac
+done
 lines_of "$chip"
 if [ "$n" = 0 ]; then echo "gpioget: error reading GPIO values: No such file or directory" >&2; exit 1; fi
 if [ "$off" -ge "$n" ]; then echo "gpioget: error reading GPIO values: Invalid argument" >&2; exit 1; fi
@@ -81,6 +88,7 @@ for a in "$@"; do
     --mode=*) mode=\${a#--mode=};;
     --sec=*) sec=\${a#--sec=};;
     --usec=*) usec=\${a#--usec=};;
+    --active-low|--bias=*|--drive=*) ;;
     -*) echo "gpioset: unrecognized option '$a'" >&2; exit 1;;
     *=*) map=$a;;
     *) chip=$a;;
@@ -106,6 +114,33 @@ case "$mode" in
   time) sleep "$sec.$(printf %06d "$usec")" & sp=$!; wait "$sp"; release;;
   *) release;;
 esac
+`,
+    // Edge events: the lines the test appends to $S/mon.<chip>.<offset> ("<offset> <0|1> <sec>.<nsec>"),
+    // printed as they come, until SIGTERM. Like the real gpiomon it holds its line meanwhile (a second
+    // request of the line is EBUSY) and is refused a line another process holds.
+    gpiomon: `${common}
+chip=; off=
+for a in "$@"; do
+  case "$a" in
+    --line-buffered|--active-low|--bias=*|--rising-edge|--falling-edge|--format=*) ;;
+    -*) echo "gpiomon: unrecognized option '$a'" >&2; exit 1;;
+    *) if [ -z "$chip" ]; then chip=$a; else off=$a; fi;;
+  esac
+done
+lines_of "$chip"
+if [ "$n" = 0 ]; then echo "gpiomon: error opening gpiochip: No such file or directory" >&2; exit 1; fi
+if ! mkdir "$S/$chip.$off.lock" 2>/dev/null; then
+  echo "gpiomon: error requesting GPIO lines: Device or resource busy" >&2; exit 1
+fi
+echo gpiomon > "$S/$chip.$off.lock/consumer"
+: > "$S/mon.$chip.$off"
+# Logged once the event file is ready, so a test that saw this line can append events.
+echo "gpiomon $*" >> "$S/log"
+tail -n +1 -f "$S/mon.$chip.$off" & tp=$!
+release() { kill "$tp" 2>/dev/null; rm -rf "$S/$chip.$off.lock"; exit 0; }
+trap release TERM INT
+wait "$tp"
+release
 `,
   };
   for (const [name, text] of Object.entries(tools)) {

@@ -87,6 +87,14 @@ describe("health rules", () => {
       write: async () => 0,
       read: async () => 0,
       pulse: async () => 0,
+      configure: async () => {
+        throw new Error("not used");
+      },
+      status: async () => {
+        throw new Error("not used");
+      },
+      list: async () => [],
+      watch: () => ({ close: () => {} }),
       probe: async () => {
         throw new Error("GPIO chip gone: gpiochip0");
       },

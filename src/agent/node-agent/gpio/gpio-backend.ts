@@ -6,6 +6,64 @@ export type GpioLevel = 0 | 1;
 /** "gpiochip": the kernel GPIO character device (libgpiod); "simulated": an in-memory bank. */
 export type GpioBackendKind = "gpiochip" | "simulated";
 
+export type PinDirection = "input" | "output";
+export type PinPull = "none" | "up" | "down";
+export type PinEdge = "none" | "rising" | "falling" | "both";
+
+/** How a line is configured. Levels are logical: with `activeLow`, 1 is the low voltage. */
+export interface PinSettings {
+  direction: PinDirection;
+  pull: PinPull;
+  activeLow: boolean;
+  /** 0: none; a level must stay this long before an edge counts. */
+  debounceMs: number;
+  /** Which edges of an input the hardware reports. */
+  edge: PinEdge;
+}
+
+export const defaultPinSettings: Readonly<PinSettings> = {
+  direction: "input",
+  pull: "none",
+  activeLow: false,
+  debounceMs: 0,
+  edge: "both",
+};
+
+export const debounceLimitMs = 1000;
+
+export interface PinStatus {
+  chip: string;
+  pin: number;
+  name?: string;
+  settings: PinSettings;
+  level: GpioLevel;
+  /** Another process holding the line. */
+  consumer?: string;
+}
+
+/** A line's logical level changed (an edge of an input, or a write of an output). */
+export interface PinChange {
+  chip: string;
+  pin: number;
+  level: GpioLevel;
+  /** When, in ms since the epoch. */
+  at: number;
+}
+
+/** A subscription to pin changes; `close` stops it (and any process behind it). */
+export interface PinWatch {
+  close(): void;
+}
+
+export interface PinWatchOptions {
+  chip: string;
+  /** The lines watched (already validated). */
+  pins: readonly number[];
+  onChange: (change: PinChange) => void;
+  /** The watch broke (the monitoring tool died); no more changes come. */
+  onError: (error: Error) => void;
+}
+
 /**
  * A bank of GPIO lines, real or simulated. Every method validates its arguments the same way
  * (see `checkPin`, `checkLevel`, `checkPulseMs`, `resolveChip`) and throws CorralError:
@@ -28,6 +86,17 @@ export interface GpioBackend {
    * brought to the opposite level, then the call fails with CANCELLED.
    */
   pulse(pin: number, level: GpioLevel, ms: number, chip?: string, signal?: AbortSignal): Promise<GpioLevel>;
+  /**
+   * Configures a line. An output is driven at once (to `initialLevel`, else the level it had, else 0);
+   * an input is let go (a pull decides its level when nothing drives it).
+   */
+  configure(pin: number, settings: PinSettings, chip?: string, initialLevel?: GpioLevel): Promise<PinStatus>;
+  /** A line's configuration and level. */
+  status(pin: number, chip?: string): Promise<PinStatus>;
+  /** Every line of a chip. */
+  list(chip?: string): Promise<PinStatus[]>;
+  /** Calls `onChange` for each level change of the watched lines until `close`. */
+  watch(options: PinWatchOptions): PinWatch;
   /** A cheap, harmless check that the backend works (touches no line); answers a description. */
   probe(): Promise<string>;
   /** Releases every line and process the backend holds. */
@@ -85,6 +154,22 @@ export function checkPulseMs(ms: number): number {
     );
   }
   return ms;
+}
+
+/** Settings with every field checked: debounce 0..1000 ms. */
+export function checkSettings(settings: PinSettings): PinSettings {
+  if (
+    !Number.isInteger(settings.debounceMs) ||
+    settings.debounceMs < 0 ||
+    settings.debounceMs > debounceLimitMs
+  ) {
+    throw new CorralError(
+      ErrorCode.InvalidArgument,
+      `debounce_ms: ${settings.debounceMs} is out of range; 0..${debounceLimitMs} ms`,
+      { details: { field: "debounce_ms", min: "0", max: String(debounceLimitMs) } },
+    );
+  }
+  return { ...settings };
 }
 
 export function opposite(level: GpioLevel): GpioLevel {

@@ -9,11 +9,17 @@ import {
   checkLevel,
   checkPin,
   checkPulseMs,
+  checkSettings,
+  defaultPinSettings,
   type GpioBackend,
   type GpioLevel,
   LineLocks,
   lineBusy,
   opposite,
+  type PinSettings,
+  type PinStatus,
+  type PinWatch,
+  type PinWatchOptions,
   resolveChip,
 } from "./gpio-backend.ts";
 import {
@@ -22,9 +28,11 @@ import {
   type GpiodMajor,
   gpiodArgv,
   lastLine,
+  lineFlags,
   parseGpiodetect,
   parseGpioget,
   parseGpioinfo,
+  parseGpiomonLine,
   parseToolsVersion,
   toolFailureCode,
 } from "./gpiod-tools.ts";
@@ -40,7 +48,7 @@ export interface GpiochipGpioOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-type ToolName = "gpioset" | "gpioget" | "gpioinfo" | "gpiodetect";
+type ToolName = "gpioset" | "gpioget" | "gpioinfo" | "gpiodetect" | "gpiomon";
 
 interface ToolResult {
   stdout: string;
@@ -55,6 +63,8 @@ interface Holder {
 }
 
 const stderrCap = 4096;
+/** Input lines watched at once: each is a gpiomon process. */
+const maxMonitors = 32;
 
 /**
  * GPIO through the kernel's character device (/dev/gpiochipN), driven by the libgpiod command-line tools
@@ -78,8 +88,13 @@ export class GpiochipGpio implements GpioBackend {
   readonly #env: NodeJS.ProcessEnv | undefined;
   readonly #holders = new Map<string, Holder>();
   readonly #locks = new LineLocks();
+  readonly #settings = new Map<string, PinSettings>();
+  readonly #watchers = new Set<Watcher>();
+  /** One gpiomon per watched input line, shared by every watcher of the line. */
+  readonly #monitors = new Map<string, Monitor>();
   readonly #onExit = () => {
     for (const holder of this.#holders.values()) holder.child.kill("SIGTERM");
+    for (const monitor of this.#monitors.values()) monitor.child?.kill("SIGTERM");
   };
   #closed = false;
 
@@ -130,8 +145,15 @@ export class GpiochipGpio implements GpioBackend {
     checkLevel(level);
     return this.#locks.run(`${name}:${offset}`, async () => {
       this.#checkOpen();
+      const before = this.#liveHolder(name, offset)?.level;
+      await this.#stopMonitor(name, offset);
       await this.#release(name, offset);
-      return this.#hold(name, offset, level);
+      const key = `${name}:${offset}`;
+      const configured = this.#settings.get(key);
+      if (configured !== undefined) this.#settings.set(key, { ...configured, direction: "output" });
+      const after = await this.#hold(name, offset, level);
+      if (after !== before) this.#notify(name, offset, after);
+      return after;
     });
   }
 
@@ -141,7 +163,15 @@ export class GpiochipGpio implements GpioBackend {
       this.#checkOpen();
       const holder = this.#liveHolder(name, offset);
       if (holder !== undefined) return holder.level;
-      const result = await this.#tool("gpioget", gpiodArgv.get(this.major, name, offset), name, offset);
+      const monitor = await this.#liveMonitor(name, offset);
+      if (monitor !== undefined) return monitor.level;
+      const flags = this.#flags(name, offset, "get");
+      const result = await this.#tool(
+        "gpioget",
+        gpiodArgv.get(this.major, name, offset, flags),
+        name,
+        offset,
+      );
       const level = parseGpioget(result.stdout);
       if (level === undefined) {
         throw new CorralError(
@@ -167,6 +197,7 @@ export class GpiochipGpio implements GpioBackend {
       this.#checkOpen();
       const isAborted = () => signal?.aborted === true;
       if (isAborted()) throw cancelled("the pulse");
+      await this.#stopMonitor(name, offset);
       await this.#release(name, offset);
       let aborted = false;
       try {
@@ -179,9 +210,232 @@ export class GpiochipGpio implements GpioBackend {
         aborted = true; // cut short: still leave the line at the opposite level
       }
       const final = await this.#hold(name, offset, opposite(level));
+      this.#notify(name, offset, level);
+      this.#notify(name, offset, final);
       if (aborted) throw cancelled("the pulse");
       return final;
     });
+  }
+
+  async configure(
+    pin: number,
+    settings: PinSettings,
+    chip?: string,
+    initialLevel?: GpioLevel,
+  ): Promise<PinStatus> {
+    const { name, offset } = this.#line(pin, chip);
+    const checked = checkSettings(settings);
+    if (initialLevel !== undefined) checkLevel(initialLevel);
+    const key = `${name}:${offset}`;
+    await this.#locks.run(key, async () => {
+      this.#checkOpen();
+      const before = this.#liveHolder(name, offset)?.level;
+      await this.#stopMonitor(name, offset);
+      await this.#release(name, offset);
+      this.#settings.set(key, checked);
+      if (checked.direction === "output") {
+        const level = await this.#hold(name, offset, initialLevel ?? before ?? 0);
+        if (level !== before) this.#notify(name, offset, level);
+      } else if ([...this.#watchers].some((watcher) => watcher.chip === name && watcher.pins.has(offset))) {
+        this.#startMonitor(name, offset);
+      }
+    });
+    return this.status(offset, name);
+  }
+
+  async status(pin: number, chip?: string): Promise<PinStatus> {
+    const { name, offset } = this.#line(pin, chip);
+    const monitor = await this.#liveMonitor(name, offset);
+    const info = await this.#lineInfo(name, offset);
+    const held = this.#liveHolder(name, offset);
+    const ours = held !== undefined || monitor !== undefined;
+    const consumer = !ours && info?.used === true ? info.consumer : undefined;
+    const level =
+      held?.level ?? monitor?.level ?? (consumer === undefined ? await this.read(offset, name) : 0);
+    return {
+      chip: name,
+      pin: offset,
+      ...(info?.name === undefined ? {} : { name: info.name }),
+      settings: this.#settingsOf(name, offset),
+      level,
+      ...(consumer === undefined ? {} : { consumer: consumer || "unknown" }),
+    };
+  }
+
+  /** Every line: gpioinfo once; the levels of lines we hold are known, the free ones read with one gpioget each. */
+  async list(chip?: string): Promise<PinStatus[]> {
+    const name = resolveChip(this.chips, chip);
+    const info = parseGpioinfo(
+      (await this.#runRaw("gpioinfo", gpiodArgv.info(this.major, name))).stdout,
+    ).find((entry) => entry.chip === name);
+    const result: PinStatus[] = [];
+    for (let offset = 0; offset < this.lines(name); offset++) {
+      const line = info?.lineInfo.find((entry) => entry.offset === offset);
+      const held = this.#liveHolder(name, offset);
+      const monitor = await this.#liveMonitor(name, offset);
+      const foreign = held === undefined && monitor === undefined && line?.used === true;
+      let level: GpioLevel = held?.level ?? monitor?.level ?? 0;
+      if (held === undefined && monitor === undefined && !foreign) {
+        level = await this.read(offset, name).catch(() => 0 as GpioLevel);
+      }
+      result.push({
+        chip: name,
+        pin: offset,
+        ...(line?.name === undefined ? {} : { name: line.name }),
+        settings: this.#settingsOf(name, offset),
+        level,
+        ...(foreign ? { consumer: line?.consumer ?? "unknown" } : {}),
+      });
+    }
+    return result;
+  }
+
+  /**
+   * Writes of this backend are reported as they happen; inputs are watched by a gpiomon per line (with the
+   * line's bias, active-low, edges and, for v2, debounce). The kernel lets one process request a line, so
+   * a write or configuration of a watched line stops its gpiomon first, and configuring it back to an
+   * input starts one again. v1 cannot debounce, so its events closer together than the period are dropped.
+   */
+  watch(options: PinWatchOptions): PinWatch {
+    const watcher: Watcher = {
+      chip: options.chip,
+      pins: new Set(options.pins),
+      onChange: options.onChange,
+      onError: options.onError,
+    };
+    this.#watchers.add(watcher);
+    for (const pin of watcher.pins) this.#startMonitor(options.chip, pin);
+    return {
+      close: () => {
+        if (!this.#watchers.delete(watcher)) return;
+        for (const pin of watcher.pins) {
+          if (![...this.#watchers].some((other) => other.chip === watcher.chip && other.pins.has(pin))) {
+            void this.#stopMonitor(watcher.chip, pin);
+          }
+        }
+      },
+    };
+  }
+
+  #startMonitor(chip: string, pin: number): void {
+    const key = `${chip}:${pin}`;
+    if (this.#closed || this.#monitors.has(key) || this.#liveHolder(chip, pin) !== undefined) return;
+    const settings = this.#settingsOf(chip, pin);
+    if (settings.direction === "output") return;
+    if (this.#monitors.size >= maxMonitors) {
+      const error = new CorralError(
+        ErrorCode.ResourceExhausted,
+        `${chip} line ${pin}: already watching ${maxMonitors} input lines (one gpiomon each); watch fewer lines`,
+      );
+      for (const watcher of this.#watchers) {
+        if (watcher.chip === chip && watcher.pins.has(pin)) watcher.onError(error);
+      }
+      return;
+    }
+    const monitor: Monitor = {
+      child: undefined,
+      exited: Promise.resolve(),
+      stopping: false,
+      level: 0,
+      ready: Promise.resolve(),
+    };
+    this.#monitors.set(key, monitor);
+    // The level before the first edge: once gpiomon holds the line, gpioget cannot read it.
+    monitor.ready = (async () => {
+      try {
+        const result = await this.#tool(
+          "gpioget",
+          gpiodArgv.get(this.major, chip, pin, this.#flags(chip, pin, "get")),
+          chip,
+          pin,
+        );
+        monitor.level = parseGpioget(result.stdout) ?? 0;
+      } catch {
+        // A busy or broken line: gpiomon fails the same way and says so.
+      }
+      if (!monitor.stopping && !this.#closed) this.#spawnMonitor(chip, pin, monitor, settings);
+    })();
+  }
+
+  #spawnMonitor(chip: string, pin: number, monitor: Monitor, settings: PinSettings): void {
+    const key = `${chip}:${pin}`;
+    const child = spawn(
+      this.#program("gpiomon"),
+      gpiodArgv.monitor(this.major, chip, pin, this.#flags(chip, pin, "mon")),
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        ...(this.#env === undefined ? {} : { env: this.#env }),
+      },
+    );
+    monitor.child = child;
+    monitor.exited = new Promise<void>((resolve) => {
+      child.once("exit", () => resolve());
+      child.once("error", () => resolve());
+    });
+    let buffered = "";
+    let stderr = "";
+    let lastAt = Number.NEGATIVE_INFINITY;
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split("\n");
+      buffered = (lines.pop() ?? "").slice(-stderrCap);
+      for (const text of lines) {
+        const event = parseGpiomonLine(this.major, text);
+        if (event === undefined || event.pin !== pin) continue;
+        const at = event.at ?? Date.now();
+        if (this.major === 1 && settings.debounceMs > 0 && at - lastAt < settings.debounceMs) continue;
+        lastAt = at;
+        monitor.level = event.rising ? 1 : 0;
+        this.#notify(chip, pin, monitor.level, at);
+      }
+    });
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
+      if (stderr.length < stderrCap) stderr += chunk.slice(0, stderrCap - stderr.length);
+    });
+    let reported = false;
+    const failed = (why: string) => {
+      if (reported) return;
+      reported = true;
+      if (this.#monitors.get(key) === monitor) this.#monitors.delete(key);
+      if (monitor.stopping || this.#closed) return;
+      const error = new CorralError(
+        classifyToolFailure(why) === "busy" ? ErrorCode.FailedPrecondition : ErrorCode.Unavailable,
+        `gpiomon on ${chip} line ${pin} stopped: ${lastLine(why) || "exited"}`,
+      );
+      for (const watcher of this.#watchers) {
+        if (watcher.chip === chip && watcher.pins.has(pin)) watcher.onError(error);
+      }
+    };
+    child.once("error", (error) => failed(error.message));
+    child.once("exit", () => failed(stderr));
+  }
+
+  /** A running gpiomon of this backend on the line (its level is the last edge's). */
+  async #liveMonitor(chip: string, pin: number): Promise<Monitor | undefined> {
+    const monitor = this.#monitors.get(`${chip}:${pin}`);
+    if (monitor === undefined) return undefined;
+    await monitor.ready;
+    return monitor.child !== undefined && isRunning(monitor.child) ? monitor : undefined;
+  }
+
+  /** Stops the line's gpiomon and waits until it has let the line go. */
+  async #stopMonitor(chip: string, pin: number): Promise<void> {
+    const key = `${chip}:${pin}`;
+    const monitor = this.#monitors.get(key);
+    if (monitor === undefined) return;
+    monitor.stopping = true;
+    this.#monitors.delete(key);
+    await monitor.ready;
+    const child = monitor.child;
+    if (child === undefined) return;
+    if (isRunning(child)) child.kill("SIGTERM");
+    const stopped = await Promise.race([monitor.exited.then(() => true), sleep(2_000).then(() => false)]);
+    if (!stopped) {
+      child.kill("SIGKILL");
+      await monitor.exited;
+    }
   }
 
   async probe(): Promise<string> {
@@ -203,6 +457,13 @@ export class GpiochipGpio implements GpioBackend {
     if (this.#closed) return;
     this.#closed = true;
     process.off("exit", this.#onExit);
+    this.#watchers.clear();
+    await Promise.all(
+      [...this.#monitors.keys()].map((key) => {
+        const [chip = "", pin = "0"] = key.split(":");
+        return this.#stopMonitor(chip, Number(pin));
+      }),
+    );
     await Promise.all([...this.#holders.values()].map((holder) => stopHolder(holder)));
     this.#holders.clear();
   }
@@ -221,6 +482,25 @@ export class GpiochipGpio implements GpioBackend {
   #line(pin: number, chip: string | undefined): { name: string; offset: number } {
     const name = resolveChip(this.chips, chip);
     return { name, offset: checkPin(pin, this.lines(name), name) };
+  }
+
+  #settingsOf(chip: string, pin: number): PinSettings {
+    const settings = { ...(this.#settings.get(`${chip}:${pin}`) ?? defaultPinSettings) };
+    // A line this backend drives is an output, configured or not.
+    if (this.#liveHolder(chip, pin) !== undefined) settings.direction = "output";
+    return settings;
+  }
+
+  /** The settings a tool is given: none for a line never configured here (requested as it is). */
+  #flags(chip: string, pin: number, tool: "set" | "get" | "mon"): string[] {
+    return lineFlags(this.major, this.#settings.get(`${chip}:${pin}`), tool);
+  }
+
+  #notify(chip: string, pin: number, level: GpioLevel, at = Date.now()): void {
+    const change = { chip, pin, level, at };
+    for (const watcher of this.#watchers) {
+      if (watcher.chip === chip && watcher.pins.has(pin)) watcher.onChange(change);
+    }
   }
 
   #checkOpen(): void {
@@ -246,7 +526,8 @@ export class GpiochipGpio implements GpioBackend {
 
   /** Starts a gpioset that keeps `level` on the line, and waits until gpioinfo shows it holding the line. */
   async #hold(chip: string, pin: number, level: GpioLevel): Promise<GpioLevel> {
-    const child = spawn(this.#program("gpioset"), gpiodArgv.hold(this.major, chip, pin, level), {
+    const flags = this.#flags(chip, pin, "set");
+    const child = spawn(this.#program("gpioset"), gpiodArgv.hold(this.major, chip, pin, level, flags), {
       stdio: ["ignore", "ignore", "pipe"],
       ...(this.#env === undefined ? {} : { env: this.#env }),
     });
@@ -367,6 +648,23 @@ async function stopHolder(holder: Holder): Promise<void> {
     holder.child.kill("SIGKILL");
     await holder.exited;
   }
+}
+
+interface Watcher {
+  chip: string;
+  pins: ReadonlySet<number>;
+  onChange: PinWatchOptions["onChange"];
+  onError: PinWatchOptions["onError"];
+}
+
+interface Monitor {
+  /** Absent until the line's level has been read. */
+  child: ChildProcess | undefined;
+  exited: Promise<void>;
+  ready: Promise<void>;
+  level: GpioLevel;
+  /** Stopped on purpose (a write of the line, the last watcher gone): its exit is no error. */
+  stopping: boolean;
 }
 
 /** A tool that ran and failed (non-zero exit, killed by its timeout). */

@@ -6,7 +6,7 @@
  * `--mode=time|signal`) and v2 (Debian 13 on: `gpioset -c CHIP 18=1`, holds until killed, `-t` toggles).
  */
 import { ErrorCode } from "../../../core/errors.ts";
-import type { GpioLevel } from "./gpio-backend.ts";
+import type { GpioLevel, PinSettings } from "./gpio-backend.ts";
 
 export type GpiodMajor = 1 | 2;
 
@@ -125,11 +125,40 @@ export function parseGpioget(text: string): GpioLevel | undefined {
   return undefined;
 }
 
-/** argv (without the program) for each operation, by tool generation. */
+/**
+ * The options that carry a line's configuration to a tool: active-low and bias (both generations), and
+ * for gpiomon the edges and (v2) the debounce period. v1 has no debounce: the driver debounces its events.
+ */
+export function lineFlags(
+  major: GpiodMajor,
+  settings: PinSettings | undefined,
+  tool: "set" | "get" | "mon",
+): string[] {
+  const flags: string[] = [];
+  // A line never configured here is requested as it is (the tools' default bias is "as-is").
+  if (settings === undefined) return tool === "mon" && major === 2 ? ["--edges=both"] : flags;
+  if (settings.activeLow) flags.push(major === 1 ? "--active-low" : "-l");
+  const bias = { none: "disable", up: "pull-up", down: "pull-down" }[settings.pull];
+  if (tool !== "set" || settings.direction === "input") flags.push(`--bias=${bias}`);
+  if (tool === "mon") {
+    if (major === 1) {
+      if (settings.edge === "rising") flags.push("--rising-edge");
+      if (settings.edge === "falling") flags.push("--falling-edge");
+    } else {
+      flags.push(`--edges=${settings.edge === "none" ? "both" : settings.edge}`);
+      if (settings.debounceMs > 0) flags.push(`--debounce-period=${settings.debounceMs}ms`);
+    }
+  }
+  return flags;
+}
+
+/** argv (without the program) for each operation, by tool generation; `flags` from `lineFlags`. */
 export const gpiodArgv = {
   /** Drive and keep driving until SIGTERM: the kernel reverts a line when its holder exits. */
-  hold(major: GpiodMajor, chip: string, pin: number, level: GpioLevel): string[] {
-    return major === 1 ? ["--mode=signal", chip, `${pin}=${level}`] : ["-c", chip, `${pin}=${level}`];
+  hold(major: GpiodMajor, chip: string, pin: number, level: GpioLevel, flags: string[] = []): string[] {
+    return major === 1
+      ? ["--mode=signal", ...flags, chip, `${pin}=${level}`]
+      : ["-c", chip, ...flags, `${pin}=${level}`];
   },
   /** Drive `level` for `ms`, then exit (v1: --mode=time; v2: toggle once after ms, then exit). */
   pulse(major: GpiodMajor, chip: string, pin: number, level: GpioLevel, ms: number): string[] {
@@ -140,8 +169,14 @@ export const gpiodArgv = {
     }
     return ["-c", chip, "-t", `${ms}ms,0`, `${pin}=${level}`];
   },
-  get(major: GpiodMajor, chip: string, pin: number): string[] {
-    return major === 1 ? [chip, String(pin)] : ["--numeric", "-c", chip, String(pin)];
+  get(major: GpiodMajor, chip: string, pin: number, flags: string[] = []): string[] {
+    return major === 1 ? [...flags, chip, String(pin)] : ["--numeric", "-c", chip, ...flags, String(pin)];
+  },
+  /** Edge events of one line, one line of output each: "<offset> <type> <seconds>.<ns>". */
+  monitor(major: GpiodMajor, chip: string, pin: number, flags: string[] = []): string[] {
+    return major === 1
+      ? ["--line-buffered", "--format=%o %e %s.%n", ...flags, chip, String(pin)]
+      : ["-c", chip, "--format=%o %e %S", ...flags, String(pin)];
   },
   info(major: GpiodMajor, chip: string): string[] {
     return major === 1 ? [chip] : ["-c", chip];
@@ -153,6 +188,32 @@ export const gpiodArgv = {
     return ["--version"];
   },
 } as const;
+
+export interface MonitorEvent {
+  pin: number;
+  rising: boolean;
+  /** ms since the epoch (v1 prints real time; v2 by default monotonic: then the caller's clock is used). */
+  at: number | undefined;
+}
+
+/**
+ * One line of gpiomon output in `gpiodArgv.monitor`'s format. Event types: v1 1 rising, 0 falling;
+ * v2 1 rising, 2 falling. Undefined for anything else.
+ */
+export function parseGpiomonLine(major: GpiodMajor, line: string): MonitorEvent | undefined {
+  const match = /^\s*(\d+)\s+(\d)\s+(\d+)(?:\.(\d+))?\s*$/.exec(line);
+  if (match === null) return undefined;
+  const type = Number(match[2]);
+  const rising = type === 1;
+  if (!rising && type !== (major === 1 ? 0 : 2)) return undefined;
+  const seconds = Number(match[3]);
+  // Monotonic stamps (seconds since boot) are far below any real time: leave those to the caller.
+  const at =
+    major === 1 && seconds > 1e9
+      ? seconds * 1000 + Math.floor(Number(`0.${match[4] ?? "0"}`) * 1000)
+      : undefined;
+  return { pin: Number(match[1]), rising, at };
+}
 
 export type ToolFailure = "busy" | "no-device" | "invalid" | "permission" | "other";
 

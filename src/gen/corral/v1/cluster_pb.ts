@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file corral/v1/cluster.proto.
  */
 export const file_corral_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Chdjb3JyYWwvdjEvY2x1c3Rlci5wcm90bxIJY29ycmFsLnYxIhkKF0dldENsdXN0ZXJTdGF0dXNSZXF1ZXN0ImgKCk5vZGVDb3VudHMSDQoFdG90YWwYASABKAUSDwoHcGVuZGluZxgCIAEoBRINCgVyZWFkeRgDIAEoBRIPCgdzdXNwZWN0GAQgASgFEgwKBGRvd24YBSABKAUSDAoEbGVmdBgGIAEoBSLyAQoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhIKCmNsdXN0ZXJfaWQYASABKAkSFwoPY29udHJvbGxlcl9uYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIcmV2aXNpb24YBCABKAMSJAoFbm9kZXMYBSABKAsyFS5jb3JyYWwudjEuTm9kZUNvdW50cxINCgVzdG9yZRgGIAEoCRIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZsZWFkZXIYCCABKAkSEQoJaXNfbGVhZGVyGAkgASgIMm0KDkNsdXN0ZXJTZXJ2aWNlElsKEEdldENsdXN0ZXJTdGF0dXMSIi5jb3JyYWwudjEuR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QaIy5jb3JyYWwudjEuR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chdjb3JyYWwvdjEvY2x1c3Rlci5wcm90bxIJY29ycmFsLnYxIhkKF0dldENsdXN0ZXJTdGF0dXNSZXF1ZXN0ImgKCk5vZGVDb3VudHMSDQoFdG90YWwYASABKAUSDwoHcGVuZGluZxgCIAEoBRINCgVyZWFkeRgDIAEoBRIPCgdzdXNwZWN0GAQgASgFEgwKBGRvd24YBSABKAUSDAoEbGVmdBgGIAEoBSLSAgoYR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlEhIKCmNsdXN0ZXJfaWQYASABKAkSFwoPY29udHJvbGxlcl9uYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEAoIcmV2aXNpb24YBCABKAMSJAoFbm9kZXMYBSABKAsyFS5jb3JyYWwudjEuTm9kZUNvdW50cxINCgVzdG9yZRgGIAEoCRIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZsZWFkZXIYCCABKAkSEQoJaXNfbGVhZGVyGAkgASgIEjAKC2NvbnRyb2xsZXJzGAogAygLMhsuY29ycmFsLnYxLkNvbnRyb2xsZXJTdGF0dXMSLAoMc3RvcmVfaGVhbHRoGAsgASgLMhYuY29ycmFsLnYxLlN0b3JlSGVhbHRoIo0BChBDb250cm9sbGVyU3RhdHVzEgwKBG5hbWUYASABKAkSFwoPY2x1c3Rlcl9hZGRyZXNzGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaXNfbGVhZGVyGAUgASgIIlgKC1N0b3JlSGVhbHRoEg8KB2hlYWx0aHkYASABKAgSDwoHbWVzc2FnZRgCIAEoCRIQCghyZXZpc2lvbhgDIAEoAxIVCg1kYl9zaXplX2J5dGVzGAQgASgDMm0KDkNsdXN0ZXJTZXJ2aWNlElsKEEdldENsdXN0ZXJTdGF0dXMSIi5jb3JyYWwudjEuR2V0Q2x1c3RlclN0YXR1c1JlcXVlc3QaIy5jb3JyYWwudjEuR2V0Q2x1c3RlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message corral.v1.GetClusterStatusRequest
@@ -121,6 +121,20 @@ export type GetClusterStatusResponse = Message<"corral.v1.GetClusterStatusRespon
    * @generated from field: bool is_leader = 9;
    */
   isLeader: boolean;
+
+  /**
+   * Every controller alive now (each registers under its own etcd lease); with SQLite, this one.
+   *
+   * @generated from field: repeated corral.v1.ControllerStatus controllers = 10;
+   */
+  controllers: ControllerStatus[];
+
+  /**
+   * The store as the answering controller sees it (with etcd: the member it asked).
+   *
+   * @generated from field: corral.v1.StoreHealth store_health = 11;
+   */
+  storeHealth?: StoreHealth | undefined;
 };
 
 /**
@@ -129,6 +143,79 @@ export type GetClusterStatusResponse = Message<"corral.v1.GetClusterStatusRespon
  */
 export const GetClusterStatusResponseSchema: GenMessage<GetClusterStatusResponse> = /*@__PURE__*/
   messageDesc(file_corral_v1_cluster, 2);
+
+/**
+ * @generated from message corral.v1.ControllerStatus
+ */
+export type ControllerStatus = Message<"corral.v1.ControllerStatus"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its TLS cluster listener (what agents --join).
+   *
+   * @generated from field: string cluster_address = 2;
+   */
+  clusterAddress: string;
+
+  /**
+   * @generated from field: string version = 3;
+   */
+  version: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 4;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool is_leader = 5;
+   */
+  isLeader: boolean;
+};
+
+/**
+ * Describes the message corral.v1.ControllerStatus.
+ * Use `create(ControllerStatusSchema)` to create a new message.
+ */
+export const ControllerStatusSchema: GenMessage<ControllerStatus> = /*@__PURE__*/
+  messageDesc(file_corral_v1_cluster, 3);
+
+/**
+ * @generated from message corral.v1.StoreHealth
+ */
+export type StoreHealth = Message<"corral.v1.StoreHealth"> & {
+  /**
+   * @generated from field: bool healthy = 1;
+   */
+  healthy: boolean;
+
+  /**
+   * Why not, when not healthy; else e.g. the etcd version.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * @generated from field: int64 revision = 3;
+   */
+  revision: bigint;
+
+  /**
+   * @generated from field: int64 db_size_bytes = 4;
+   */
+  dbSizeBytes: bigint;
+};
+
+/**
+ * Describes the message corral.v1.StoreHealth.
+ * Use `create(StoreHealthSchema)` to create a new message.
+ */
+export const StoreHealthSchema: GenMessage<StoreHealth> = /*@__PURE__*/
+  messageDesc(file_corral_v1_cluster, 4);
 
 /**
  * @generated from service corral.v1.ClusterService

@@ -1,0 +1,265 @@
+/**
+ * Pipelines, three figures, each with a baseline measured in the same run:
+ *
+ *   (1) packets/s from a uniform_traffic_source to a traffic_sink in one run at `interval` 0 (the real
+ *       runtime: a worker thread, the block graph, a bounded link), against a bare loop in this thread
+ *       moving the same buffers (64 bytes, sequence + timestamp written) through the same Channel class
+ *       with the same capacity. Rounds alternate; ratios are medians.
+ *   (2) log lines/s reaching an openLogStream client through the controller (gRPC on loopback) from a
+ *       `process` block that cats a file, against `cat` of the same file read by this process: a burst
+ *       that fits the run's log ring (9 000 lines, the ring keeps 10 000), then one 20× larger (the
+ *       reader is ended with RESOURCE_EXHAUSTED once a whole ring behind; lines it got are counted).
+ *   (3) a slow openLogStream reader (one message per 5 ms) while a process writes far more lines than
+ *       the run's log ring holds: the process's RSS before, at peak and after (bounded: the ring holds
+ *       10 000 lines and a reader a whole ring behind is ended with RESOURCE_EXHAUSTED).
+ *
+ *   npm run bench:pipelines [-- --quick]
+ *
+ * Bounded: fixed counts, and a timer ends the whole run.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ConnectError } from "@connectrpc/connect";
+import { PipelinesService } from "../../src/gen/pipelines_pb.ts";
+import { Channel } from "../../src/pipelines/channel.ts";
+import { parsePipelineConfig } from "../../src/pipelines/config.ts";
+import { PipelineRun } from "../../src/pipelines/run.ts";
+import { plaintextClient } from "../../test/helpers/clients.ts";
+import { startTestController } from "../../test/helpers/controller.ts";
+
+const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
+const quick = values.quick === true;
+const packets = quick ? 100_000 : 300_000;
+const rounds = quick ? 2 : 3;
+const logLines = quick ? 50_000 : 200_000;
+const burstLines = 9_000;
+
+const deadline = setTimeout(
+  () => {
+    console.error("bench:pipelines: time limit reached");
+    process.exit(2);
+  },
+  (quick ? 120 : 300) * 1000,
+);
+deadline.unref();
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+// (1) source → sink --------------------------------------------------------------------------------
+
+async function pipelineRound(): Promise<{ inRun: number; wall: number }> {
+  const parsed = parsePipelineConfig(
+    JSON.stringify({
+      version: 13,
+      plumr_config: {
+        pipeline: {
+          sink: { traffic_sink: { input: "[sink|in:0]-[source|out:0]", mtu: 1500 } },
+          source: {
+            uniform_traffic_source: {
+              output: "[sink|in:0]-[source|out:0]",
+              total_packets: packets,
+              interval: 0,
+              packet_size: 64,
+            },
+          },
+        },
+      },
+    }),
+  );
+  if (!parsed.compatible) throw new Error("config");
+  const started = performance.now();
+  const run = new PipelineRun({
+    graph: parsed.graph,
+    restart: { kind: "never", maxRestarts: 0 },
+    instructionsTimeoutMs: 30_000,
+  });
+  await run.done;
+  const wall = performance.now() - started;
+  const sink = run.stats.sink;
+  if (run.state !== "succeeded" || sink?.packets_received !== packets)
+    throw new Error(`run ${run.state} (${run.exitReason}), received ${sink?.packets_received}`);
+  return { inRun: Number(sink.throughput_pps), wall: (packets / wall) * 1000 };
+}
+
+/** The same work without the runtime: allocate, stamp, push through a Channel, pull, count. */
+async function bareRound(): Promise<number> {
+  const channel = new Channel(1024);
+  const started = performance.now();
+  const producer = (async () => {
+    for (let seq = 0; seq < packets; seq++) {
+      if (seq % 256 === 255) await new Promise<void>((resolve) => setImmediate(resolve));
+      const packet = Buffer.alloc(64);
+      packet.writeUInt32BE(seq >>> 0, 0);
+      packet.writeDoubleBE(performance.timeOrigin + performance.now(), 4);
+      await channel.push(packet);
+    }
+    channel.close();
+  })();
+  let received = 0;
+  let bytes = 0;
+  for (let p = await channel.pull(); p !== undefined; p = await channel.pull()) {
+    received++;
+    bytes += p.length;
+    p.readUInt32BE(0);
+    p.readDoubleBE(4);
+  }
+  await producer;
+  if (received !== packets || bytes !== packets * 64) throw new Error("bare loop lost packets");
+  return (packets / (performance.now() - started)) * 1000;
+}
+
+const inRun: number[] = [];
+const wall: number[] = [];
+const bare: number[] = [];
+for (let i = 0; i < rounds; i++) {
+  const r = await pipelineRound();
+  inRun.push(r.inRun);
+  wall.push(r.wall);
+  bare.push(await bareRound());
+}
+const ratioRun = median(inRun.map((x, i) => x / (bare[i] as number)));
+console.log(`(1) ${fmt(packets)} packets source → sink, interval 0, ${rounds} rounds (medians)`);
+console.log(`    pipeline run, measured by the sink:      ${fmt(median(inRun))} packets/s`);
+console.log(`    pipeline run, incl. worker start (wall): ${fmt(median(wall))} packets/s`);
+console.log(`    bare loop, same buffers, same Channel:   ${fmt(median(bare))} packets/s`);
+console.log(
+  `    ratio pipeline/bare: ${ratioRun.toFixed(2)} (median of per-round ratios: ${inRun
+    .map((x, i) => (x / (bare[i] as number)).toFixed(2))
+    .join(", ")})`,
+);
+
+// (2) log lines to an openLogStream client ---------------------------------------------------------
+
+const dir = mkdtempSync(join(tmpdir(), "corral-bench-pipelines-"));
+const file = join(dir, "lines.txt");
+const burstFile = join(dir, "burst.txt");
+const lineText = (i: number) => `line-${String(i).padStart(7, "0")} the quick brown fox jumps over it`;
+writeFileSync(file, `${Array.from({ length: logLines }, (_, i) => lineText(i)).join("\n")}\n`);
+writeFileSync(burstFile, `${Array.from({ length: burstLines }, (_, i) => lineText(i)).join("\n")}\n`);
+
+async function catRate(path: string, expected: number): Promise<number> {
+  const started = performance.now();
+  const child = spawn("cat", [path], { stdio: ["ignore", "pipe", "ignore"] });
+  let lines = 0;
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+  }
+  if (lines !== expected) throw new Error(`cat gave ${lines} lines`);
+  return (lines / (performance.now() - started)) * 1000;
+}
+
+const controller = await startTestController();
+const nodeId = controller.controller.context.facts.controllerNodeId;
+const client = plaintextClient(PipelinesService, controller.bridgePort);
+let created = 0;
+
+async function startCat(argv: string[]): Promise<string> {
+  const name = `bench-${created++}`;
+  await client.createPipeline({
+    nodeId,
+    name,
+    jsonConfig: JSON.stringify({ version: 13, plumr_config: { pipeline: { cat: { process: { argv } } } } }),
+  });
+  return (await client.startPipeline({ nodeId, pipelineIdentifier: { case: "name", value: name } })).runId;
+}
+
+/** Lines/s from the first line to the last one the client got (the process starts after 0.5 s). */
+async function logRound(path: string): Promise<{ rate: number; received: number; outcome: string }> {
+  const runId = await startCat(["/bin/sh", "-c", `sleep 0.5; exec cat ${path}`]);
+  let received = 0;
+  let first = 0;
+  let last = 0;
+  let outcome = "ended with the run";
+  try {
+    for await (const batch of client.openLogStream({
+      nodeId,
+      runId,
+      options: { optionalLines: { case: "lines", value: 0n } },
+    })) {
+      for (const m of batch.messages) {
+        if (!m.message.startsWith("cat: line-")) continue;
+        if (received === 0) first = performance.now();
+        received++;
+        last = performance.now();
+      }
+    }
+  } catch (error) {
+    outcome = error instanceof ConnectError ? `ended: ${error.rawMessage}` : String(error);
+  }
+  return { rate: (received / Math.max(1, last - first)) * 1000, received, outcome };
+}
+
+for (const [path, lines] of [
+  [burstFile, burstLines],
+  [file, logLines],
+] as const) {
+  const catRates: number[] = [];
+  const streamRates: number[] = [];
+  let lastLog = { rate: 0, received: 0, outcome: "" };
+  for (let i = 0; i < rounds; i++) {
+    catRates.push(await catRate(path, lines));
+    lastLog = await logRound(path);
+    streamRates.push(lastLog.rate);
+  }
+  console.log(
+    `(2) ${fmt(lines)} log lines, process block → openLogStream client via the controller (medians)`,
+  );
+  console.log(
+    `    openLogStream: ${fmt(median(streamRates))} lines/s (last round: ${fmt(lastLog.received)} of ${fmt(lines)} lines, ${lastLog.outcome})`,
+  );
+  console.log(`    cat of the same file: ${fmt(median(catRates))} lines/s`);
+  console.log(
+    `    ratio stream/cat: ${median(streamRates.map((x, i) => x / (catRates[i] as number))).toFixed(3)}`,
+  );
+}
+
+// (3) a slow reader --------------------------------------------------------------------------------
+
+global.gc?.();
+const rssBefore = process.memoryUsage().rss;
+let rssPeak = rssBefore;
+const sampler = setInterval(() => {
+  rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+}, 100);
+const copies = quick ? 3 : 5;
+const slowRun = await startCat([
+  "/bin/sh",
+  "-c",
+  `sleep 0.5; exec cat ${Array(copies).fill(file).join(" ")}`,
+]);
+let slowRead = 0;
+let slowOutcome = "ended with the run";
+const slowStop = AbortSignal.timeout(20_000);
+try {
+  for await (const batch of client.openLogStream(
+    { nodeId, runId: slowRun, options: { optionalLines: { case: "lines", value: 0n } } },
+    { signal: slowStop },
+  )) {
+    slowRead += batch.messages.length;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+} catch (error) {
+  slowOutcome = slowStop.aborted
+    ? "stopped after 20 s"
+    : error instanceof ConnectError
+      ? `ended: ${error.rawMessage}`
+      : String(error);
+}
+await client
+  .stopPipeline({ nodeId, pipelineIdentifier: { case: "runId", value: slowRun } })
+  .catch(() => undefined);
+clearInterval(sampler);
+global.gc?.();
+const rssAfter = process.memoryUsage().rss;
+console.log(`(3) slow reader (5 ms per message) while a process writes ${fmt(copies * logLines)} lines`);
+console.log(`    read ${fmt(slowRead)} lines, ${slowOutcome}`);
+console.log(`    RSS before ${mib(rssBefore)}, peak ${mib(rssPeak)}, after ${mib(rssAfter)}`);
+
+await controller.close();
+rmSync(dir, { recursive: true, force: true });
+clearTimeout(deadline);

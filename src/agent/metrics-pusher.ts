@@ -1,0 +1,249 @@
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import type { Client } from "@connectrpc/connect";
+import { parseDuration } from "../core/duration.ts";
+import type { GpuPoint, MetricsPoint } from "../core/metrics-history.ts";
+import { defaults } from "../defaults.ts";
+import type { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
+import type { Logger } from "../observability/logger.ts";
+import {
+  createCpuSampler,
+  createTemperatureReader,
+  memoryFromMeminfo,
+  parseLoadavg,
+  parseMeminfo,
+  parseNetDev,
+} from "./node-agent/system-metrics.ts";
+
+export interface MetricsSamplerOptions {
+  /** Root of the proc file system; default "/proc". */
+  readonly procDir?: string;
+  readonly sysDir?: string;
+  /** nvidia-smi: a name on PATH or a path; false for no GPU figures. Default "nvidia-smi". */
+  readonly nvidiaSmi?: string | false;
+  readonly clock?: () => number;
+}
+
+async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** nvidia-smi's per-GPU figures, one CSV line per GPU. */
+const gpuQuery = [
+  "--query-gpu=uuid,name,utilization.gpu,memory.used,memory.total,temperature.gpu",
+  "--format=csv,noheader,nounits",
+];
+
+/** Parses the CSV of `gpuQuery`; "[N/A]" figures read as 0 (temperature: absent). */
+export function parseGpuMetricsCsv(text: string): GpuPoint[] {
+  const number = (field: string | undefined) => {
+    const value = Number((field ?? "").trim());
+    return Number.isFinite(value) && (field ?? "").trim() !== "" ? value : undefined;
+  };
+  const gpus: GpuPoint[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const raw = line.split(",");
+    const fields = raw.map((field) => field.trim());
+    if (fields.length < 6 || !/^(GPU|MIG)-/.test(fields[0] ?? "")) continue;
+    // A name may hold commas: the numbers are the last four fields.
+    const [used, total, temperature] = fields.slice(-3);
+    const utilization = fields.at(-4);
+    const celsius = number(temperature);
+    gpus.push({
+      uuid: fields[0] ?? "",
+      name: raw.slice(1, -4).join(",").trim(),
+      utilizationPercent: number(utilization) ?? 0,
+      memoryUsedBytes: (number(used) ?? 0) * 1024 * 1024,
+      memoryTotalBytes: (number(total) ?? 0) * 1024 * 1024,
+      ...(celsius === undefined ? {} : { temperatureCelsius: celsius }),
+    });
+    if (gpus.length >= 16) break;
+  }
+  return gpus;
+}
+
+function createGpuReader(command: string | false): () => Promise<GpuPoint[]> {
+  // Given up after the first ENOENT: a machine without nvidia-smi is not asked every interval.
+  let absent = command === false;
+  return () =>
+    new Promise((resolve) => {
+      if (absent || command === false) {
+        resolve([]);
+        return;
+      }
+      execFile(
+        command,
+        gpuQuery,
+        { timeout: 5_000, maxBuffer: 256 * 1024, killSignal: "SIGKILL", encoding: "utf8" },
+        (error, stdout) => {
+          if (error !== null) {
+            if ((error as { code?: unknown }).code === "ENOENT") absent = true;
+            resolve([]);
+            return;
+          }
+          resolve(parseGpuMetricsCsv(stdout));
+        },
+      );
+    });
+}
+
+/**
+ * A sampler of this node for the metrics history: CPU since the previous call, memory, network rates
+ * over every interface but loopback, load, temperature and GPUs. Keep one per node (it remembers the
+ * previous CPU and network counters).
+ */
+export function createMetricsSampler(options: MetricsSamplerOptions = {}): () => Promise<MetricsPoint> {
+  const procDir = options.procDir ?? "/proc";
+  const now = options.clock ?? Date.now;
+  const cpu = createCpuSampler({ procDir });
+  const temperature = createTemperatureReader({
+    ...(options.sysDir === undefined ? {} : { sysDir: options.sysDir }),
+    vcgencmd: false,
+  });
+  const gpus = createGpuReader(options.nvidiaSmi ?? "nvidia-smi");
+  let previousNet: { at: number; rx: number; tx: number } | undefined;
+  return async () => {
+    const [cpuPercent, meminfo, netdev, loadavg, celsius, gpuPoints] = await Promise.all([
+      cpu(),
+      readText(path.join(procDir, "meminfo")),
+      readText(path.join(procDir, "net", "dev")),
+      readText(path.join(procDir, "loadavg")),
+      temperature(),
+      gpus(),
+    ]);
+    const at = now();
+    const memory = meminfo === undefined ? undefined : memoryFromMeminfo(parseMeminfo(meminfo));
+    const interfaces = netdev === undefined ? [] : parseNetDev(netdev).filter((i) => i.name !== "lo");
+    const rx = interfaces.reduce((sum, i) => sum + i.rxBytes, 0);
+    const tx = interfaces.reduce((sum, i) => sum + i.txBytes, 0);
+    let rxRate = 0;
+    let txRate = 0;
+    if (previousNet !== undefined && at > previousNet.at) {
+      const seconds = (at - previousNet.at) / 1000;
+      // A counter that went back (interface reset) gives no rate rather than a negative one.
+      rxRate = Math.max(0, rx - previousNet.rx) / seconds;
+      txRate = Math.max(0, tx - previousNet.tx) / seconds;
+    }
+    previousNet = { at, rx, tx };
+    const load = (loadavg === undefined ? undefined : parseLoadavg(loadavg)) ?? {
+      load1: os.loadavg()[0] ?? 0,
+      load5: os.loadavg()[1] ?? 0,
+      load15: os.loadavg()[2] ?? 0,
+    };
+    const total = memory?.totalBytes ?? os.totalmem();
+    return {
+      timeUnixMs: at,
+      cpuPercent,
+      memoryUsedBytes: memory?.usedBytes ?? Math.max(0, total - os.freemem()),
+      memoryTotalBytes: total,
+      networkRxBytesPerSecond: rxRate,
+      networkTxBytesPerSecond: txRate,
+      ...(celsius === undefined ? {} : { temperatureCelsius: celsius }),
+      ...load,
+      gpus: gpuPoints,
+    };
+  };
+}
+
+/** A failed push is tried again this soon (samples are still taken only on the interval). */
+const retryMs = 1_000;
+
+export interface MetricsPusherOptions {
+  /** A client of the controller's MetricsService; throws while the node is not signed in. */
+  readonly client: () => Client<typeof MetricsService>;
+  readonly sample: () => Promise<MetricsPoint>;
+  readonly logger: Logger;
+  /** Samples kept while the controller cannot be reached; default `metrics.agentBacklog`. */
+  readonly backlog?: number;
+}
+
+/**
+ * Pushes a sample of the node to the controller on the interval the controller hands back. Samples
+ * taken while the controller cannot be reached wait (bounded, oldest dropped) and go with the next push.
+ */
+export class MetricsPusher implements AsyncDisposable {
+  readonly #o: MetricsPusherOptions;
+  readonly #stop = new AbortController();
+  readonly #pending: MetricsPoint[] = [];
+  #intervalMs = parseDuration(defaults.metrics.interval);
+  #loop: Promise<void> | undefined;
+  #pushed = 0;
+
+  constructor(options: MetricsPusherOptions) {
+    this.#o = options;
+  }
+
+  /** Samples the controller has accepted since start. */
+  get pushed(): number {
+    return this.#pushed;
+  }
+
+  get intervalMs(): number {
+    return this.#intervalMs;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run().catch((error: unknown) => {
+      if (!this.#stop.signal.aborted) this.#o.logger.error({ err: error }, "the metrics pusher stopped");
+    });
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    const backlog = this.#o.backlog ?? defaults.metrics.agentBacklog;
+    let warned = false;
+    let nextSampleAt = 0;
+    while (!signal.aborted) {
+      let wakeAt: number;
+      try {
+        if (Date.now() >= nextSampleAt) {
+          nextSampleAt = Date.now() + this.#intervalMs;
+          this.#pending.push(await this.#o.sample());
+          if (this.#pending.length > backlog) this.#pending.splice(0, this.#pending.length - backlog);
+        }
+        const samples = [...this.#pending];
+        const answer = await this.#o
+          .client()
+          .pushMetrics(
+            { samples: samples.map((sample) => ({ ...sample, gpus: [...sample.gpus] })) },
+            { signal, timeoutMs: 15_000 },
+          );
+        this.#pending.splice(0, samples.length);
+        this.#pushed += samples.length;
+        if (answer.nextIn !== undefined) {
+          const interval = Math.max(1, durationMs(answer.nextIn));
+          // A shorter interval from the controller applies now, not after the old one has run out.
+          nextSampleAt = Math.min(nextSampleAt, Date.now() + interval);
+          this.#intervalMs = interval;
+        }
+        warned = false;
+        wakeAt = nextSampleAt;
+      } catch (error) {
+        if (signal.aborted) return;
+        // Not signed in yet, or the controller is away: the heartbeat loop reports that; say it once.
+        if (!warned) this.#o.logger.debug({ err: error }, "could not push metrics; keeping them for later");
+        warned = true;
+        // Try the push again soon (the node may just have joined), sampling only on the interval.
+        wakeAt = Math.min(nextSampleAt, Date.now() + retryMs);
+      }
+      await sleep(Math.max(0, wakeAt - Date.now()), undefined, { signal, ref: false }).catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

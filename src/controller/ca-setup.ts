@@ -1,0 +1,83 @@
+import { X509Certificate } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Clock } from "../core/clock.ts";
+import { parseDuration } from "../core/duration.ts";
+import { defaults } from "../defaults.ts";
+import type { Logger } from "../observability/logger.ts";
+import { readSealingKey } from "../security/ca-key-file.ts";
+import { CertificateAuthority } from "../security/certificate-authority.ts";
+import { certificateFingerprint, readIfExists, writeSecretFile } from "../security/pem.ts";
+import { operatorIdentityUri } from "../security/principal.ts";
+import type { Store } from "../store/store.ts";
+
+export interface ClusterCaOptions {
+  readonly store: Store;
+  readonly dataDir: string;
+  readonly clusterName: string;
+  /** `ca.keyFile`: seals the CA keys in the store (required when controllers share an etcd store). */
+  readonly keyFile?: string;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly isLeader: () => boolean;
+  readonly rotationOverlapMs?: number;
+}
+
+/**
+ * Opens the cluster's CA (created in the store by the first controller, loaded by the others), follows
+ * it for rotations started on any controller, keeps the admin credentials in the data dir on the
+ * current CA, and prunes the inventory of long-expired certificates on the leader.
+ */
+export async function openClusterCa(options: ClusterCaOptions): Promise<CertificateAuthority> {
+  const sealingKey = options.keyFile === undefined ? undefined : await readSealingKey(options.keyFile);
+  const ca = await CertificateAuthority.open({
+    store: options.store,
+    dir: join(options.dataDir, "ca"),
+    clusterName: options.clusterName,
+    ...(sealingKey === undefined ? {} : { sealingKey }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+    logger: options.logger,
+    isLeader: options.isLeader,
+    ...(options.rotationOverlapMs === undefined ? {} : { rotationOverlapMs: options.rotationOverlapMs }),
+  });
+  ca.onChange((change) => {
+    refreshAdminCredentials(ca, options.dataDir, change.issuingChanged).catch((error: unknown) =>
+      options.logger.warn({ err: error }, "could not bring the admin credentials onto the new CA"),
+    );
+  });
+  ca.start({ pruneExpiredAfterMs: parseDuration(defaults.certificates.keepExpired) });
+  return ca;
+}
+
+/**
+ * `<data dir>/admin`: ca.crt follows the trust bundle; when the issuing CA changes (a rotation), the
+ * client certificate is issued again by it, so the first admin is not locked out when the overlap ends.
+ */
+export async function refreshAdminCredentials(
+  ca: CertificateAuthority,
+  dataDir: string,
+  reissue: boolean,
+): Promise<void> {
+  const dir = join(dataDir, "admin");
+  const current = await readIfExists(join(dir, "client.crt"));
+  if (current === undefined) return;
+  const issuing = ca
+    .trustedCertificates()
+    .find((c) => certificateFingerprint(new Uint8Array(c.rawData)) === ca.issuingFingerprint);
+  const onIssuing =
+    issuing !== undefined &&
+    new X509Certificate(current).verify(new X509Certificate(Buffer.from(issuing.rawData)).publicKey);
+  if (reissue && !onIssuing) {
+    const issued = await ca.issue({
+      commonName: "admin",
+      dnsNames: [],
+      ipAddresses: [],
+      uris: [operatorIdentityUri("admin", "admin")],
+      validityMs: parseDuration(defaults.identity.adminCertificateLifetime),
+      usage: "client",
+    });
+    await writeSecretFile(join(dir, "client.key"), issued.privateKeyPem);
+    await writeFile(join(dir, "client.crt"), issued.certificatePem, { mode: 0o644 });
+  }
+  await writeFile(join(dir, "ca.crt"), ca.certificatePem, { mode: 0o644 });
+}

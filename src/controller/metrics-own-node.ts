@@ -1,0 +1,57 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { MetricsHistory, MetricsPoint } from "../core/metrics-history.ts";
+import type { Logger } from "../observability/logger.ts";
+
+export interface OwnNodeMetricsOptions {
+  readonly history: MetricsHistory;
+  readonly nodeId: string;
+  readonly intervalMs: number;
+  readonly sample: () => Promise<MetricsPoint>;
+  /** Ids of the nodes that exist: history of any other node is dropped. */
+  readonly nodeIds: () => Promise<ReadonlySet<string>>;
+  readonly logger: Logger;
+}
+
+/** How often the history drops removed nodes. */
+const pruneEveryMs = 60_000;
+
+/**
+ * The controller is a node too: it samples itself into the history on the agents' interval, and drops
+ * the history of nodes that were removed.
+ */
+export class OwnNodeMetrics implements AsyncDisposable {
+  readonly #o: OwnNodeMetricsOptions;
+  readonly #stop = new AbortController();
+  readonly #loop: Promise<void>;
+
+  constructor(options: OwnNodeMetricsOptions) {
+    this.#o = options;
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    let lastPrune = Date.now();
+    while (!signal.aborted) {
+      try {
+        this.#o.history.record(this.#o.nodeId, [await this.#o.sample()]);
+        if (Date.now() - lastPrune >= pruneEveryMs) {
+          lastPrune = Date.now();
+          this.#o.history.retain(await this.#o.nodeIds());
+        }
+      } catch (error) {
+        if (!signal.aborted) this.#o.logger.warn({ err: error }, "could not sample the controller's node");
+      }
+      await sleep(this.#o.intervalMs, undefined, { signal, ref: false }).catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort();
+    await this.#loop;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
