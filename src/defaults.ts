@@ -232,6 +232,8 @@ export const defaults = {
     maxNodes: 256,
     /** Times a failed node's plan is run again (only its failed steps onwards) before the cluster fails. */
     retries: 1,
+    /** Store events a WatchClusters reader may fall behind before it is dropped (RESOURCE_EXHAUSTED). */
+    watchMaxLag: 1_000,
   },
   placement: {
     /** Wait after a failed placement pass before the next; doubles up to maxRetryMs. */

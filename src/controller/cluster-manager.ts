@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Clock } from "../core/clock.ts";
 import type {
+  ClusterChange,
   ClusterEngine,
   ClusterMemberView,
   ClusterView,
@@ -148,6 +149,49 @@ export class ClusterManager implements ClusterEngine, AsyncDisposable {
   async list(): Promise<ClusterView[]> {
     const { items } = await this.#o.store.list(clusterPrefix);
     return Promise.all(items.map((kv) => this.#view(decodeCluster(kv.value))));
+  }
+
+  /**
+   * The current clusters (or the one named) as snapshots, a "synced" marker, then each write to them, read
+   * from the store's watch so every member's progress shows. A reader that lags beyond `maxLag` events gets
+   * the store's RESOURCE_EXHAUSTED; the iterator ends when `signal` aborts.
+   */
+  async *watch(options: {
+    name?: string;
+    signal: AbortSignal;
+    maxLag?: number;
+  }): AsyncGenerator<ClusterChange> {
+    const prefix = options.name ? clusterKey(checkClusterName(options.name)) : clusterPrefix;
+    const { items, revision } = await this.#o.store.list(prefix);
+    for (const kv of items) {
+      if (options.name && kv.key !== prefix) continue;
+      yield {
+        kind: "snapshot",
+        revision,
+        name: decodeCluster(kv.value).name,
+        view: await this.#view(decodeCluster(kv.value)),
+      };
+    }
+    yield { kind: "synced", revision, name: "" };
+    for await (const batch of this.#o.store.watch(revision + 1, {
+      prefix,
+      signal: options.signal,
+      maxLag: options.maxLag ?? defaults.clusters.watchMaxLag,
+    })) {
+      for (const event of batch) {
+        if (options.name && event.key !== prefix) continue;
+        const name = event.key.slice(clusterPrefix.length);
+        if (event.type === "delete" || event.value === undefined)
+          yield { kind: "deleted", revision: event.revision, name };
+        else
+          yield {
+            kind: "put",
+            revision: event.revision,
+            name,
+            view: await this.#view(decodeCluster(event.value)),
+          };
+      }
+    }
   }
 
   async get(name: string): Promise<ClusterView> {

@@ -26,6 +26,16 @@ export interface CreateClusterInput {
   readonly agentConcurrency: number;
 }
 
+/** One item of a clusters watch: a snapshot (then one "synced"), then each write as it lands. */
+export interface ClusterChange {
+  readonly kind: "snapshot" | "synced" | "put" | "deleted";
+  readonly revision: number;
+  /** Empty for synced. */
+  readonly name: string;
+  /** Absent for synced and deleted. */
+  readonly view?: ClusterView;
+}
+
 /** What faces see of clusters; the controller's cluster manager implements it. */
 export interface ClusterEngine {
   create(input: CreateClusterInput): Promise<ClusterView>;
@@ -37,4 +47,7 @@ export interface ClusterEngine {
   provision(name: string, by: string): Promise<ClusterView>;
   deprovision(name: string, by: string): Promise<ClusterView>;
   delete(name: string, force: boolean): Promise<void>;
+  /** Ends when `signal` aborts; RESOURCE_EXHAUSTED for a reader more than `maxLag` store events behind. */
+  /** `name` empty or absent: every cluster. */
+  watch(options: { name?: string; signal: AbortSignal; maxLag?: number }): AsyncIterable<ClusterChange>;
 }

@@ -116,6 +116,7 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/corral.v1.ClustersService/CreateCluster": operate,
   "/corral.v1.ClustersService/ListClusters": peopleRead,
   "/corral.v1.ClustersService/GetCluster": peopleRead,
+  "/corral.v1.ClustersService/WatchClusters": peopleRead,
   "/corral.v1.ClustersService/AddClusterNodes": operate,
   "/corral.v1.ClustersService/RemoveClusterNodes": operate,
   "/corral.v1.ClustersService/ProvisionCluster": operate,

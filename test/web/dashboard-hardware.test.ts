@@ -1,14 +1,15 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { CertificateKind, CertificatesService } from "../../src/gen/corral/v1/certificates_pb.ts";
 import { ClustersService } from "../../src/gen/corral/v1/clusters_pb.ts";
-import { DevicesService } from "../../src/gen/corral/v1/devices_pb.ts";
+import { DeviceKind, DevicesService } from "../../src/gen/corral/v1/devices_pb.ts";
 import { HardwareService } from "../../src/gen/corral/v1/hardware_pb.ts";
 import { Role } from "../../src/gen/corral/v1/tokens_pb.ts";
+import { testClusterPlans, testPlans } from "../clusters/test-plans.ts";
 import { eventually } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { CorralProcesses, startAgentProcess } from "../helpers/corral-processes.ts";
@@ -137,6 +138,21 @@ test("the dashboard shows certificates, devices with live readings, and clusters
     assert.equal(await viewer.locator("[data-testid=add-device]").count(), 0, "a viewer cannot add devices");
     assert.equal(await viewer.locator('tr[data-device="wave"] button:has-text("Remove")').count(), 0);
 
+    // A digital output written from the page drives the node's line.
+    await plaintextClient(DevicesService, controller.bridgePort).addDevice({
+      device: { name: "led", nodeId: agent.nodeId, kind: DeviceKind.DIGITAL, pin: 22 },
+    });
+    await openNav(operator, "Overview");
+    await openNav(operator, "Devices");
+    operator.once("dialog", (dialog) => void dialog.accept("1"));
+    await operator.click('tr[data-device="led"] button:has-text("Write")');
+    await operator.waitForSelector('tr[data-device="led"] [data-testid=last-reading]:text-is("1")');
+    const line = await plaintextClient(HardwareService, controller.bridgePort).readPin({
+      nodeId: agent.nodeId,
+      pin: 22,
+    });
+    assert.equal(line.pin?.level, 1, "the node's pin 22 is high");
+
     // Node page: the PWM state of a line that carries a signal, and an operator configures a pin.
     await plaintextClient(HardwareService, controller.bridgePort).setPwm({
       nodeId: agent.nodeId,
@@ -155,20 +171,38 @@ test("the dashboard shows certificates, devices with live readings, and clusters
     await operator.waitForSelector('.pin[data-pin="17"]:has-text("pull-up")');
     await shot(operator, "23-node-pin-config");
 
-    // Clusters: one created through the API shows with its members and roles.
+    // Clusters: one created through the API shows with its members and roles, and is provisioned
+    // from the page with plans of local commands standing in for k3s.
+    const plansDir = join(dir, "controller", "data", "plans");
+    await mkdir(plansDir, { recursive: true });
+    for (const [file, text] of Object.entries(testPlans)) await writeFile(join(plansDir, file), text);
+    const k3sDir = join(dir, "k3s");
+    await mkdir(k3sDir);
     await plaintextClient(ClustersService, controller.bridgePort).createCluster({
       name: "edge",
       server: "pi-hw",
       agents: [],
+      plans: testClusterPlans,
+      parameters: { dir: k3sDir },
     });
     await openNav(operator, "Clusters");
     const edge = '[data-cluster="edge"]';
     await operator.waitForSelector(`${edge}[data-state="new"] tr[data-member="pi-hw"]:has-text("server")`);
-    assert.equal(await operator.locator(`${edge} button:text-is("Provision")`).count(), 1);
+    await operator.click(`${edge} button:text-is("Provision")`);
+    // No reload: the job's events move the card on.
+    await operator.waitForSelector(
+      `${edge}[data-state="ready"] tr[data-member="pi-hw"][data-state="provisioned"]`,
+    );
     await shot(operator, "24-clusters");
     await openNav(viewer, "Clusters");
+    await viewer.waitForSelector(`${edge}[data-state="ready"]`);
     await viewer.waitForSelector(`${edge} tr[data-member="pi-hw"]`);
     assert.equal(await viewer.locator(`${edge} button`).count(), 0, "a viewer gets no cluster buttons");
+    operator.once("dialog", (dialog) => void dialog.accept());
+    await operator.click(`${edge} button:text-is("Deprovision")`);
+    await operator.waitForSelector(`${edge}[data-state="deprovisioned"]`);
+    await shot(operator, "27-clusters-deprovisioned");
+    assert.deepEqual(await readdir(k3sDir), [], "the uninstall plan removed what the install wrote");
 
     // A CA rotation under way: both CAs listed, and the page says until when both are trusted.
     await plaintextClient(CertificatesService, controller.bridgePort).rotateCa({
@@ -182,6 +216,7 @@ test("the dashboard shows certificates, devices with live readings, and clusters
 
     await openNav(admin, "Overview");
     await admin.waitForSelector("[data-testid=status-counts]");
+    await admin.waitForSelector("[data-testid=cert-warnings]:has-text('CA rotation')");
     await shot(admin, "25-overview-admin");
   } catch (error) {
     for (const [i, page] of pages.entries()) await shot(page, `failure-hw-${i}`).catch(() => undefined);

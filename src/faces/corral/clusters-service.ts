@@ -1,10 +1,11 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { ClusterView } from "../../core/cluster-engine.ts";
+import type { ClusterChange, ClusterView } from "../../core/cluster-engine.ts";
 import type { ClusterRole, ClusterState, MemberState } from "../../core/cluster-record.ts";
 import { CorralError } from "../../core/errors.ts";
 import {
+  ClusterEventKind,
   ClusterRole as ClusterRoleMessage,
   type ClusterSchema,
   ClusterState as ClusterStateMessage,
@@ -37,6 +38,13 @@ const memberStateToWire: Readonly<Record<MemberState, MemberStateMessage>> = {
   "rolled-back": MemberStateMessage.ROLLED_BACK,
   deprovisioning: MemberStateMessage.DEPROVISIONING,
   deprovisioned: MemberStateMessage.DEPROVISIONED,
+};
+
+const eventKindToWire: Readonly<Record<ClusterChange["kind"], ClusterEventKind>> = {
+  snapshot: ClusterEventKind.SNAPSHOT,
+  synced: ClusterEventKind.SYNCED,
+  put: ClusterEventKind.PUT,
+  deleted: ClusterEventKind.DELETED,
 };
 
 export function clusterToMessage(view: ClusterView): MessageInitShape<typeof ClusterSchema> {
@@ -103,6 +111,21 @@ export function clustersService({ clusters }: FaceContext): Partial<ServiceImpl<
 
     async getCluster(request) {
       return { cluster: clusterToMessage(await clusters.get(nameOf(request.name))) };
+    },
+
+    async *watchClusters(request, ctx) {
+      for await (const change of clusters.watch({ name: request.name, signal: ctx.signal })) {
+        yield {
+          kind: eventKindToWire[change.kind],
+          revision: BigInt(change.revision),
+          cluster:
+            change.view === undefined
+              ? change.name === ""
+                ? undefined
+                : { name: change.name }
+              : clusterToMessage(change.view),
+        };
+      }
     },
 
     async addClusterNodes(request) {

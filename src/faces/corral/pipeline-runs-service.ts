@@ -16,6 +16,7 @@ import {
 import type { PipelineEvent, PipelineManager, PipelineView } from "../../pipelines/manager.ts";
 import type { PipelineRun, RunState } from "../../pipelines/run.ts";
 import type { FaceContext } from "../face-context.ts";
+import { guardHandlers } from "../guard-handlers.ts";
 import { relayToNode } from "../node-relay.ts";
 
 const stateOf: Record<RunState, PipelineRunState> = {
@@ -124,8 +125,6 @@ async function* watch(
   }
 }
 
-type AnyHandler = (request: unknown, ctx: HandlerContext) => unknown;
-
 /**
  * On the controller: runs here for the controller's own node (`node_id` empty or the controller's),
  * relayed to the owning agent over mTLS otherwise; a node without the PIPELINES service is
@@ -133,12 +132,7 @@ type AnyHandler = (request: unknown, ctx: HandlerContext) => unknown;
  */
 export function pipelineRunsRelay(context: FaceContext): Partial<ServiceImpl<typeof PipelineRunsService>> {
   const nodeIdOf = (request: unknown) => ((request as { nodeId?: string }).nodeId ?? "").trim();
-  const relayed = relayToNode(
-    PipelineRunsService,
-    context,
-    context.localPipelineRuns ?? {},
-    nodeIdOf,
-  ) as Record<string, AnyHandler>;
+  const relayed = relayToNode(PipelineRunsService, context, context.localPipelineRuns ?? {}, nodeIdOf);
   const check = async (request: unknown) => {
     const nodeId = nodeIdOf(request);
     if (nodeId === "") return;
@@ -146,20 +140,5 @@ export function pipelineRunsRelay(context: FaceContext): Partial<ServiceImpl<typ
     if (!node.services.includes("PIPELINES"))
       throw new CorralError("FAILED_PRECONDITION", `node ${node.name} does not offer the PIPELINES service`);
   };
-  const impl: Record<string, AnyHandler> = {};
-  for (const method of PipelineRunsService.methods) {
-    const handler = relayed[method.localName];
-    if (handler === undefined) continue;
-    impl[method.localName] =
-      method.methodKind === "server_streaming"
-        ? async function* (request, ctx) {
-            await check(request);
-            yield* handler(request, ctx) as AsyncIterable<unknown>;
-          }
-        : async (request, ctx) => {
-            await check(request);
-            return handler(request, ctx);
-          };
-  }
-  return impl as Partial<ServiceImpl<typeof PipelineRunsService>>;
+  return guardHandlers(PipelineRunsService, relayed, check);
 }

@@ -1,10 +1,9 @@
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../core/errors.ts";
 import { PipelinesService } from "../../gen/pipelines_pb.ts";
 import type { FaceContext } from "../face-context.ts";
+import { guardHandlers } from "../guard-handlers.ts";
 import { relayToNode } from "../node-relay.ts";
-
-type AnyHandler = (request: unknown, ctx: HandlerContext) => unknown;
 
 /**
  * PipelinesService on the controller: every call names its node (`node_id`); it runs here for the
@@ -15,10 +14,7 @@ export function controllerPipelinesService(
   context: FaceContext,
   local: Partial<ServiceImpl<typeof PipelinesService>>,
 ): Partial<ServiceImpl<typeof PipelinesService>> {
-  const relayed = relayToNode(PipelinesService, context, local, (request) => nodeIdOf(request)) as Record<
-    string,
-    AnyHandler
-  >;
+  const relayed = relayToNode(PipelinesService, context, local, (request) => nodeIdOf(request));
   const check = async (request: unknown) => {
     const nodeId = nodeIdOf(request);
     if (nodeId === "")
@@ -27,22 +23,7 @@ export function controllerPipelinesService(
     if (!node.services.includes("PIPELINES"))
       throw new CorralError("FAILED_PRECONDITION", `node ${node.name} does not offer the PIPELINES service`);
   };
-  const impl: Record<string, AnyHandler> = {};
-  for (const method of PipelinesService.methods) {
-    const handler = relayed[method.localName];
-    if (handler === undefined) continue;
-    impl[method.localName] =
-      method.methodKind === "server_streaming"
-        ? async function* (request, ctx) {
-            await check(request);
-            yield* handler(request, ctx) as AsyncIterable<unknown>;
-          }
-        : async (request, ctx) => {
-            await check(request);
-            return handler(request, ctx);
-          };
-  }
-  return impl as Partial<ServiceImpl<typeof PipelinesService>>;
+  return guardHandlers(PipelinesService, relayed, check);
 }
 
 function nodeIdOf(request: unknown): string {

@@ -321,13 +321,18 @@ export function CertificateWarnings({
   stats: GetCertificateStatisticsResponse | undefined;
   link?: boolean;
 }) {
-  if (stats === undefined || stats.warnings.length === 0) return null;
+  if (stats === undefined) return null;
+  // The certificates page has its own rotation banner; the overview mentions one here.
+  const rotation = link === true && stats.rotation?.inProgress === true ? stats.rotation : undefined;
+  if (stats.warnings.length === 0 && rotation === undefined) return null;
   return (
     <div className="banner warn" data-testid="cert-warnings">
       <strong>
-        {stats.warnings.length === 1
-          ? "1 certificate warning"
-          : `${stats.warnings.length} certificate warnings`}
+        {stats.warnings.length === 0
+          ? "CA rotation under way"
+          : stats.warnings.length === 1
+            ? "1 certificate warning"
+            : `${stats.warnings.length} certificate warnings`}
       </strong>
       {link === true && (
         <>
@@ -340,6 +345,12 @@ export function CertificateWarnings({
           <li key={`${w.serial}-${w.message}`}>{w.message}</li>
         ))}
         {stats.warnings.length > 6 && <li>and {stats.warnings.length - 6} more</li>}
+        {rotation !== undefined && (
+          <li>
+            a CA rotation is under way: the old and the new CA are both trusted until{" "}
+            {timeText(rotation.overlapEndsAt)}
+          </li>
+        )}
       </ul>
     </div>
   );

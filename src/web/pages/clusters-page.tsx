@@ -1,13 +1,13 @@
-import { type FormEvent, useCallback, useEffect, useRef, useState } from "react";
+import { type FormEvent, useEffect, useState } from "react";
 import {
   type Cluster,
+  ClusterEventKind,
   ClusterRole,
   ClusterState,
   ClustersService,
   MemberState,
 } from "../../gen/corral/v1/clusters_pb.ts";
 import { NodeStatus } from "../../gen/corral/v1/nodes_pb.ts";
-import { ProvisioningService } from "../../gen/corral/v1/provisioning_pb.ts";
 import { errorText } from "../api/errors.ts";
 import { Link } from "../components/link.tsx";
 import { statusText } from "../live/cluster-store.ts";
@@ -46,10 +46,17 @@ const stateTone = (text: string): string =>
 
 const busy = (c: Cluster) => c.state === ClusterState.PROVISIONING || c.state === ClusterState.DEPROVISIONING;
 
+/** Applies one WatchClusters event to the list, kept sorted by name. */
+function applyEvent(list: readonly Cluster[], kind: ClusterEventKind, c: Cluster | undefined): Cluster[] {
+  if (c === undefined) return [...list];
+  const rest = list.filter((x) => x.name !== c.name);
+  if (kind === ClusterEventKind.DELETED) return rest;
+  return [...rest, c].sort((a, b) => a.name.localeCompare(b.name));
+}
+
 /**
- * k3s clusters (ClustersService). It has no watch of its own, so the page reads the clusters when it
- * opens, after each action, whenever a node's status changes (followed live already), and on every
- * event of the provisioning jobs under way (ProvisioningService.WatchJob streams those).
+ * k3s clusters (ClustersService), live from WatchClusters: the listing, then each write to a cluster
+ * record, members' provisioning progress included. Node status comes from the session's live nodes.
  */
 export function ClustersPage() {
   const { clients, can } = useSession();
@@ -58,64 +65,54 @@ export function ClustersPage() {
   const mayProvision = can("/corral.v1.ClustersService/ProvisionCluster");
   const mayDeprovision = can("/corral.v1.ClustersService/DeprovisionCluster");
   const mayDelete = can("/corral.v1.ClustersService/DeleteCluster");
-  const mayWatchJobs = can("/corral.v1.ProvisioningService/WatchJob");
   const [clusters, setClusters] = useState<Cluster[]>([]);
   const [error, setError] = useState("");
   const [loaded, setLoaded] = useState(false);
-  const nodeKey = [...cluster.nodes.values()].map((n) => `${n.id}:${n.status}`).join(",");
+  // Bumped to open the watch again after it failed (Refresh).
+  const [generation, setGeneration] = useState(0);
 
-  const load = useCallback(async () => {
-    try {
-      const list = await clients.client(ClustersService).listClusters({});
-      setClusters(list.clusters);
-      setError("");
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      setLoaded(true);
-    }
-  }, [clients]);
-  // biome-ignore lint/correctness/useExhaustiveDependencies: a node's status change is the trigger to read again.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: generation is the trigger to watch again.
   useEffect(() => {
-    void load();
-  }, [load, nodeKey]);
-
-  // Each job under way: its events move the cluster on, so each one reads the clusters again.
-  const finished = useRef(new Set<string>());
-  const activeJobs = clusters
-    .filter(busy)
-    .flatMap((c) => c.jobs.map((j) => j.jobId))
-    .filter((id) => id !== "" && !finished.current.has(id))
-    .sort()
-    .join(",");
-  useEffect(() => {
-    if (!mayWatchJobs || activeJobs === "") return;
     const stop = new AbortController();
-    const provisioning = clients.client(ProvisioningService);
-    for (const jobId of activeJobs.split(",")) {
-      void (async () => {
-        try {
-          for await (const _event of provisioning.watchJob({ jobId }, { signal: stop.signal })) void load();
-        } catch {
-          // Gone or refused: the clusters read below still shows where things stand.
+    void (async () => {
+      let pending: Cluster[] = [];
+      try {
+        for await (const event of clients
+          .client(ClustersService)
+          .watchClusters({}, { signal: stop.signal })) {
+          if (event.kind === ClusterEventKind.SNAPSHOT) {
+            pending = applyEvent(pending, event.kind, event.cluster);
+            continue;
+          }
+          if (event.kind === ClusterEventKind.SYNCED) {
+            setClusters(pending);
+            setLoaded(true);
+            setError("");
+            continue;
+          }
+          setClusters((list) => applyEvent(list, event.kind, event.cluster));
         }
-        if (stop.signal.aborted) return;
-        finished.current.add(jobId);
-        await load();
-        // The cluster record follows its job's end a moment later; one more read picks that up.
-        setTimeout(() => {
-          if (!stop.signal.aborted) void load();
-        }, 1_000);
-      })();
-    }
+      } catch (e) {
+        if (!stop.signal.aborted) setError(errorText(e));
+      } finally {
+        if (!stop.signal.aborted) setLoaded(true);
+      }
+    })();
     return () => stop.abort();
-  }, [clients, activeJobs, mayWatchJobs, load]);
+  }, [clients, generation]);
+  const load = () => setGeneration((g) => g + 1);
+  // The record's count is as of its last write; a node's status since then comes from the live nodes.
+  const healthy = (c: Cluster) =>
+    c.members.filter((m) => {
+      const live = cluster.nodes.get(m.nodeId);
+      const status = live === undefined ? m.nodeStatus : statusText[live.status];
+      return status === "ready" && m.state === MemberState.PROVISIONED;
+    }).length;
 
   const act = async (what: () => Promise<unknown>) => {
     setError("");
     try {
       await what();
-      await load();
     } catch (e) {
       setError(errorText(e));
     }
@@ -125,7 +122,7 @@ export function ClustersPage() {
     <div className="page">
       <div className="node-head">
         <h1>Clusters</h1>
-        <button type="button" className="ghost" onClick={() => void load()}>
+        <button type="button" className="ghost" onClick={load}>
           Refresh
         </button>
       </div>
@@ -149,7 +146,7 @@ export function ClustersPage() {
               <h2>
                 {c.name} <span className={`badge ${stateTone(state)}`}>{state}</span>{" "}
                 <span className="muted small">
-                  {c.healthyMembers}/{c.members.length} healthy
+                  {healthy(c)}/{c.members.length} healthy
                 </span>
               </h2>
               <div className="actions">
@@ -166,7 +163,9 @@ export function ClustersPage() {
                   <button
                     type="button"
                     className="ghost"
-                    disabled={busy(c) || c.state === ClusterState.NEW}
+                    disabled={
+                      busy(c) || c.state === ClusterState.NEW || c.state === ClusterState.DEPROVISIONED
+                    }
                     onClick={() => {
                       if (window.confirm(`Deprovision ${c.name}? k3s is uninstalled from every member.`))
                         void act(() => service().deprovisionCluster({ name: c.name }));

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file corral/v1/clusters.proto.
  */
 export const file_corral_v1_clusters: GenFile = /*@__PURE__*/
-  fileDesc("Chhjb3JyYWwvdjEvY2x1c3RlcnMucHJvdG8SCWNvcnJhbC52MSJgCgxDbHVzdGVyUGxhbnMSDgoGc2VydmVyGAEgASgJEg0KBWFnZW50GAIgASgJEhgKEHNlcnZlcl91bmluc3RhbGwYAyABKAkSFwoPYWdlbnRfdW5pbnN0YWxsGAQgASgJIt0BCg1DbHVzdGVyTWVtYmVyEg8KB25vZGVfaWQYASABKAkSEQoJbm9kZV9uYW1lGAIgASgJEiQKBHJvbGUYAyABKA4yFi5jb3JyYWwudjEuQ2x1c3RlclJvbGUSJQoFc3RhdGUYBCABKA4yFi5jb3JyYWwudjEuTWVtYmVyU3RhdGUSDwoHbWVzc2FnZRgFIAEoCRITCgtub2RlX3N0YXR1cxgGIAEoCRIOCgZoZWFsdGgYByABKAkSEwoLbGFzdF9qb2JfaWQYCCABKAkSEAoIYXR0ZW1wdHMYCSABKAUiKwoKQ2x1c3RlckpvYhINCgVwaGFzZRgBIAEoCRIOCgZqb2JfaWQYAiABKAki8wMKB0NsdXN0ZXISDAoEbmFtZRgBIAEoCRImCgVzdGF0ZRgCIAEoDjIXLmNvcnJhbC52MS5DbHVzdGVyU3RhdGUSDwoHbWVzc2FnZRgDIAEoCRImCgVwbGFucxgEIAEoCzIXLmNvcnJhbC52MS5DbHVzdGVyUGxhbnMSNgoKcGFyYW1ldGVycxgFIAMoCzIiLmNvcnJhbC52MS5DbHVzdGVyLlBhcmFtZXRlcnNFbnRyeRISCgpzZXJ2ZXJfdXJsGAYgASgJEhkKEWFnZW50X2NvbmN1cnJlbmN5GAcgASgFEikKB21lbWJlcnMYCCADKAsyGC5jb3JyYWwudjEuQ2x1c3Rlck1lbWJlchIjCgRqb2JzGAkgAygLMhUuY29ycmFsLnYxLkNsdXN0ZXJKb2ISFgoOaGFzX2pvaW5fdG9rZW4YCiABKAgSFwoPaGVhbHRoeV9tZW1iZXJzGAsgASgFEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD1BhcmFtZXRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpMCChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnNlcnZlchgCIAEoCRIOCgZhZ2VudHMYAyADKAkSJgoFcGxhbnMYBCABKAsyFy5jb3JyYWwudjEuQ2x1c3RlclBsYW5zEkMKCnBhcmFtZXRlcnMYBSADKAsyLy5jb3JyYWwudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QuUGFyYW1ldGVyc0VudHJ5EhIKCnNlcnZlcl91cmwYBiABKAkSGQoRYWdlbnRfY29uY3VycmVuY3kYByABKAUaMQoPUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPAoVQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEiMKB2NsdXN0ZXIYASABKAsyEi5jb3JyYWwudjEuQ2x1c3RlciIVChNMaXN0Q2x1c3RlcnNSZXF1ZXN0IjwKFExpc3RDbHVzdGVyc1Jlc3BvbnNlEiQKCGNsdXN0ZXJzGAEgAygLMhIuY29ycmFsLnYxLkNsdXN0ZXIiIQoRR2V0Q2x1c3RlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI5ChJHZXRDbHVzdGVyUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLmNvcnJhbC52MS5DbHVzdGVyIlsKFkFkZENsdXN0ZXJOb2Rlc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVub2RlcxgCIAMoCRIkCgRyb2xlGAMgASgOMhYuY29ycmFsLnYxLkNsdXN0ZXJSb2xlIj4KF0FkZENsdXN0ZXJOb2Rlc1Jlc3BvbnNlEiMKB2NsdXN0ZXIYASABKAsyEi5jb3JyYWwudjEuQ2x1c3RlciI4ChlSZW1vdmVDbHVzdGVyTm9kZXNSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFbm9kZXMYAiADKAkiQQoaUmVtb3ZlQ2x1c3Rlck5vZGVzUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLmNvcnJhbC52MS5DbHVzdGVyIicKF1Byb3Zpc2lvbkNsdXN0ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiPwoYUHJvdmlzaW9uQ2x1c3RlclJlc3BvbnNlEiMKB2NsdXN0ZXIYASABKAsyEi5jb3JyYWwudjEuQ2x1c3RlciIpChlEZXByb3Zpc2lvbkNsdXN0ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiQQoaRGVwcm92aXNpb25DbHVzdGVyUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLmNvcnJhbC52MS5DbHVzdGVyIjMKFERlbGV0ZUNsdXN0ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFZm9yY2UYAiABKAgiFwoVRGVsZXRlQ2x1c3RlclJlc3BvbnNlKlwKC0NsdXN0ZXJSb2xlEhwKGENMVVNURVJfUk9MRV9VTlNQRUNJRklFRBAAEhcKE0NMVVNURVJfUk9MRV9TRVJWRVIQARIWChJDTFVTVEVSX1JPTEVfQUdFTlQQAiraAQoMQ2x1c3RlclN0YXRlEh0KGUNMVVNURVJfU1RBVEVfVU5TUEVDSUZJRUQQABIVChFDTFVTVEVSX1NUQVRFX05FVxABEh4KGkNMVVNURVJfU1RBVEVfUFJPVklTSU9OSU5HEAISFwoTQ0xVU1RFUl9TVEFURV9SRUFEWRADEhgKFENMVVNURVJfU1RBVEVfRkFJTEVEEAQSIAocQ0xVU1RFUl9TVEFURV9ERVBST1ZJU0lPTklORxAFEh8KG0NMVVNURVJfU1RBVEVfREVQUk9WSVNJT05FRBAGKvoBCgtNZW1iZXJTdGF0ZRIcChhNRU1CRVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRNRU1CRVJfU1RBVEVfUEVORElORxABEh0KGU1FTUJFUl9TVEFURV9QUk9WSVNJT05JTkcQAhIcChhNRU1CRVJfU1RBVEVfUFJPVklTSU9ORUQQAxIXChNNRU1CRVJfU1RBVEVfRkFJTEVEEAQSHAoYTUVNQkVSX1NUQVRFX1JPTExFRF9CQUNLEAUSHwobTUVNQkVSX1NUQVRFX0RFUFJPVklTSU9OSU5HEAYSHgoaTUVNQkVSX1NUQVRFX0RFUFJPVklTSU9ORUQQBzLSBQoPQ2x1c3RlcnNTZXJ2aWNlElIKDUNyZWF0ZUNsdXN0ZXISHy5jb3JyYWwudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QaIC5jb3JyYWwudjEuQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEk8KDExpc3RDbHVzdGVycxIeLmNvcnJhbC52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0Gh8uY29ycmFsLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlEkkKCkdldENsdXN0ZXISHC5jb3JyYWwudjEuR2V0Q2x1c3RlclJlcXVlc3QaHS5jb3JyYWwudjEuR2V0Q2x1c3RlclJlc3BvbnNlElgKD0FkZENsdXN0ZXJOb2RlcxIhLmNvcnJhbC52MS5BZGRDbHVzdGVyTm9kZXNSZXF1ZXN0GiIuY29ycmFsLnYxLkFkZENsdXN0ZXJOb2Rlc1Jlc3BvbnNlEmEKElJlbW92ZUNsdXN0ZXJOb2RlcxIkLmNvcnJhbC52MS5SZW1vdmVDbHVzdGVyTm9kZXNSZXF1ZXN0GiUuY29ycmFsLnYxLlJlbW92ZUNsdXN0ZXJOb2Rlc1Jlc3BvbnNlElsKEFByb3Zpc2lvbkNsdXN0ZXISIi5jb3JyYWwudjEuUHJvdmlzaW9uQ2x1c3RlclJlcXVlc3QaIy5jb3JyYWwudjEuUHJvdmlzaW9uQ2x1c3RlclJlc3BvbnNlEmEKEkRlcHJvdmlzaW9uQ2x1c3RlchIkLmNvcnJhbC52MS5EZXByb3Zpc2lvbkNsdXN0ZXJSZXF1ZXN0GiUuY29ycmFsLnYxLkRlcHJvdmlzaW9uQ2x1c3RlclJlc3BvbnNlElIKDURlbGV0ZUNsdXN0ZXISHy5jb3JyYWwudjEuRGVsZXRlQ2x1c3RlclJlcXVlc3QaIC5jb3JyYWwudjEuRGVsZXRlQ2x1c3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chhjb3JyYWwvdjEvY2x1c3RlcnMucHJvdG8SCWNvcnJhbC52MSJgCgxDbHVzdGVyUGxhbnMSDgoGc2VydmVyGAEgASgJEg0KBWFnZW50GAIgASgJEhgKEHNlcnZlcl91bmluc3RhbGwYAyABKAkSFwoPYWdlbnRfdW5pbnN0YWxsGAQgASgJIt0BCg1DbHVzdGVyTWVtYmVyEg8KB25vZGVfaWQYASABKAkSEQoJbm9kZV9uYW1lGAIgASgJEiQKBHJvbGUYAyABKA4yFi5jb3JyYWwudjEuQ2x1c3RlclJvbGUSJQoFc3RhdGUYBCABKA4yFi5jb3JyYWwudjEuTWVtYmVyU3RhdGUSDwoHbWVzc2FnZRgFIAEoCRITCgtub2RlX3N0YXR1cxgGIAEoCRIOCgZoZWFsdGgYByABKAkSEwoLbGFzdF9qb2JfaWQYCCABKAkSEAoIYXR0ZW1wdHMYCSABKAUiKwoKQ2x1c3RlckpvYhINCgVwaGFzZRgBIAEoCRIOCgZqb2JfaWQYAiABKAki8wMKB0NsdXN0ZXISDAoEbmFtZRgBIAEoCRImCgVzdGF0ZRgCIAEoDjIXLmNvcnJhbC52MS5DbHVzdGVyU3RhdGUSDwoHbWVzc2FnZRgDIAEoCRImCgVwbGFucxgEIAEoCzIXLmNvcnJhbC52MS5DbHVzdGVyUGxhbnMSNgoKcGFyYW1ldGVycxgFIAMoCzIiLmNvcnJhbC52MS5DbHVzdGVyLlBhcmFtZXRlcnNFbnRyeRISCgpzZXJ2ZXJfdXJsGAYgASgJEhkKEWFnZW50X2NvbmN1cnJlbmN5GAcgASgFEikKB21lbWJlcnMYCCADKAsyGC5jb3JyYWwudjEuQ2x1c3Rlck1lbWJlchIjCgRqb2JzGAkgAygLMhUuY29ycmFsLnYxLkNsdXN0ZXJKb2ISFgoOaGFzX2pvaW5fdG9rZW4YCiABKAgSFwoPaGVhbHRoeV9tZW1iZXJzGAsgASgFEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD1BhcmFtZXRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpMCChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnNlcnZlchgCIAEoCRIOCgZhZ2VudHMYAyADKAkSJgoFcGxhbnMYBCABKAsyFy5jb3JyYWwudjEuQ2x1c3RlclBsYW5zEkMKCnBhcmFtZXRlcnMYBSADKAsyLy5jb3JyYWwudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QuUGFyYW1ldGVyc0VudHJ5EhIKCnNlcnZlcl91cmwYBiABKAkSGQoRYWdlbnRfY29uY3VycmVuY3kYByABKAUaMQoPUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiPAoVQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEiMKB2NsdXN0ZXIYASABKAsyEi5jb3JyYWwudjEuQ2x1c3RlciIVChNMaXN0Q2x1c3RlcnNSZXF1ZXN0IiQKFFdhdGNoQ2x1c3RlcnNSZXF1ZXN0EgwKBG5hbWUYASABKAkieQoVV2F0Y2hDbHVzdGVyc1Jlc3BvbnNlEikKBGtpbmQYASABKA4yGy5jb3JyYWwudjEuQ2x1c3RlckV2ZW50S2luZBIjCgdjbHVzdGVyGAIgASgLMhIuY29ycmFsLnYxLkNsdXN0ZXISEAoIcmV2aXNpb24YAyABKAMiPAoUTGlzdENsdXN0ZXJzUmVzcG9uc2USJAoIY2x1c3RlcnMYASADKAsyEi5jb3JyYWwudjEuQ2x1c3RlciIhChFHZXRDbHVzdGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJIjkKEkdldENsdXN0ZXJSZXNwb25zZRIjCgdjbHVzdGVyGAEgASgLMhIuY29ycmFsLnYxLkNsdXN0ZXIiWwoWQWRkQ2x1c3Rlck5vZGVzUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBW5vZGVzGAIgAygJEiQKBHJvbGUYAyABKA4yFi5jb3JyYWwudjEuQ2x1c3RlclJvbGUiPgoXQWRkQ2x1c3Rlck5vZGVzUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLmNvcnJhbC52MS5DbHVzdGVyIjgKGVJlbW92ZUNsdXN0ZXJOb2Rlc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVub2RlcxgCIAMoCSJBChpSZW1vdmVDbHVzdGVyTm9kZXNSZXNwb25zZRIjCgdjbHVzdGVyGAEgASgLMhIuY29ycmFsLnYxLkNsdXN0ZXIiJwoXUHJvdmlzaW9uQ2x1c3RlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSI/ChhQcm92aXNpb25DbHVzdGVyUmVzcG9uc2USIwoHY2x1c3RlchgBIAEoCzISLmNvcnJhbC52MS5DbHVzdGVyIikKGURlcHJvdmlzaW9uQ2x1c3RlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChpEZXByb3Zpc2lvbkNsdXN0ZXJSZXNwb25zZRIjCgdjbHVzdGVyGAEgASgLMhIuY29ycmFsLnYxLkNsdXN0ZXIiMwoURGVsZXRlQ2x1c3RlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIXChVEZWxldGVDbHVzdGVyUmVzcG9uc2UqXAoLQ2x1c3RlclJvbGUSHAoYQ0xVU1RFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFwoTQ0xVU1RFUl9ST0xFX1NFUlZFUhABEhYKEkNMVVNURVJfUk9MRV9BR0VOVBACKtoBCgxDbHVzdGVyU3RhdGUSHQoZQ0xVU1RFUl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUNMVVNURVJfU1RBVEVfTkVXEAESHgoaQ0xVU1RFUl9TVEFURV9QUk9WSVNJT05JTkcQAhIXChNDTFVTVEVSX1NUQVRFX1JFQURZEAMSGAoUQ0xVU1RFUl9TVEFURV9GQUlMRUQQBBIgChxDTFVTVEVSX1NUQVRFX0RFUFJPVklTSU9OSU5HEAUSHwobQ0xVU1RFUl9TVEFURV9ERVBST1ZJU0lPTkVEEAYq+gEKC01lbWJlclN0YXRlEhwKGE1FTUJFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFE1FTUJFUl9TVEFURV9QRU5ESU5HEAESHQoZTUVNQkVSX1NUQVRFX1BST1ZJU0lPTklORxACEhwKGE1FTUJFUl9TVEFURV9QUk9WSVNJT05FRBADEhcKE01FTUJFUl9TVEFURV9GQUlMRUQQBBIcChhNRU1CRVJfU1RBVEVfUk9MTEVEX0JBQ0sQBRIfChtNRU1CRVJfU1RBVEVfREVQUk9WSVNJT05JTkcQBhIeChpNRU1CRVJfU1RBVEVfREVQUk9WSVNJT05FRBAHKrIBChBDbHVzdGVyRXZlbnRLaW5kEiIKHkNMVVNURVJfRVZFTlRfS0lORF9VTlNQRUNJRklFRBAAEh8KG0NMVVNURVJfRVZFTlRfS0lORF9TTkFQU0hPVBABEh0KGUNMVVNURVJfRVZFTlRfS0lORF9TWU5DRUQQAhIaChZDTFVTVEVSX0VWRU5UX0tJTkRfUFVUEAMSHgoaQ0xVU1RFUl9FVkVOVF9LSU5EX0RFTEVURUQQBDKoBgoPQ2x1c3RlcnNTZXJ2aWNlElIKDUNyZWF0ZUNsdXN0ZXISHy5jb3JyYWwudjEuQ3JlYXRlQ2x1c3RlclJlcXVlc3QaIC5jb3JyYWwudjEuQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEk8KDExpc3RDbHVzdGVycxIeLmNvcnJhbC52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0Gh8uY29ycmFsLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlEkkKCkdldENsdXN0ZXISHC5jb3JyYWwudjEuR2V0Q2x1c3RlclJlcXVlc3QaHS5jb3JyYWwudjEuR2V0Q2x1c3RlclJlc3BvbnNlElgKD0FkZENsdXN0ZXJOb2RlcxIhLmNvcnJhbC52MS5BZGRDbHVzdGVyTm9kZXNSZXF1ZXN0GiIuY29ycmFsLnYxLkFkZENsdXN0ZXJOb2Rlc1Jlc3BvbnNlEmEKElJlbW92ZUNsdXN0ZXJOb2RlcxIkLmNvcnJhbC52MS5SZW1vdmVDbHVzdGVyTm9kZXNSZXF1ZXN0GiUuY29ycmFsLnYxLlJlbW92ZUNsdXN0ZXJOb2Rlc1Jlc3BvbnNlElsKEFByb3Zpc2lvbkNsdXN0ZXISIi5jb3JyYWwudjEuUHJvdmlzaW9uQ2x1c3RlclJlcXVlc3QaIy5jb3JyYWwudjEuUHJvdmlzaW9uQ2x1c3RlclJlc3BvbnNlEmEKEkRlcHJvdmlzaW9uQ2x1c3RlchIkLmNvcnJhbC52MS5EZXByb3Zpc2lvbkNsdXN0ZXJSZXF1ZXN0GiUuY29ycmFsLnYxLkRlcHJvdmlzaW9uQ2x1c3RlclJlc3BvbnNlElIKDURlbGV0ZUNsdXN0ZXISHy5jb3JyYWwudjEuRGVsZXRlQ2x1c3RlclJlcXVlc3QaIC5jb3JyYWwudjEuRGVsZXRlQ2x1c3RlclJlc3BvbnNlElQKDVdhdGNoQ2x1c3RlcnMSHy5jb3JyYWwudjEuV2F0Y2hDbHVzdGVyc1JlcXVlc3QaIC5jb3JyYWwudjEuV2F0Y2hDbHVzdGVyc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * The plans a cluster runs (plan names, optionally name@version).
@@ -307,6 +307,52 @@ export const ListClustersRequestSchema: GenMessage<ListClustersRequest> = /*@__P
   messageDesc(file_corral_v1_clusters, 6);
 
 /**
+ * @generated from message corral.v1.WatchClustersRequest
+ */
+export type WatchClustersRequest = Message<"corral.v1.WatchClustersRequest"> & {
+  /**
+   * Only this cluster; empty for all.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message corral.v1.WatchClustersRequest.
+ * Use `create(WatchClustersRequestSchema)` to create a new message.
+ */
+export const WatchClustersRequestSchema: GenMessage<WatchClustersRequest> = /*@__PURE__*/
+  messageDesc(file_corral_v1_clusters, 7);
+
+/**
+ * @generated from message corral.v1.WatchClustersResponse
+ */
+export type WatchClustersResponse = Message<"corral.v1.WatchClustersResponse"> & {
+  /**
+   * @generated from field: corral.v1.ClusterEventKind kind = 1;
+   */
+  kind: ClusterEventKind;
+
+  /**
+   * @generated from field: corral.v1.Cluster cluster = 2;
+   */
+  cluster?: Cluster | undefined;
+
+  /**
+   * @generated from field: int64 revision = 3;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message corral.v1.WatchClustersResponse.
+ * Use `create(WatchClustersResponseSchema)` to create a new message.
+ */
+export const WatchClustersResponseSchema: GenMessage<WatchClustersResponse> = /*@__PURE__*/
+  messageDesc(file_corral_v1_clusters, 8);
+
+/**
  * @generated from message corral.v1.ListClustersResponse
  */
 export type ListClustersResponse = Message<"corral.v1.ListClustersResponse"> & {
@@ -321,7 +367,7 @@ export type ListClustersResponse = Message<"corral.v1.ListClustersResponse"> & {
  * Use `create(ListClustersResponseSchema)` to create a new message.
  */
 export const ListClustersResponseSchema: GenMessage<ListClustersResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 7);
+  messageDesc(file_corral_v1_clusters, 9);
 
 /**
  * @generated from message corral.v1.GetClusterRequest
@@ -338,7 +384,7 @@ export type GetClusterRequest = Message<"corral.v1.GetClusterRequest"> & {
  * Use `create(GetClusterRequestSchema)` to create a new message.
  */
 export const GetClusterRequestSchema: GenMessage<GetClusterRequest> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 8);
+  messageDesc(file_corral_v1_clusters, 10);
 
 /**
  * @generated from message corral.v1.GetClusterResponse
@@ -355,7 +401,7 @@ export type GetClusterResponse = Message<"corral.v1.GetClusterResponse"> & {
  * Use `create(GetClusterResponseSchema)` to create a new message.
  */
 export const GetClusterResponseSchema: GenMessage<GetClusterResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 9);
+  messageDesc(file_corral_v1_clusters, 11);
 
 /**
  * @generated from message corral.v1.AddClusterNodesRequest
@@ -386,7 +432,7 @@ export type AddClusterNodesRequest = Message<"corral.v1.AddClusterNodesRequest">
  * Use `create(AddClusterNodesRequestSchema)` to create a new message.
  */
 export const AddClusterNodesRequestSchema: GenMessage<AddClusterNodesRequest> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 10);
+  messageDesc(file_corral_v1_clusters, 12);
 
 /**
  * @generated from message corral.v1.AddClusterNodesResponse
@@ -403,7 +449,7 @@ export type AddClusterNodesResponse = Message<"corral.v1.AddClusterNodesResponse
  * Use `create(AddClusterNodesResponseSchema)` to create a new message.
  */
 export const AddClusterNodesResponseSchema: GenMessage<AddClusterNodesResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 11);
+  messageDesc(file_corral_v1_clusters, 13);
 
 /**
  * @generated from message corral.v1.RemoveClusterNodesRequest
@@ -425,7 +471,7 @@ export type RemoveClusterNodesRequest = Message<"corral.v1.RemoveClusterNodesReq
  * Use `create(RemoveClusterNodesRequestSchema)` to create a new message.
  */
 export const RemoveClusterNodesRequestSchema: GenMessage<RemoveClusterNodesRequest> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 12);
+  messageDesc(file_corral_v1_clusters, 14);
 
 /**
  * @generated from message corral.v1.RemoveClusterNodesResponse
@@ -442,7 +488,7 @@ export type RemoveClusterNodesResponse = Message<"corral.v1.RemoveClusterNodesRe
  * Use `create(RemoveClusterNodesResponseSchema)` to create a new message.
  */
 export const RemoveClusterNodesResponseSchema: GenMessage<RemoveClusterNodesResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 13);
+  messageDesc(file_corral_v1_clusters, 15);
 
 /**
  * @generated from message corral.v1.ProvisionClusterRequest
@@ -459,7 +505,7 @@ export type ProvisionClusterRequest = Message<"corral.v1.ProvisionClusterRequest
  * Use `create(ProvisionClusterRequestSchema)` to create a new message.
  */
 export const ProvisionClusterRequestSchema: GenMessage<ProvisionClusterRequest> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 14);
+  messageDesc(file_corral_v1_clusters, 16);
 
 /**
  * @generated from message corral.v1.ProvisionClusterResponse
@@ -476,7 +522,7 @@ export type ProvisionClusterResponse = Message<"corral.v1.ProvisionClusterRespon
  * Use `create(ProvisionClusterResponseSchema)` to create a new message.
  */
 export const ProvisionClusterResponseSchema: GenMessage<ProvisionClusterResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 15);
+  messageDesc(file_corral_v1_clusters, 17);
 
 /**
  * @generated from message corral.v1.DeprovisionClusterRequest
@@ -493,7 +539,7 @@ export type DeprovisionClusterRequest = Message<"corral.v1.DeprovisionClusterReq
  * Use `create(DeprovisionClusterRequestSchema)` to create a new message.
  */
 export const DeprovisionClusterRequestSchema: GenMessage<DeprovisionClusterRequest> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 16);
+  messageDesc(file_corral_v1_clusters, 18);
 
 /**
  * @generated from message corral.v1.DeprovisionClusterResponse
@@ -510,7 +556,7 @@ export type DeprovisionClusterResponse = Message<"corral.v1.DeprovisionClusterRe
  * Use `create(DeprovisionClusterResponseSchema)` to create a new message.
  */
 export const DeprovisionClusterResponseSchema: GenMessage<DeprovisionClusterResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 17);
+  messageDesc(file_corral_v1_clusters, 19);
 
 /**
  * @generated from message corral.v1.DeleteClusterRequest
@@ -532,7 +578,7 @@ export type DeleteClusterRequest = Message<"corral.v1.DeleteClusterRequest"> & {
  * Use `create(DeleteClusterRequestSchema)` to create a new message.
  */
 export const DeleteClusterRequestSchema: GenMessage<DeleteClusterRequest> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 18);
+  messageDesc(file_corral_v1_clusters, 20);
 
 /**
  * @generated from message corral.v1.DeleteClusterResponse
@@ -545,7 +591,7 @@ export type DeleteClusterResponse = Message<"corral.v1.DeleteClusterResponse"> &
  * Use `create(DeleteClusterResponseSchema)` to create a new message.
  */
 export const DeleteClusterResponseSchema: GenMessage<DeleteClusterResponse> = /*@__PURE__*/
-  messageDesc(file_corral_v1_clusters, 19);
+  messageDesc(file_corral_v1_clusters, 21);
 
 /**
  * @generated from enum corral.v1.ClusterRole
@@ -681,6 +727,46 @@ export const MemberStateSchema: GenEnum<MemberState> = /*@__PURE__*/
   enumDesc(file_corral_v1_clusters, 2);
 
 /**
+ * @generated from enum corral.v1.ClusterEventKind
+ */
+export enum ClusterEventKind {
+  /**
+   * @generated from enum value: CLUSTER_EVENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CLUSTER_EVENT_KIND_SNAPSHOT = 1;
+   */
+  SNAPSHOT = 1,
+
+  /**
+   * Marks the end of the initial listing.
+   *
+   * @generated from enum value: CLUSTER_EVENT_KIND_SYNCED = 2;
+   */
+  SYNCED = 2,
+
+  /**
+   * @generated from enum value: CLUSTER_EVENT_KIND_PUT = 3;
+   */
+  PUT = 3,
+
+  /**
+   * `cluster` holds only its name.
+   *
+   * @generated from enum value: CLUSTER_EVENT_KIND_DELETED = 4;
+   */
+  DELETED = 4,
+}
+
+/**
+ * Describes the enum corral.v1.ClusterEventKind.
+ */
+export const ClusterEventKindSchema: GenEnum<ClusterEventKind> = /*@__PURE__*/
+  enumDesc(file_corral_v1_clusters, 3);
+
+/**
  * @generated from service corral.v1.ClustersService
  */
 export const ClustersService: GenService<{
@@ -761,6 +847,17 @@ export const ClustersService: GenService<{
     methodKind: "unary";
     input: typeof DeleteClusterRequestSchema;
     output: typeof DeleteClusterResponseSchema;
+  },
+  /**
+   * The current clusters (SNAPSHOT each, then SYNCED), then every change (PUT, DELETED) as it is written:
+   * member provisioning progress included. A reader that falls too far behind gets RESOURCE_EXHAUSTED.
+   *
+   * @generated from rpc corral.v1.ClustersService.WatchClusters
+   */
+  watchClusters: {
+    methodKind: "server_streaming";
+    input: typeof WatchClustersRequestSchema;
+    output: typeof WatchClustersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_corral_v1_clusters, 0);
