@@ -14,6 +14,8 @@ export const defaults = {
     authenticationByRequestTimeout: "5m",
     /** How long SIGINT/SIGTERM waits for in-flight calls before cutting them off. */
     shutdownGrace: "10s",
+    /** After a clean stop, how long the process may linger on a library's leftover timer or socket. */
+    exitAfterClose: "2s",
   },
   rpc: {
     maxReceiveMessageBytes: 4 * 1024 * 1024,

@@ -1,3 +1,5 @@
+import { parseDuration } from "../core/duration.ts";
+import { defaults } from "../defaults.ts";
 import type { Logger } from "../observability/logger.ts";
 
 /**
@@ -18,6 +20,12 @@ export function closeOnSignals(close: () => Promise<void>, logger: Logger): Prom
         () => {
           process.off("SIGINT", onSignal);
           process.off("SIGTERM", onSignal);
+          // Everything of ours is closed; a timer or socket a library left behind (etcd3's lease
+          // keepalive after an etcd outage, for one) must not keep a stopped process alive.
+          setTimeout(
+            () => process.exit(process.exitCode ?? 0),
+            parseDuration(defaults.controller.exitAfterClose),
+          ).unref();
           resolve();
         },
         (error: unknown) => {
