@@ -53,6 +53,16 @@ export const defaults = {
     /** Each interval handed to an agent is moved by up to ±this fraction, so agents do not synchronise. */
     jitter: 0.1,
   },
+  /** AgentService/HeartbeatStream: heartbeats as messages on one stream per agent. */
+  heartbeatStream: {
+    /**
+     * The controller ends a stream (OK) this long after it opened; the agent opens another. Agents
+     * thus come back to a controller that restarted or joined, instead of staying where failover put them.
+     */
+    maxAge: "10m",
+    /** An agent that hears no answer to a heartbeat this long gives the stream up and moves on. */
+    answerTimeout: "15s",
+  },
   identity: {
     /** Node certificates are short-lived; agents renew at about two thirds of this. */
     nodeCertificateLifetime: "24h",

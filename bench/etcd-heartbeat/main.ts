@@ -5,16 +5,19 @@
  *   (a) baseline: one etcd3 client writing one key per heartbeat in a loop (the next put as soon as the
  *       last is answered) — what liveness would cost if every heartbeat were an etcd write
  *   (b) corral: a controller on the etcd store (child process); N agents (--agents, default 50) join it
- *       for real and heartbeat over mTLS, one call in flight each (bench/heartbeat/agents.ts). Heartbeats
- *       land in memory; the controller publishes the last-seen times it heard as one batched etcd write
- *       per `store.etcd.lastSeenFlush` (1 s); the caller's node and the revocation list come from a
- *       watched mirror. etcd's own /metrics count the calls it answered meanwhile.
- *   (d) the same controller on SQLite, the same agents' load: what the RPC stack alone allows on this
- *       machine, so that (b) ≈ (d) shows etcd costs a heartbeat nothing.
+ *       for real and heartbeat over mTLS as corral's agent does — messages on one HeartbeatStream each,
+ *       one heartbeat in flight (bench/heartbeat/agents.ts). Heartbeats land in memory; the controller
+ *       publishes the last-seen times it heard as one batched etcd write per `store.etcd.lastSeenFlush`
+ *       (1 s); the caller's node and the revocation list come from a watched mirror, and are checked
+ *       again on every message. etcd's own /metrics count the calls it answered meanwhile.
+ *   (b') the same agents heartbeating with a unary call each (AgentService/Heartbeat, as older agents
+ *       and the first heartbeat after a failover do): the RPC stack's cost per call dominates.
+ *   (d) the same controller on SQLite, streams: what the RPC stack alone allows on this machine, so
+ *       that (b) ≈ (d) shows etcd costs a heartbeat nothing.
  *   (c) the liveness layer alone, in this process: Membership.heartbeat for N nodes registered in etcd,
  *       with the LastSeenBatcher publishing to etcd, awaited one after another.
  *
- * (a), (b) and (d) are measured in turns, 1 s slices, 4 rounds (--quick: 2), so a burst of load from
+ * (a), (b), (b') and (d) are measured in turns, 1 s slices, 4 rounds (--quick: 2), so a burst of load from
  * elsewhere on this noisy machine hits them alike; ratios are medians of the per-round ratios. The goal
  * for heartbeats ingested with the etcd store against (a) is ≥ 5×.
  *
@@ -48,7 +51,14 @@ import { createLogger } from "../../src/observability/logger.ts";
 import { writeSealingKey } from "../../src/security/ca-key-file.ts";
 import { EtcdStore } from "../../src/store/etcd/etcd-store.ts";
 import { startTestEtcd, type TestEtcd } from "../../test/helpers/etcd.ts";
-import { connect, joinCluster, mapLimit, runSlice, type Slice } from "../heartbeat/agents.ts";
+import {
+  connect,
+  type HeartbeatMode,
+  joinCluster,
+  mapLimit,
+  runSlice,
+  type Slice,
+} from "../heartbeat/agents.ts";
 import { removeOnExit, type ServerChild, startChild } from "../heartbeat/children.ts";
 
 const { values: options } = parseArgs({
@@ -256,32 +266,42 @@ async function main(): Promise<void> {
       );
     await putLoop(raw, 500, agentCount);
 
-    const slice = (target: typeof onEtcd) =>
+    const slice = (target: typeof onEtcd, mode: HeartbeatMode) =>
       runSlice(
         target.agents,
         target.cpuUs,
         { settleMs: 200, measureMs: sliceMs, maxCount: 500_000 },
         target.counter,
+        mode,
       );
     const baseline: { count: number; seconds: number }[] = [];
     const corral: Slice[] = [];
     const corralSqlite: Slice[] = [];
+    const corralCalls: Slice[] = [];
     const writes: number[] = [];
     const calls = new Map<string, number>();
     for (let round = 0; round < rounds; round++) {
       baseline.push(await putLoop(raw, sliceMs, agentCount));
       const before = await etcdRevision(raw);
       const callsBefore = await etcdCalls(etcd.endpoint);
-      corral.push(await slice(onEtcd));
+      corral.push(await slice(onEtcd, "stream"));
       writes.push((await etcdRevision(raw)) - before);
       for (const [method, count] of await etcdCalls(etcd.endpoint))
         calls.set(method, (calls.get(method) ?? 0) + count - (callsBefore.get(method) ?? 0));
-      corralSqlite.push(await slice(onSqlite));
+      corralSqlite.push(await slice(onSqlite, "stream"));
+      corralCalls.push(await slice(onEtcd, "call"));
     }
     for (const agent of [...onEtcd.agents, ...onSqlite.agents]) agent.close();
     await sqlite.stop(2_000);
-    const errors = [...corral, ...corralSqlite].reduce((sum, s) => sum + s.errors, 0);
     const baseRates = baseline.map((b) => b.count / b.seconds);
+    const errors = [...corral, ...corralSqlite, ...corralCalls].reduce((sum, s) => sum + s.errors, 0);
+    const errorSamples = [...corral, ...corralSqlite, ...corralCalls]
+      .flatMap((s) => s.errorSamples)
+      .slice(0, 5);
+    const callRates = corralCalls.map((s) => s.count / s.seconds);
+    const callRatios = callRates.map((rate, i) => rate / (baseRates[i] as number));
+    const cpuPer = (slices: readonly Slice[]) =>
+      median(slices.map((s) => (s.serverCpuUs === null ? Number.NaN : s.serverCpuUs / Math.max(1, s.count))));
     const corralRates = corral.map((s) => s.count / s.seconds);
     const sqliteRates = corralSqlite.map((s) => s.count / s.seconds);
     const ratios = corralRates.map((rate, i) => rate / (baseRates[i] as number));
@@ -293,8 +313,14 @@ async function main(): Promise<void> {
     console.log("");
     console.log(`(a) one etcd client, a put per heartbeat      ${fmt(median(baseRates))} writes/s`);
     console.log(
-      `(b) corral controller on etcd, heartbeats     ${fmt(median(corralRates))} heartbeats/s ` +
-        `(${errors} failed calls)`,
+      `(b) corral controller on etcd, heartbeats     ${fmt(median(corralRates))} heartbeats/s on streams ` +
+        `(controller CPU ${fmt(cpuPer(corral))} µs each; ${errors} failed heartbeats in all${
+          errorSamples.length > 0 ? `: ${errorSamples.join("; ")}` : ""
+        })`,
+    );
+    console.log(
+      `(b') the same, a unary call per heartbeat     ${fmt(median(callRates))} heartbeats/s ` +
+        `(controller CPU ${fmt(cpuPer(corralCalls))} µs each; b'/a ${fmt(median(callRatios), 1)}×)`,
     );
     console.log(
       `    etcd writes while (b) ran                 ${fmt(etcdWrites)} for ${fmt(heartbeats)} heartbeats ` +
@@ -307,7 +333,7 @@ async function main(): Promise<void> {
         .join(", ")} (the bench's own revision reads included)`,
     );
     console.log(
-      `(d) the same controller on SQLite            ${fmt(median(sqliteRates))} heartbeats/s ` +
+      `(d) the same controller on SQLite, streams   ${fmt(median(sqliteRates))} heartbeats/s ` +
         `(b/d ${fmt(median(sqliteRatios), 2)}: the RPC stack's limit on this machine)`,
     );
     console.log(
@@ -354,6 +380,8 @@ async function main(): Promise<void> {
       etcdVersion: version,
       baselineWritesPerSecond: median(baseRates),
       corralHeartbeatsPerSecond: median(corralRates),
+      corralCallHeartbeatsPerSecond: median(callRates),
+      ratioCalls: median(callRatios),
       sqliteHeartbeatsPerSecond: median(sqliteRates),
       livenessLayerHeartbeatsPerSecond: layer.rate,
       livenessLayerEtcdWrites: layer.writes,

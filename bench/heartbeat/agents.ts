@@ -12,6 +12,7 @@ import { JoinRequestSchema, JoinResponseSchema } from "../../src/gen/corral/v1/j
 import { createKeyAndCsr } from "../../src/security/node-key.ts";
 
 export const heartbeatPath = "/corral.v1.AgentService/Heartbeat";
+export const heartbeatStreamPath = "/corral.v1.AgentService/HeartbeatStream";
 const joinPath = "/corral.v1.JoinService/Join";
 /** No call may hang the bench: each has this long to answer. */
 export const callTimeoutMs = 10_000;
@@ -181,17 +182,89 @@ export interface Slice {
 }
 
 /**
- * Every agent heartbeats, one call in flight each, for `settleMs` and then the measuring window; after it
- * closes no agent starts another call, and the slice ends when the last answer is in. A failed call is
- * counted and retried after 100 ms.
+ * How an agent heartbeats: a unary call each ("call", AgentService/Heartbeat), or a message each on one
+ * long-lived stream ("stream", AgentService/HeartbeatStream — what corral's agent does once a call went
+ * through, src/agent/heartbeat-stream.ts).
+ */
+export type HeartbeatMode = "call" | "stream";
+
+type Failure = { readonly code?: number; readonly details?: string; readonly message: string };
+
+/** Sends one heartbeat per `send`; its answer or failure goes to `done`. */
+interface Sender {
+  send(done: (error: Failure | undefined) => void): void;
+  close(): void;
+}
+
+function callSender(agent: grpc.Client): Sender {
+  return {
+    send: (done) =>
+      agent.makeUnaryRequest(
+        heartbeatPath,
+        raw,
+        raw,
+        heartbeatRequest,
+        { deadline: Date.now() + callTimeoutMs },
+        (error) => done(error ?? undefined),
+      ),
+    close: () => undefined,
+  };
+}
+
+/** One bidi stream per agent, opened on the first heartbeat and again after a failure. */
+function streamSender(agent: grpc.Client): Sender {
+  let call: grpc.ClientDuplexStream<Buffer, Buffer> | undefined;
+  let pending: ((error: Failure | undefined) => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const settle = (error: Failure | undefined) => {
+    clearTimeout(timer);
+    const done = pending;
+    pending = undefined;
+    done?.(error);
+  };
+  const open = () => {
+    const opened = agent.makeBidiStreamRequest(heartbeatStreamPath, raw, raw, {});
+    const lost = (error: Failure) => {
+      if (call === opened) call = undefined;
+      settle(error);
+    };
+    opened.on("data", () => settle(undefined));
+    opened.on("error", lost);
+    opened.on("end", () => lost({ message: "the controller ended the stream" }));
+    return opened;
+  };
+  return {
+    send(done) {
+      call ??= open();
+      pending = done;
+      const sent = call;
+      // No heartbeat may hang the bench: an answer that does not come in time cancels the stream.
+      timer = setTimeout(() => sent.cancel(), callTimeoutMs);
+      sent.write(heartbeatRequest);
+    },
+    close() {
+      call?.end();
+      call = undefined;
+    },
+  };
+}
+
+/**
+ * Every agent heartbeats, one heartbeat in flight each, for `settleMs` and then the measuring window;
+ * after it closes no agent sends another, and the slice ends when the last answer is in (streams are
+ * then closed). A failed heartbeat is counted and retried after 100 ms.
  */
 export function runSlice(
   agents: readonly grpc.Client[],
   serverCpuUs: () => Promise<number | null>,
   window: Window,
   counter: Counter,
+  mode: HeartbeatMode = "call",
 ): Promise<Slice> {
   return new Promise((resolve, reject) => {
+    const senders = new Map(
+      agents.map((agent) => [agent, mode === "stream" ? streamSender(agent) : callSender(agent)]),
+    );
     const latencies = new Float64Array(window.maxCount);
     const errorSamples: string[] = [];
     let state: "settle" | "opening" | "measure" | "stopping" = "settle";
@@ -212,6 +285,7 @@ export function runSlice(
 
     const finishIfDone = () => {
       if (state !== "stopping" || inFlight > 0 || closing === undefined) return;
+      for (const sender of senders.values()) sender.close();
       closing.then(
         () => resolve({ ...measured, errors, errorSamples, latenciesMs: latencies.slice(0, measured.count) }),
         reject,
@@ -256,29 +330,23 @@ export function runSlice(
     const beat = (agent: grpc.Client) => {
       const started = performance.now();
       inFlight++;
-      agent.makeUnaryRequest(
-        heartbeatPath,
-        raw,
-        raw,
-        heartbeatRequest,
-        { deadline: Date.now() + callTimeoutMs },
-        (error) => {
-          inFlight--;
-          if (error) {
-            errors++;
-            if (errorSamples.length < 5) errorSamples.push(`${error.code} ${error.details || error.message}`);
-          } else {
-            counter.completed++;
-            if (state === "measure") {
-              latencies[count] = performance.now() - started;
-              if (++count >= window.maxCount) close();
-            }
+      (senders.get(agent) as Sender).send((error) => {
+        inFlight--;
+        if (error) {
+          errors++;
+          if (errorSamples.length < 5)
+            errorSamples.push(`${error.code ?? ""} ${error.details || error.message}`);
+        } else {
+          counter.completed++;
+          if (state === "measure") {
+            latencies[count] = performance.now() - started;
+            if (++count >= window.maxCount) close();
           }
-          if (state === "stopping") finishIfDone();
-          else if (error) setTimeout(() => (state === "stopping" ? finishIfDone() : beat(agent)), 100);
-          else beat(agent);
-        },
-      );
+        }
+        if (state === "stopping") finishIfDone();
+        else if (error) setTimeout(() => (state === "stopping" ? finishIfDone() : beat(agent)), 100);
+        else beat(agent);
+      });
     };
 
     timer = setTimeout(open, window.settleMs);

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { DescService } from "@bufbuild/protobuf";
+import type { DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -10,7 +10,11 @@ import type { NodeService, Resources } from "../core/node.ts";
 import { parseToken } from "../core/tokens.ts";
 import { defaults } from "../defaults.ts";
 import { metadataToMessage } from "../faces/corral/node-message.ts";
-import { AgentService } from "../gen/corral/v1/agent_pb.ts";
+import {
+  AgentService,
+  type HeartbeatRequestSchema,
+  type HeartbeatResponse,
+} from "../gen/corral/v1/agent_pb.ts";
 import { JoinService } from "../gen/corral/v1/join_pb.ts";
 import { NodeService as NodeServiceEnum } from "../gen/corral/v1/nodes_pb.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -20,6 +24,7 @@ import { Backoff } from "./backoff.ts";
 import { fetchControllerCa, normalizeFingerprint } from "./ca-pin.ts";
 import { ConnectionStateCell } from "./connection-state.ts";
 import { FailoverTransport, parseAddressList } from "./failover-transport.ts";
+import { HeartbeatStream } from "./heartbeat-stream.ts";
 import type { IdentityStore, NodeCredentials, NodeIdentity } from "./identity-store.ts";
 
 /** What the node says about itself when it joins and after every (re)connect. */
@@ -68,6 +73,9 @@ export class ControllerLink implements AsyncDisposable {
   #controllers: HostPort[] = [];
   #transport: { for: NodeCredentials; addresses: string; transport: FailoverTransport } | undefined;
   #loop: Promise<void> | undefined;
+  #heartbeats: HeartbeatStream | undefined;
+  /** Controllers that answered UNIMPLEMENTED to HeartbeatStream (older versions): heartbeats by call. */
+  readonly #callsOnly = new Set<string>();
   #stop = new AbortController();
   #joining = false;
   #closed = false;
@@ -271,11 +279,11 @@ export class ControllerLink implements AsyncDisposable {
     );
     let delay = 0;
     let reported = false;
+    let onStream = false;
     while (!signal.aborted) {
       if (delay > 0) await sleep(delay, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
       try {
-        const agent = this.client(AgentService);
         if (!reported) {
           await this.#reportSelf();
           reported = true;
@@ -283,10 +291,12 @@ export class ControllerLink implements AsyncDisposable {
         await this.#renewIfDue();
         const load = await this.#o.load();
         const before = this.controllerAddress;
-        const answer = await agent.heartbeat(
+        const answer = await this.#beat(
           { cpuUsage: load.cpuUsage, memoryUsedMb: BigInt(Math.round(load.memoryUsedMb)) },
-          { signal },
+          signal,
+          onStream,
         );
+        onStream = true;
         if (this.controllerAddress !== before) {
           // Landed on another controller: it hears the node's address, resources and services again.
           reported = false;
@@ -302,6 +312,7 @@ export class ControllerLink implements AsyncDisposable {
             ? parseDuration(defaults.liveness.minInterval)
             : durationMs(answer.nextIn);
       } catch (error) {
+        onStream = false;
         if (signal.aborted) return;
         const corral = fromConnectError(error);
         if (corral.code === "UNAUTHENTICATED") {
@@ -419,9 +430,51 @@ export class ControllerLink implements AsyncDisposable {
     });
   }
 
+  /**
+   * One heartbeat. After one went through by call, the next go on a stream to the same controller (a
+   * message instead of a call each); after any failure, or when the controller ends the stream, the
+   * next is a call again, which fails over between controllers as every call does.
+   */
+  async #beat(
+    request: MessageInitShape<typeof HeartbeatRequestSchema>,
+    signal: AbortSignal,
+    onStream: boolean,
+  ): Promise<HeartbeatResponse> {
+    const transport = this.#failover();
+    const address = transport.current;
+    if (onStream && !this.#callsOnly.has(address)) {
+      let stream = this.#heartbeats;
+      if (
+        stream === undefined ||
+        stream.closed ||
+        stream.address !== address ||
+        stream.opener !== transport
+      ) {
+        stream?.close();
+        stream = new HeartbeatStream(
+          createClient(AgentService, transport),
+          { address, opener: transport },
+          signal,
+        );
+        this.#heartbeats = stream;
+      }
+      try {
+        const answer = await stream.send(request, parseDuration(defaults.heartbeatStream.answerTimeout));
+        if (answer !== undefined) return answer;
+      } catch (error) {
+        if (fromConnectError(error).code !== "UNIMPLEMENTED") throw error;
+        this.#o.logger.info({ controller: address }, "the controller takes heartbeats by call only");
+        this.#callsOnly.add(address);
+      }
+    }
+    return createClient(AgentService, transport).heartbeat(request, { signal });
+  }
+
   async #halt(): Promise<void> {
     this.#stop.abort();
     await this.#loop;
+    this.#heartbeats?.close();
+    this.#heartbeats = undefined;
   }
 
   async close(): Promise<void> {

@@ -1,11 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
+import { createSecureContext, type SecureContextOptions } from "node:tls";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { isLoopbackHost, parseHostPort } from "../core/address.ts";
 import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import { defaults } from "../defaults.ts";
+import type { EtcdTls } from "../store/etcd/etcd-client.ts";
 
 /**
  * The controller's YAML follows NanoPing's controller file (node.name, http.address,
@@ -117,8 +119,48 @@ const fileSchema = z
             leaseTtl: duration("store.etcd.leaseTtl").optional(),
             /** How often each controller publishes the heartbeats it received; default 1s. */
             lastSeenFlush: duration("store.etcd.lastSeenFlush").optional(),
+            /** etcd's client TLS: the CA its certificate chains to, and this controller's client certificate. */
+            tls: z
+              .object({
+                caFile: z.string().min(1),
+                certFile: z.string().min(1).optional(),
+                keyFile: z.string().min(1).optional(),
+              })
+              .strict()
+              .superRefine((tls, ctx) => {
+                if (tls.certFile !== undefined && tls.keyFile === undefined)
+                  ctx.addIssue({
+                    code: "custom",
+                    path: ["keyFile"],
+                    message: "is required with certFile (the client certificate's private key)",
+                  });
+                if (tls.keyFile !== undefined && tls.certFile === undefined)
+                  ctx.addIssue({
+                    code: "custom",
+                    path: ["certFile"],
+                    message: "is required with keyFile (the client certificate the key belongs to)",
+                  });
+              })
+              .optional(),
           })
           .strict()
+          .superRefine((etcd, ctx) => {
+            // etcd3 speaks TLS to every endpoint or to none, so the schemes must agree.
+            const https = etcd.endpoints.filter((url) => url.startsWith("https://")).length;
+            if (etcd.tls !== undefined && https < etcd.endpoints.length)
+              ctx.addIssue({
+                code: "custom",
+                path: ["endpoints"],
+                message: "must all be https:// URLs with store.etcd.tls",
+              });
+            else if (https > 0 && https < etcd.endpoints.length)
+              ctx.addIssue({
+                code: "custom",
+                path: ["endpoints"],
+                message:
+                  "must be all http:// or all https:// (the client uses TLS for every endpoint or none)",
+              });
+          })
           .optional(),
       })
       .strict()
@@ -150,6 +192,11 @@ export interface ControllerConfig {
         readonly leaseTtlSeconds: number;
         /** How often this controller publishes the last-seen times it heard. */
         readonly lastSeenFlushMs: number;
+        /**
+         * etcd's client TLS, absolute paths read when the store opens (readEtcdTls). Without it an https://
+         * endpoint is checked against the system's trusted roots.
+         */
+        readonly tls?: EtcdTlsFiles;
       };
   /** Plaintext listeners may bind beyond loopback only when the operator said so. */
   readonly insecure: boolean;
@@ -247,6 +294,7 @@ export function resolveControllerConfig(
               Math.round(parseDuration(file.store.etcd.leaseTtl ?? defaultLeaseTtl) / 1000),
             ),
             lastSeenFlushMs: parseDuration(file.store.etcd.lastSeenFlush ?? defaults.ha.lastSeenFlush),
+            ...(file.store.etcd.tls === undefined ? {} : { tls: etcdTlsFiles(file.store.etcd.tls, baseDir) }),
           }
         : { kind: "sqlite", path: absolute(file.store?.sqlite?.path ?? "corral.db", dataDir) },
     insecure: overrides.insecure ?? false,
@@ -299,6 +347,67 @@ export function resolveControllerConfig(
     );
   }
   return config;
+}
+
+export interface EtcdTlsFiles {
+  readonly caFile: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+}
+
+function etcdTlsFiles(
+  tls: { caFile: string; certFile?: string | undefined; keyFile?: string | undefined },
+  baseDir: string,
+): EtcdTlsFiles {
+  return {
+    caFile: absolute(tls.caFile, baseDir),
+    ...(tls.certFile === undefined ? {} : { certFile: absolute(tls.certFile, baseDir) }),
+    ...(tls.keyFile === undefined ? {} : { keyFile: absolute(tls.keyFile, baseDir) }),
+  };
+}
+
+/**
+ * Reads store.etcd.tls's files and checks that TLS can use them, so a bad file is reported by its key
+ * before the first connection (etcd's client would only say that it cannot connect).
+ */
+export async function readEtcdTls(files: EtcdTlsFiles): Promise<EtcdTls> {
+  const read = async (key: string, path: string): Promise<Buffer> => {
+    try {
+      return await readFile(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code === "ENOENT" ? "NOT_FOUND" : "FAILED_PRECONDITION";
+      throw new CorralError(code, `store.etcd.tls.${key}: cannot read ${path}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  };
+  const usable = (key: string, path: string, options: SecureContextOptions) => {
+    try {
+      createSecureContext(options);
+    } catch (error) {
+      throw new CorralError(
+        "FAILED_PRECONDITION",
+        `store.etcd.tls.${key}: ${path}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  };
+  const ca = await read("caFile", files.caFile);
+  // An unparsable CA bundle would otherwise be skipped silently, leaving nothing trusted.
+  if (!/-----BEGIN CERTIFICATE-----/.test(ca.toString("latin1")))
+    throw new CorralError(
+      "FAILED_PRECONDITION",
+      `store.etcd.tls.caFile: ${files.caFile} holds no PEM certificate`,
+    );
+  usable("caFile", files.caFile, { ca });
+  if (files.certFile === undefined || files.keyFile === undefined) return { ca };
+  const cert = await read("certFile", files.certFile);
+  const key = await read("keyFile", files.keyFile);
+  usable("keyFile", files.keyFile, { key });
+  usable("certFile", files.certFile, { cert, key });
+  return { ca, cert, key };
 }
 
 function absolute(path: string, base: string): string {

@@ -50,7 +50,7 @@ import { AgentDialer } from "./agent-dialer.ts";
 import { openClusterCa } from "./ca-setup.ts";
 import { controllerNodeKeyOf, ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
 import { ClusterManager } from "./cluster-manager.ts";
-import type { ControllerConfig } from "./config.ts";
+import { type ControllerConfig, readEtcdTls } from "./config.ts";
 import { ControllerPresenceSweep } from "./controller-presence-sweep.ts";
 import { ControllerRegistry } from "./controller-registry.ts";
 import { LastSeenBatcher } from "./last-seen-batcher.ts";
@@ -94,6 +94,7 @@ export class Controller implements AsyncDisposable {
   readonly #logger: Logger;
   readonly #graceMs: number;
   readonly #draining: { value: boolean };
+  readonly #stopping: AbortController;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -108,6 +109,7 @@ export class Controller implements AsyncDisposable {
     logger: Logger;
     graceMs: number;
     draining: { value: boolean };
+    stopping: AbortController;
   }) {
     this.addresses = parts.addresses;
     this.ca = parts.ca;
@@ -120,6 +122,7 @@ export class Controller implements AsyncDisposable {
     this.#logger = parts.logger;
     this.#graceMs = parts.graceMs;
     this.#draining = parts.draining;
+    this.#stopping = parts.stopping;
   }
 
   static async start(
@@ -132,9 +135,17 @@ export class Controller implements AsyncDisposable {
     const stoppers: Stopper[] = [];
     try {
       const storeConfig = config.store;
+      const etcdTls =
+        storeConfig.kind === "etcd" && storeConfig.tls !== undefined
+          ? await readEtcdTls(storeConfig.tls)
+          : undefined;
       const etcd =
         storeConfig.kind === "etcd"
-          ? await EtcdStore.open({ endpoints: [...storeConfig.endpoints], prefix: storeConfig.prefix })
+          ? await EtcdStore.open({
+              endpoints: [...storeConfig.endpoints],
+              prefix: storeConfig.prefix,
+              ...(etcdTls === undefined ? {} : { tls: etcdTls }),
+            })
           : undefined;
       const store: Store =
         etcd ?? (await SqliteStore.open({ path: storeConfig.kind === "sqlite" ? storeConfig.path : "" }));
@@ -148,6 +159,7 @@ export class Controller implements AsyncDisposable {
               name: config.nodeName,
               ttlSeconds: storeConfig.leaseTtlSeconds,
               logger,
+              ...(etcdTls === undefined ? {} : { tls: etcdTls }),
             })
           : alwaysLeader(config.nodeName);
       stoppers.push(() => leader.close());
@@ -391,7 +403,9 @@ export class Controller implements AsyncDisposable {
       });
       stoppers.push(async () => stopFollowingLeader());
 
+      const stopping = new AbortController();
       const context: FaceContext = {
+        stopping: stopping.signal,
         registry,
         feed,
         store,
@@ -489,6 +503,7 @@ export class Controller implements AsyncDisposable {
         logger,
         graceMs: config.shutdownGraceMs,
         draining,
+        stopping,
       });
       logger.info(
         { ...controller.addresses, clusterId, caFingerprint: ca.fingerprint },
@@ -515,7 +530,13 @@ export class Controller implements AsyncDisposable {
     this.#draining.value = true;
     for (const health of this.#health) health.shutdown();
     this.#logger.info({ graceMs: this.#graceMs }, "controller draining");
-    await Promise.all([...this.#servers.map((s) => s.close(this.#graceMs)), this.#web.close(this.#graceMs)]);
+    const closing = Promise.all([
+      ...this.#servers.map((s) => s.close(this.#graceMs)),
+      this.#web.close(this.#graceMs),
+    ]);
+    // Once the servers refuse new calls: agents whose heartbeat stream ends here go elsewhere.
+    this.#stopping.abort();
+    await closing;
     for (const stop of [...this.#stoppers].reverse()) await stop();
     this.#logger.info("controller stopped");
   }

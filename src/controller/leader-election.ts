@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
-import { type Campaign, Etcd3, type Lease } from "etcd3";
+import { type Campaign, Etcd3, type IOptions, type Lease } from "etcd3";
 import type { Logger } from "../observability/logger.ts";
+import { type EtcdTls, etcdCredentials } from "../store/etcd/etcd-client.ts";
 import type { Fence } from "../store/etcd/etcd-store.ts";
 
 /** Who runs the work that must run once: the liveness sweeper, placement, housekeeping, provisioning recovery. */
@@ -38,6 +39,8 @@ export interface EtcdLeaderElectionOptions {
   /** Wait before campaigning again after a lost lease or a failed campaign; default 1 000 ms. */
   readonly retryMs?: number;
   readonly logger: Logger;
+  /** etcd's client TLS, as the store's client has it. */
+  readonly tls?: EtcdTls;
 }
 
 /**
@@ -45,6 +48,33 @@ export interface EtcdLeaderElectionOptions {
  * (its list("") would return the candidates). So it lives under its own root, one election per prefix.
  */
 export const electionRoot = "__corral_election";
+
+type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
+
+/**
+ * etcd3 waits before re-opening a lost watch stream on a ref'd timer that nothing can clear,
+ * and its default backoff grows to 30 s: after an etcd outage the leader observer stayed blind that
+ * long, and a closed client kept the process alive that long. Doubling up to `maxMs` bounds both.
+ */
+function watchBackoff(ms: number, maxMs: number): WatchBackoff {
+  return { duration: ms, next: () => watchBackoff(Math.min(ms * 2, maxMs), maxMs) };
+}
+
+/**
+ * A campaign that is not yet elected waits on a watch of its predecessor's key, which neither
+ * `resign()` nor the client's `close()` stops. Such a watch left behind (the campaign was given up
+ * during an etcd outage, or this controller closed while not leading) is retried by etcd3 for ever —
+ * after close too, each try failing at once and arming another ref'd timer — so the process never
+ * exits. Each campaign has a namespace, hence a watch manager, of its own (see `#election()`): cancel
+ * what is left in it. etcd3 (1.1) keeps these private, so this reaches in and tolerates their absence.
+ */
+function cancelCampaignWatches(campaign: Campaign): void {
+  const internals = campaign as unknown as {
+    namespace?: { watchManager?: { watchers?: readonly { cancel(): Promise<void> }[] } };
+  };
+  for (const watcher of [...(internals.namespace?.watchManager?.watchers ?? [])])
+    watcher.cancel().catch(() => undefined);
+}
 
 /**
  * Leader election by an etcd lease and election key (etcd3's Campaign: the candidate whose key under
@@ -70,6 +100,8 @@ export class EtcdLeaderElection implements LeaderGate {
   #fence: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
   #observer: { leader(): string | undefined; cancel(): Promise<void> } | undefined;
+  /** Campaigns given up while they may still open a watch; cancelled again on close. */
+  readonly #abandoned = new Set<Campaign>();
   #closed = false;
 
   static async start(options: EtcdLeaderElectionOptions): Promise<EtcdLeaderElection> {
@@ -87,7 +119,12 @@ export class EtcdLeaderElection implements LeaderGate {
   private constructor(options: EtcdLeaderElectionOptions) {
     this.#o = options;
     this.#ttlMs = (options.ttlSeconds ?? 10) * 1000;
-    this.#client = new Etcd3({ hosts: [...options.endpoints] });
+    const retryMs = options.retryMs ?? 1_000;
+    this.#client = new Etcd3({
+      hosts: [...options.endpoints],
+      ...etcdCredentials(options.tls),
+      faultHandling: { watchBackoff: watchBackoff(Math.min(100, retryMs), retryMs) },
+    });
   }
 
   isLeader(): boolean {
@@ -172,7 +209,7 @@ export class EtcdLeaderElection implements LeaderGate {
     if (this.#fence !== undefined) clearInterval(this.#fence);
     this.#fence = undefined;
     this.#set(false);
-    campaign.resign().catch(() => undefined);
+    this.#abandon(campaign);
     if (this.#closed) return;
     this.#o.logger.warn({ err: error }, "leader election: campaign lost; campaigning again");
     this.#retry = setTimeout(() => {
@@ -180,6 +217,19 @@ export class EtcdLeaderElection implements LeaderGate {
       this.#campaignNow();
     }, this.#o.retryMs ?? 1_000);
     this.#retry.unref();
+  }
+
+  /**
+   * Gives up a campaign: revokes its lease and cancels its pending watch. Until it settles it may
+   * still open one (it was between two etcd calls), so close() cancels it once more.
+   */
+  #abandon(campaign: Campaign): void {
+    this.#abandoned.add(campaign);
+    const settled = () => this.#abandoned.delete(campaign);
+    campaign.once("elected", settled);
+    campaign.once("error", settled);
+    campaign.resign().catch(() => undefined);
+    cancelCampaignWatches(campaign);
   }
 
   #set(leading: boolean): void {
@@ -202,6 +252,9 @@ export class EtcdLeaderElection implements LeaderGate {
     this.#campaign = undefined;
     this.#set(false);
     await campaign?.resign().catch(() => undefined);
+    if (campaign !== undefined) cancelCampaignWatches(campaign);
+    for (const abandoned of this.#abandoned) cancelCampaignWatches(abandoned);
+    this.#abandoned.clear();
     await this.#observer?.cancel().catch(() => undefined);
     this.#client.close();
   }

@@ -107,4 +107,9 @@ export interface FaceContext {
   readonly metrics: { readonly history: MetricsHistory; readonly intervalMs: number };
   /** Clusters of nodes with a k3s lifecycle (`corral cluster`). */
   readonly clusters: ClusterEngine;
+  /**
+   * Aborted when the controller starts to drain: streams a client simply opens again elsewhere
+   * (heartbeats) end at once instead of holding the shutdown for its whole grace period.
+   */
+  readonly stopping?: AbortSignal;
 }

@@ -1,3 +1,4 @@
+import type { PeerCertificate } from "node:tls";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { AuditLog } from "../core/audit-log.ts";
 import { CorralError } from "../core/errors.ts";
@@ -6,7 +7,7 @@ import { anonymous, describePrincipal, localPrincipal, type Principal } from "..
 import type { PrincipalResolver } from "../security/principal-resolver.ts";
 import type { GrpcHandlerContext } from "./call-context.ts";
 import type { CallInterceptor } from "./grpc-adapter.ts";
-import { principalKey } from "./principal-context.ts";
+import { principalKey, principalRecheckKey } from "./principal-context.ts";
 
 /** Trailer detail that marks a refusal by the access table (tests tell it apart from a handler's own). */
 export const deniedByTable = { "denied-by": "access-table" } as const;
@@ -43,16 +44,31 @@ export function checkAccess(principal: Principal, rule: AccessRule, path: string
   }
 }
 
-/** Who the caller is, from the listener, its certificate, or a bearer token. */
-async function identify(ctx: HandlerContext, options: AuthorizeOptions): Promise<Principal> {
-  if (options.listener === "bridge") return localPrincipal;
+interface Presented {
+  readonly certificate?: PeerCertificate | undefined;
+  readonly authorization?: string | null;
+}
+
+/**
+ * What the caller presented: read once per call (decoding the peer certificate is the dearest part,
+ * and a stream's connection cannot change under it).
+ */
+function presented(ctx: HandlerContext, options: AuthorizeOptions): Presented {
+  if (options.listener === "bridge") return {};
   const certificate =
     options.listener === "cluster"
       ? (ctx as GrpcHandlerContext).call.getAuthContext().sslPeerCertificate
       : undefined;
-  if (certificate !== undefined) return options.resolver.fromCertificate(certificate);
-  const authorization = ctx.requestHeader.get("authorization");
-  if (authorization !== null) return options.resolver.fromBearer(authorization);
+  return certificate !== undefined
+    ? { certificate }
+    : { authorization: ctx.requestHeader.get("authorization") };
+}
+
+/** Who the caller is, from the listener, its certificate, or a bearer token. */
+async function identify(credential: Presented, options: AuthorizeOptions): Promise<Principal> {
+  if (options.listener === "bridge") return localPrincipal;
+  if (credential.certificate !== undefined) return options.resolver.fromCertificate(credential.certificate);
+  if (credential.authorization != null) return options.resolver.fromBearer(credential.authorization);
   return anonymous;
 }
 
@@ -69,8 +85,10 @@ export async function authorizeCall(
   const path = methodPath(ctx);
   const rule = accessRuleFor(path);
   let principal: Principal;
+  const credential = presented(ctx, options);
   try {
-    principal = await identify(ctx, options);
+    principal = await identify(credential, options);
+    ctx.values.set(principalRecheckKey, () => identify(credential, options));
   } catch (error) {
     // A stale credential may still knock on the open doors (a removed node joining again).
     if (!rule.anonymous) throw error;

@@ -62,6 +62,7 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/corral.v1.ProvisioningService/RetryJob": operate,
   "/corral.v1.ProvisioningService/CancelJob": operate,
   "/corral.v1.AgentService/Heartbeat": { roles: nodesOnly, selfOnly: true },
+  "/corral.v1.AgentService/HeartbeatStream": { roles: nodesOnly, selfOnly: true },
   "/corral.v1.AgentService/UpdateSelf": nodeSelf,
   "/corral.v1.AgentService/Leave": nodeSelf,
   "/corral.v1.HardwareService/DescribeHardware": read,

@@ -54,12 +54,58 @@ describe("controller config", () => {
     rejectsWith({ store: { etcd: { endpoints: ["ftp://x"] } } }, /store\.etcd\.endpoints\.0:/);
     rejectsWith({ store: { etcd: { endpoints: ["http://a:1"], prefix: "corral" } } }, /store\.etcd\.prefix:/);
     rejectsWith(
-      { store: { etcd: { endpoints: ["http://a:1"], tls: {} } } },
-      /store\.etcd\.tls: is not a known key/,
+      { store: { etcd: { endpoints: ["http://a:1"], username: "root" } } },
+      /store\.etcd\.username: is not a known key/,
     );
     rejectsWith(
       { store: { sqlite: {}, etcd: { endpoints: ["http://a:1"] } } },
       /store: name either sqlite or etcd/,
+    );
+  });
+
+  it("reads store.etcd.tls with paths relative to the file, and names the key of a bad one", () => {
+    const etcd = (more: Record<string, unknown>) => ({
+      store: { etcd: { endpoints: ["https://10.0.0.5:2379", "https://10.0.0.6:2379"], ...more } },
+      ca: { keyFile: "/k" },
+    });
+    const config = resolveControllerConfig(
+      etcd({ tls: { caFile: "etcd/ca.crt", certFile: "/etc/corral/etcd.crt", keyFile: "etcd/client.key" } }),
+      "/x",
+    );
+    assert.deepEqual(config.store.kind === "etcd" ? config.store.tls : undefined, {
+      caFile: "/x/etcd/ca.crt",
+      certFile: "/etc/corral/etcd.crt",
+      keyFile: "/x/etcd/client.key",
+    });
+    const caOnly = resolveControllerConfig(etcd({ tls: { caFile: "ca.crt" } }), "/x");
+    assert.deepEqual(caOnly.store.kind === "etcd" ? caOnly.store.tls : undefined, { caFile: "/x/ca.crt" });
+    // Without tls, https:// endpoints are checked against the system's trusted roots.
+    assert.equal((resolveControllerConfig(etcd({}), "/x").store as { tls?: unknown }).tls, undefined);
+
+    rejectsWith(
+      etcd({ tls: { caFile: "ca.crt", certFile: "c.crt" } }),
+      /store\.etcd\.tls\.keyFile: is required with certFile/,
+    );
+    rejectsWith(
+      etcd({ tls: { caFile: "ca.crt", keyFile: "c.key" } }),
+      /store\.etcd\.tls\.certFile: is required with keyFile/,
+    );
+    rejectsWith(etcd({ tls: { certFile: "c.crt", keyFile: "c.key" } }), /store\.etcd\.tls\.caFile:/);
+    rejectsWith(etcd({ tls: { caFile: "" } }), /store\.etcd\.tls\.caFile:/);
+    rejectsWith(
+      etcd({ tls: { caFile: "ca.crt", crlFile: "x" } }),
+      /store\.etcd\.tls\.crlFile: is not a known key/,
+    );
+    rejectsWith(
+      {
+        store: { etcd: { endpoints: ["https://a:1", "http://b:1"], tls: { caFile: "ca.crt" } } },
+        ca: { keyFile: "/k" },
+      },
+      /store\.etcd\.endpoints: must all be https:\/\/ URLs with store\.etcd\.tls/,
+    );
+    rejectsWith(
+      { store: { etcd: { endpoints: ["https://a:1", "http://b:1"] } }, ca: { keyFile: "/k" } },
+      /store\.etcd\.endpoints: must be all http:\/\/ or all https:\/\//,
     );
   });
 

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,8 +16,27 @@ export function etcdMissing(): string | undefined {
     : `no etcd at ${etcdBinary}: install Debian's etcd-server (.ci/run does) to run the etcd tests`;
 }
 
+/** Client TLS for a test etcd: PEM files, served on https:// client URLs (peers stay plaintext). */
+export interface TestEtcdTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** The CA client certificates must chain to. */
+  readonly trustedCaFile: string;
+  /** Refuse clients without a certificate from `trustedCaFile`. */
+  readonly clientCertAuth?: boolean;
+  /**
+   * What the health check trusts and presents. Default: trust `trustedCaFile`, and with `clientCertAuth`
+   * present etcd's own certificate and key (which then must allow client auth too).
+   */
+  readonly probe?: { readonly ca: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+}
+
+export interface TestEtcdOptions {
+  readonly tls?: TestEtcdTls;
+}
+
 export interface TestEtcd {
-  /** The client URL, http://127.0.0.1:<port>. */
+  /** The client URL, http://127.0.0.1:<port> (https:// with `tls`). */
   readonly endpoint: string;
   readonly dataDir: string;
   /** SIGKILLs etcd, keeping its data dir and ports (for `revive`). */
@@ -28,13 +48,32 @@ export interface TestEtcd {
 }
 
 /** A real single-member etcd in a temp dir, on free loopback ports; resolves once it answers. */
-export async function startTestEtcd(): Promise<TestEtcd> {
+export async function startTestEtcd(options: TestEtcdOptions = {}): Promise<TestEtcd> {
+  const tls = options.tls;
+  const tlsFlags =
+    tls === undefined
+      ? []
+      : [
+          `--cert-file=${tls.certFile}`,
+          `--key-file=${tls.keyFile}`,
+          `--trusted-ca-file=${tls.trustedCaFile}`,
+          ...(tls.clientCertAuth === true ? ["--client-cert-auth"] : []),
+        ];
+  const probe =
+    tls === undefined
+      ? undefined
+      : (tls.probe ?? {
+          ca: await readFile(tls.trustedCaFile),
+          ...(tls.clientCertAuth === true
+            ? { cert: await readFile(tls.certFile), key: await readFile(tls.keyFile) }
+            : {}),
+        });
   let lastError: unknown;
   // Free ports are found by binding port 0 and letting go; another process may take one in between.
   for (let attempt = 0; attempt < 3; attempt++) {
     const dataDir = await mkdtemp(join(tmpdir(), "corral-etcd-"));
     const [clientPort, peerPort] = [await freePort(), await freePort()];
-    const endpoint = `http://127.0.0.1:${clientPort}`;
+    const endpoint = `${tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
     const peer = `http://127.0.0.1:${peerPort}`;
     const launch = () =>
       spawn(
@@ -50,6 +89,7 @@ export async function startTestEtcd(): Promise<TestEtcd> {
           "--initial-cluster-state=new",
           "--log-level=warn",
           "--logger=zap",
+          ...tlsFlags,
         ],
         { stdio: ["ignore", "ignore", "pipe"] },
       );
@@ -65,7 +105,7 @@ export async function startTestEtcd(): Promise<TestEtcd> {
       await rm(dataDir, { recursive: true, force: true });
     });
     try {
-      await waitHealthy(endpoint, child, () => stderr);
+      await waitHealthy(endpoint, child, () => stderr, probe);
       return {
         endpoint,
         dataDir,
@@ -75,7 +115,7 @@ export async function startTestEtcd(): Promise<TestEtcd> {
           await kill(child);
           child = launch();
           capture(child);
-          await waitHealthy(endpoint, child, () => stderr);
+          await waitHealthy(endpoint, child, () => stderr, probe);
         },
       };
     } catch (error) {
@@ -86,21 +126,63 @@ export async function startTestEtcd(): Promise<TestEtcd> {
   throw lastError;
 }
 
-async function waitHealthy(endpoint: string, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitHealthy(
+  endpoint: string,
+  child: ChildProcess,
+  stderr: () => string,
+  tls?: TestEtcdTls["probe"],
+): Promise<void> {
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null)
       throw new Error(`etcd exited (${child.exitCode ?? child.signalCode}): ${stderr()}`);
     try {
-      const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
-      const body = (await response.json()) as { health?: string };
-      if (response.ok && body.health === "true") return;
+      if (tls === undefined) {
+        const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
+        const body = (await response.json()) as { health?: string };
+        if (response.ok && body.health === "true") return;
+      } else if (await healthyOverTls(endpoint, tls)) return;
     } catch {
       // not listening yet
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`etcd at ${endpoint} did not become healthy in 15 s: ${stderr()}`);
+}
+
+/** fetch cannot present a client certificate, so the TLS health check is node:https. */
+function healthyOverTls(endpoint: string, tls: NonNullable<TestEtcdTls["probe"]>): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const request = httpsRequest(
+      `${endpoint}/health`,
+      {
+        ca: tls.ca,
+        ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+        ...(tls.key === undefined ? {} : { key: tls.key }),
+        timeout: 1_000,
+      },
+      (response) => {
+        let body = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => {
+          body += chunk;
+        });
+        response.on("end", () => {
+          try {
+            resolve(
+              response.statusCode === 200 && (JSON.parse(body) as { health?: string }).health === "true",
+            );
+          } catch {
+            resolve(false);
+          }
+        });
+        response.on("error", reject);
+      },
+    );
+    request.on("timeout", () => request.destroy(new Error("health check timed out")));
+    request.on("error", reject);
+    request.end();
+  });
 }
 
 async function kill(child: ChildProcess): Promise<void> {

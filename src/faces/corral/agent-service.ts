@@ -1,9 +1,12 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { parseDuration } from "../../core/duration.ts";
 import { CorralError } from "../../core/errors.ts";
 import type { NodePatch } from "../../core/node-record.ts";
-import type { AgentService } from "../../gen/corral/v1/agent_pb.ts";
-import { principalOf } from "../../rpc/principal-context.ts";
+import { defaults } from "../../defaults.ts";
+import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_pb.ts";
+import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
+import { untilAborted } from "../../rpc/until-aborted.ts";
 import type { FaceContext } from "../face-context.ts";
 import {
   metadataMapFromMessage,
@@ -34,24 +37,44 @@ function callingNode(ctx: HandlerContext): string {
   return principal.nodeId;
 }
 
+const neverStopping = new AbortController().signal;
+
 export function agentService({
   registry,
   heartbeats,
   loads,
   clock,
   models,
+  stopping = neverStopping,
 }: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
+  const beat = async (nodeId: string, request: HeartbeatRequest) => {
+    const nextIn = await heartbeats.heartbeat(nodeId);
+    // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.
+    loads.record(nodeId, {
+      cpuUsage: request.cpuUsage,
+      memoryUsedMb: Number(request.memoryUsedMb),
+      at: clock.now(),
+    });
+    return { nextIn: durationFromMs(nextIn) };
+  };
+  const maxAgeMs = parseDuration(defaults.heartbeatStream.maxAge);
   return {
-    async heartbeat(request, ctx) {
+    heartbeat(request, ctx) {
+      return beat(callingNode(ctx), request);
+    },
+
+    async *heartbeatStream(requests, ctx) {
       const nodeId = callingNode(ctx);
-      const nextIn = await heartbeats.heartbeat(nodeId);
-      // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.
-      loads.record(nodeId, {
-        cpuUsage: request.cpuUsage,
-        memoryUsedMb: Number(request.memoryUsedMb),
-        at: clock.now(),
-      });
-      return { nextIn: durationFromMs(nextIn) };
+      const endsAt = clock.now() + maxAgeMs;
+      for await (const request of untilAborted(requests, stopping)) {
+        // The stream outlives the check made when it opened: a heartbeat is refused exactly when the
+        // same heartbeat as a call would be.
+        const principal = await recheckPrincipal(ctx);
+        if (principal.kind !== "node" || principal.nodeId !== nodeId)
+          throw new CorralError("UNAUTHENTICATED", "the stream's credentials no longer name this node");
+        yield await beat(nodeId, request);
+        if (clock.now() >= endsAt) return;
+      }
     },
 
     async updateSelf(request, ctx) {

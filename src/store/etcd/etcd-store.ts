@@ -28,7 +28,7 @@ import type {
   WatchOptions,
 } from "../types.ts";
 import { WatchBuffer } from "../watch-buffer.ts";
-import { createEtcdClient, neverSent } from "./etcd-client.ts";
+import { createEtcdClient, type EtcdTls, neverSent } from "./etcd-client.ts";
 import { KeySpace, keyAfter } from "./etcd-keys.ts";
 import { openWatchStream, type WatchStream } from "./etcd-watch.ts";
 
@@ -46,6 +46,8 @@ export interface EtcdStoreOptions {
   requestTimeoutMs?: number;
   /** How long a live watch keeps trying to reach etcd again before it fails with UNAVAILABLE; default 60 000 ms. */
   watchReconnectMs?: number;
+  /** Client TLS (PEM): trust only `ca`, and present `cert`/`key` when etcd asks for a client certificate. */
+  tls?: EtcdTls;
 }
 
 /**
@@ -104,7 +106,11 @@ export class EtcdStore implements Store {
     this.#watchReconnectMs = validateLimit(options.watchReconnectMs, "watchReconnectMs") ?? 60_000;
     const requestTimeoutMs = validateLimit(options.requestTimeoutMs, "requestTimeoutMs") ?? 10_000;
     this.#endpoints = [...options.endpoints];
-    this.#client = createEtcdClient({ endpoints: options.endpoints, requestTimeoutMs });
+    this.#client = createEtcdClient({
+      endpoints: options.endpoints,
+      requestTimeoutMs,
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+    });
   }
 
   /** The etcd client, for controller presence and batched liveness, which live beside the store. */
