@@ -36,6 +36,8 @@ export const defaults = {
      * (liveness.suspectAfterMissed − 1 − jitter) × liveness.minInterval.
      */
     lastSeenFlush: "1s",
+    /** Heartbeat answers name the live controllers (agents learn new ones); the list is read this often. */
+    controllersRefresh: "5s",
   },
   feed: {
     /** Events a watcher may fall behind before it is cut off with RESOURCE_EXHAUSTED. */

@@ -3,7 +3,7 @@ import type { DescService, MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { formatHostPort, type HostPort } from "../core/address.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../core/address.ts";
 import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import type { NodeService, Resources } from "../core/node.ts";
@@ -99,9 +99,9 @@ export class ControllerLink implements AsyncDisposable {
     const controller = this.#o.identity.controller;
     if (credentials === undefined || controller === undefined) return;
     this.#credentials = credentials;
-    this.#controllers = parseAddressList(
-      (controller.addresses ?? [controller.address]).join(","),
-      "controller addresses",
+    this.#controllers = withLearned(
+      parseAddressList((controller.addresses ?? [controller.address]).join(","), "controller addresses"),
+      controller.learned,
     );
     this.#o.onCredentials?.(credentials);
     this.state.set("DISCONNECTED");
@@ -128,10 +128,43 @@ export class ControllerLink implements AsyncDisposable {
     const stored = this.#o.identity.controller;
     if (stored === undefined) return;
     const addresses = controllers.map(formatHostPort);
-    if (addresses.join(",") === this.controllerAddresses.join(",")) return;
-    this.#controllers = controllers;
+    if (addresses.join(",") === (stored.addresses ?? [stored.address]).join(",")) return;
+    this.#controllers = withLearned(controllers, stored.learned);
     this.#transport = undefined;
     this.#o.identity.controller = { ...stored, address: addresses[0] as string, addresses };
+    await this.#o.store.save(this.#o.identity);
+  }
+
+  /**
+   * Takes in the controllers a heartbeat answer named: they are tried after the ones given with
+   * --join, and kept in the data dir so that a restart finds them even if every given one is gone.
+   * Addresses that do not parse are left out (the list comes from the network).
+   */
+  async #learnControllers(advertised: readonly string[]): Promise<void> {
+    const stored = this.#o.identity.controller;
+    if (stored === undefined) return;
+    const learned = [
+      ...new Set(
+        advertised.flatMap((address) => {
+          try {
+            return [formatHostPort(parseHostPort(address, "controllers"))];
+          } catch {
+            return [];
+          }
+        }),
+      ),
+    ].sort();
+    if (learned.join(",") === (stored.learned ?? []).join(",")) return;
+    const given = parseAddressList((stored.addresses ?? [stored.address]).join(","), "controller addresses");
+    const controllers = withLearned(given, learned);
+    if (controllers.map(formatHostPort).join(",") !== this.controllerAddresses.join(",")) {
+      this.#o.logger.info(
+        { controllers: controllers.map(formatHostPort) },
+        "the cluster's controllers changed",
+      );
+      this.#controllers = controllers;
+    }
+    this.#o.identity.controller = { ...stored, learned };
     await this.#o.store.save(this.#o.identity);
   }
 
@@ -240,8 +273,8 @@ export class ControllerLink implements AsyncDisposable {
       onFailover: (from, to, error) =>
         this.#o.logger.warn({ from, to, err: error.rawMessage }, "controller unreachable; trying the next"),
     });
-    // Keep the controller that answered last across renewals of the certificate.
-    if (cached !== undefined && cached.addresses === addresses)
+    // Keep the controller that answered last (across renewals of the certificate, and when the list grows).
+    if (cached !== undefined && transport.addresses.includes(cached.transport.current))
       while (transport.current !== cached.transport.current) transport.rotate();
     this.#transport = { for: credentials, addresses, transport };
     return transport;
@@ -297,6 +330,10 @@ export class ControllerLink implements AsyncDisposable {
           onStream,
         );
         onStream = true;
+        if (answer.controllers.length > 0)
+          await this.#learnControllers(answer.controllers).catch((error: unknown) =>
+            this.#o.logger.warn({ err: error }, "could not keep the cluster's list of controllers"),
+          );
         if (this.controllerAddress !== before) {
           // Landed on another controller: it hears the node's address, resources and services again.
           reported = false;
@@ -486,6 +523,13 @@ export class ControllerLink implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The controllers given, then the learned ones not among them. */
+function withLearned(given: readonly HostPort[], learned: readonly string[] | undefined): HostPort[] {
+  const seen = new Set(given.map(formatHostPort));
+  const extra = (learned ?? []).filter((address) => !seen.has(address));
+  return [...given, ...extra.map((address) => parseHostPort(address, "learned controllers"))];
 }
 
 /** The first controller of the list whose CA can be fetched (and matches the pin, when there is one). */

@@ -18,6 +18,11 @@ export interface NodeIdentity {
     address: string;
     /** Every controller of the cluster (`--join a,b,c`), tried in order; absent: `address` only. */
     addresses?: string[];
+    /**
+     * Controllers the cluster named in heartbeat answers (several controllers on etcd), tried after
+     * `addresses`; replaced whenever the cluster's list changes.
+     */
+    learned?: string[];
     caFingerprint: string;
   };
 }
