@@ -3,17 +3,23 @@
  * `for await` with a check per item cannot do for a stream whose client is silent for minutes.
  */
 export async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
-  if (signal.aborted) return;
   const iterator = source[Symbol.asyncIterator]();
-  let onAbort: () => void = () => undefined;
-  const aborted = new Promise<"aborted">((resolve) => {
-    onAbort = () => resolve("aborted");
-  });
-  signal.addEventListener("abort", onAbort, { once: true });
   let finished = false;
   try {
-    for (;;) {
-      const step = await Promise.race([iterator.next(), aborted]);
+    while (!signal.aborted) {
+      // A promise and a listener per item, dropped after it: racing one long-lived promise would add a
+      // reaction to it per item for the whole life of the stream.
+      let onAbort: () => void = () => undefined;
+      const aborted = new Promise<"aborted">((resolve) => {
+        onAbort = () => resolve("aborted");
+      });
+      signal.addEventListener("abort", onAbort, { once: true });
+      let step: IteratorResult<T> | "aborted";
+      try {
+        step = await Promise.race([iterator.next(), aborted]);
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+      }
       if (step === "aborted") return;
       if (step.done) {
         finished = true;
@@ -22,7 +28,6 @@ export async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSi
       yield step.value;
     }
   } finally {
-    signal.removeEventListener("abort", onAbort);
     // Not awaited: a generator parked in `next()` returns only once that settles (the call ends).
     if (!finished) iterator.return?.().catch(() => undefined);
   }
