@@ -38,6 +38,15 @@ export const defaults = {
     lastSeenFlush: "1s",
     /** Heartbeat answers name the live controllers (agents learn new ones); the list is read this often. */
     controllersRefresh: "5s",
+    /** Each controller passes the metrics samples and heartbeat loads it heard on to the others this often. */
+    replicateEvery: "1s",
+    replicateTimeout: "5s",
+    /**
+     * Samples one replication batch carries at most (about 150 bytes each: well under the 4 MiB a
+     * message may have). A fleet pushing more per `replicateEvery` loses the excess on the other
+     * controllers, with a warning.
+     */
+    replicateMaxSamples: 10_000,
   },
   feed: {
     /** Events a watcher may fall behind before it is cut off with RESOURCE_EXHAUSTED. */

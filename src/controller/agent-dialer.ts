@@ -44,8 +44,12 @@ export class AgentDialer {
 
   /** A client of a service on the node's agent. */
   async client<S extends DescService>(service: S, node: NodeRecord): Promise<Client<S>> {
+    return this.clientAt(service, formatHostPort({ host: node.address, port: node.port }));
+  }
+
+  /** A client of a service at `address` (host:port): another controller's cluster listener. */
+  async clientAt<S extends DescService>(service: S, address: string): Promise<Client<S>> {
     const identity = await this.#currentIdentity();
-    const address = formatHostPort({ host: node.address, port: node.port });
     // Trust is fixed when a transport is made: a CA rotation needs new transports.
     const key = `${address}|${identity.serialNumber}|${this.#ca.bundleId}`;
     let transport = this.#transports.get(key);

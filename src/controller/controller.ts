@@ -25,6 +25,7 @@ import { localPipelineRunsService } from "../faces/corral/pipeline-runs-service.
 import { controllerUdpTargets } from "../faces/corral/pipeline-udp-targets.ts";
 import type { FaceContext } from "../faces/face-context.ts";
 import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
+import { ControllerPeerService } from "../gen/corral/v1/peers_pb.ts";
 import type { Logger } from "../observability/logger.ts";
 import { ControllerMetrics } from "../observability/metrics.ts";
 import { PipelineManager } from "../pipelines/manager.ts";
@@ -58,6 +59,7 @@ import { alwaysLeader, EtcdLeaderElection, type LeaderGate } from "./leader-elec
 import { Membership } from "./membership.ts";
 import { registerNodeMetricGauges } from "./metrics-gauges.ts";
 import { OwnNodeMetrics } from "./metrics-own-node.ts";
+import { PeerReplicator } from "./peer-replicator.ts";
 import { PlacementReconciler } from "./placement-reconciler.ts";
 import { ProvisioningDispatcher } from "./provisioning-dispatcher.ts";
 import { PlanLibrary, shippedPlansDir } from "./provisioning-plans.ts";
@@ -353,6 +355,23 @@ export class Controller implements AsyncDisposable {
       stoppers.push(() => placement.close());
 
       const agents = new AgentDialer(registry, ca, controllerNodeId);
+      // Several controllers: metrics and heartbeat loads heard here reach the others (and theirs, here).
+      const peers =
+        controllers === undefined
+          ? undefined
+          : new PeerReplicator({
+              name: config.nodeName,
+              peers: () => controllers.list(),
+              client: (address) => agents.clientAt(ControllerPeerService, address),
+              everyMs: parseDuration(defaults.ha.replicateEvery),
+              maxSamples: defaults.ha.replicateMaxSamples,
+              callTimeoutMs: parseDuration(defaults.ha.replicateTimeout),
+              logger,
+            });
+      if (peers !== undefined) {
+        peers.start();
+        stoppers.push(() => peers.close());
+      }
       const provisioning = new ProvisioningDispatcher({
         store,
         registry,
@@ -406,6 +425,7 @@ export class Controller implements AsyncDisposable {
       const stopping = new AbortController();
       const context: FaceContext = {
         stopping: stopping.signal,
+        ...(peers === undefined ? {} : { peers }),
         registry,
         feed,
         store,

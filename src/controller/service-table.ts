@@ -12,6 +12,7 @@ import { metricsService } from "../faces/corral/metrics-service.ts";
 import { modelsService } from "../faces/corral/models-service.ts";
 import { nodeOpsService } from "../faces/corral/node-ops-service.ts";
 import { nodesService } from "../faces/corral/nodes-service.ts";
+import { peerService } from "../faces/corral/peer-service.ts";
 import { pipelineRunsRelay } from "../faces/corral/pipeline-runs-service.ts";
 import { provisioningService } from "../faces/corral/provisioning-service.ts";
 import { sessionService } from "../faces/corral/session-service.ts";
@@ -39,6 +40,7 @@ import { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
 import { ModelsService } from "../gen/corral/v1/models_pb.ts";
 import { NodeOpsService } from "../gen/corral/v1/node_ops_pb.ts";
 import { NodesService } from "../gen/corral/v1/nodes_pb.ts";
+import { ControllerPeerService } from "../gen/corral/v1/peers_pb.ts";
 import { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
 import { ProvisioningService } from "../gen/corral/v1/provisioning_pb.ts";
 import { SessionService } from "../gen/corral/v1/session_pb.ts";
@@ -88,6 +90,7 @@ export function grpcServices(context: FaceContext): ServiceEntry[] {
   return [
     ...browserServices(context),
     entry(AgentService, agentService(context)),
+    entry(ControllerPeerService, peerService(context)),
     entry(NodeService, distributedLlmNodeService(context)),
     entry(DiscoveryService, distributedLlmDiscoveryService(context)),
     entry(TUIService, distributedLlmTuiService(context)),

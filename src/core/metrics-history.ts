@@ -189,6 +189,16 @@ export class MetricsHistory {
     return kept;
   }
 
+  /** Several nodes' samples at once (from another controller): all are checked before any is kept. */
+  recordMany(
+    batches: readonly { readonly nodeId: string; readonly points: readonly MetricsPoint[] }[],
+  ): number {
+    const checked = batches.map((batch) => ({ nodeId: batch.nodeId, points: batch.points.map(sanitize) }));
+    let kept = 0;
+    for (const batch of checked) kept += this.record(batch.nodeId, batch.points);
+    return kept;
+  }
+
   /** A node's samples, oldest first (taken after `sinceMs`). Empty for a node that never pushed. */
   history(nodeId: string, sinceMs = 0): MetricsPoint[] {
     return this.#rings.get(nodeId)?.read(sinceMs) ?? [];

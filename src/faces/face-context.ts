@@ -5,11 +5,11 @@ import type { Clock } from "../core/clock.ts";
 import type { ClusterEngine } from "../core/cluster-engine.ts";
 import type { EventFeed } from "../core/event-feed.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
-import type { MetricsHistory } from "../core/metrics-history.ts";
+import type { MetricsHistory, MetricsPoint } from "../core/metrics-history.ts";
 import type { ModelRegistry } from "../core/model-registry.ts";
 import type { NodeRecord } from "../core/node.ts";
 import type { NodeHealthBook } from "../core/node-health.ts";
-import type { NodeLoads } from "../core/node-load.ts";
+import type { NodeLoad, NodeLoads } from "../core/node-load.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { ProvisioningEngine } from "../core/provisioning-engine.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
@@ -112,4 +112,12 @@ export interface FaceContext {
    * (heartbeats) end at once instead of holding the shutdown for its whole grace period.
    */
   readonly stopping?: AbortSignal;
+  /** With several controllers: what this one heard from agents, passed on to the others. */
+  readonly peers?: PeerFeed;
+}
+
+/** What agents told this controller that the store does not keep, for the other controllers. */
+export interface PeerFeed {
+  samples(nodeId: string, points: readonly MetricsPoint[]): void;
+  load(nodeId: string, load: NodeLoad): void;
 }

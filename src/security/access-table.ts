@@ -63,6 +63,8 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/corral.v1.ProvisioningService/CancelJob": operate,
   "/corral.v1.AgentService/Heartbeat": { roles: nodesOnly, selfOnly: true },
   "/corral.v1.AgentService/HeartbeatStream": { roles: nodesOnly, selfOnly: true },
+  // Controllers only (their certificates carry role admin; the handler checks it is a controller).
+  "/corral.v1.ControllerPeerService/Replicate": { roles: admins },
   "/corral.v1.AgentService/UpdateSelf": nodeSelf,
   "/corral.v1.AgentService/Leave": nodeSelf,
   "/corral.v1.HardwareService/DescribeHardware": read,

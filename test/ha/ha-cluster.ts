@@ -23,6 +23,7 @@ export interface HaClusterOptions {
   /** Short intervals so that liveness can be watched in a test. */
   readonly liveness?: Record<string, unknown>;
   readonly lastSeenFlush?: string;
+  readonly metrics?: Record<string, unknown>;
 }
 
 export async function startHaCluster(options: HaClusterOptions): Promise<HaCluster> {
@@ -43,6 +44,7 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
     },
     ca: { keyFile },
     ...(options.liveness === undefined ? {} : { liveness: options.liveness }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
   });
   const cluster: HaCluster = {
     etcd,

@@ -47,6 +47,7 @@ export function agentService({
   clock,
   models,
   facts,
+  peers,
   stopping = neverStopping,
 }: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
   const controllers = advertisedControllers(
@@ -57,11 +58,9 @@ export function agentService({
   const beat = async (nodeId: string, request: HeartbeatRequest) => {
     const nextIn = await heartbeats.heartbeat(nodeId);
     // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.
-    loads.record(nodeId, {
-      cpuUsage: request.cpuUsage,
-      memoryUsedMb: Number(request.memoryUsedMb),
-      at: clock.now(),
-    });
+    const load = { cpuUsage: request.cpuUsage, memoryUsedMb: Number(request.memoryUsedMb), at: clock.now() };
+    loads.record(nodeId, load);
+    peers?.load(nodeId, load);
     return { nextIn: durationFromMs(nextIn), controllers: [...controllers()] };
   };
   const maxAgeMs = parseDuration(defaults.heartbeatStream.maxAge);

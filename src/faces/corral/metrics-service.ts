@@ -53,6 +53,7 @@ export function sampleToMessage(point: MetricsPoint): MetricsSample {
 export function metricsService({
   metrics,
   registry,
+  peers,
 }: FaceContext): Partial<ServiceImpl<typeof MetricsService>> {
   const { history, intervalMs } = metrics;
   const interval = () => durationFromMs(intervalMs);
@@ -67,7 +68,9 @@ export function metricsService({
         throw new CorralError("PERMISSION_DENIED", "only a node pushes metrics, about itself");
       if (request.samples.length > maxSamplesPerPush)
         throw CorralError.invalidArgument("samples", `has more than ${maxSamplesPerPush} samples`);
-      history.record(principal.nodeId, request.samples.map(sampleFromMessage));
+      const points = request.samples.map(sampleFromMessage);
+      history.record(principal.nodeId, points);
+      peers?.samples(principal.nodeId, points);
       return { nextIn: interval() };
     },
 
