@@ -444,7 +444,11 @@ export class Controller implements AsyncDisposable {
           isLeader: () => leader.isLeader(),
           leader: () => leader.leader(),
           ...(controllers === undefined ? {} : { controllers: () => controllers.list() }),
-          ...(etcd === undefined ? {} : { storeHealth: () => etcd.health() }),
+          ...(etcd !== undefined
+            ? { storeHealth: () => etcd.health() }
+            : store instanceof SqliteStore
+              ? { storeHealth: () => store.health() }
+              : {}),
         },
         admission: new Admission({
           registry,

@@ -417,6 +417,8 @@ describe("corral requests, token and nodes against a real controller", () => {
       });
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /controller\s+CLI Test Controller/);
+      // The SQLite store reports its version and size, as etcd does.
+      assert.match(result.stdout, /store ok\s+yes, SQLite 3\.\d+\.\d+, revision \d+, \d+(\.\d+)? [KM]iB/);
     });
 
     it("is refused without credentials on the cluster listener", async () => {

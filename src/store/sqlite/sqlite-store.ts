@@ -128,6 +128,25 @@ export class SqliteStore implements Store {
     return this.#run(() => readMeta(this.#statements, "revision"));
   }
 
+  /** What `corral status` shows: SQLite's version, the revision, and the database's size on disk. */
+  async health(): Promise<{ healthy: boolean; message: string; revision: number; dbSizeBytes: number }> {
+    try {
+      return this.#run(() => {
+        const version = this.#db.prepare("select sqlite_version() as v").get() as { v: string };
+        const pages = this.#db.pragma("page_count", { simple: true }) as number;
+        const pageSize = this.#db.pragma("page_size", { simple: true }) as number;
+        return {
+          healthy: true,
+          message: `SQLite ${version.v}`,
+          revision: readMeta(this.#statements, "revision"),
+          dbSizeBytes: pages * pageSize,
+        };
+      });
+    } catch (error) {
+      return { healthy: false, message: (error as Error).message, revision: 0, dbSizeBytes: 0 };
+    }
+  }
+
   async changes(fromRevision: number, options: ChangesOptions = {}): Promise<StoreEvent[]> {
     validateRevision(fromRevision, "fromRevision");
     const prefix = validatePrefix(options.prefix ?? "");
