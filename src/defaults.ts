@@ -42,11 +42,12 @@ export const defaults = {
     replicateEvery: "1s",
     replicateTimeout: "5s",
     /**
-     * Samples one replication batch carries at most (about 150 bytes each: well under the 4 MiB a
-     * message may have). A fleet pushing more per `replicateEvery` loses the excess on the other
-     * controllers, with a warning.
+     * Samples one replication batch carries at most; a fleet pushing more per `replicateEvery` loses
+     * the excess on the other controllers, with a warning.
      */
-    replicateMaxSamples: 10_000,
+    replicateMaxSamples: 20_000,
+    /** A batch is sent as several calls of at most this many bytes (a message may have 4 MiB). */
+    replicateMaxCallBytes: 2 * 1024 * 1024,
   },
   feed: {
     /** Events a watcher may fall behind before it is cut off with RESOURCE_EXHAUSTED. */

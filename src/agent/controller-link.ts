@@ -55,6 +55,9 @@ const serviceEnum: Record<NodeService, NodeServiceEnum> = {
   PIPELINES: NodeServiceEnum.PIPELINES,
 };
 
+/** Controllers taken from heartbeat answers at most (the list comes from the network). */
+const maxLearnedControllers = 32;
+
 /** Calls of the link itself that may be sent again to another controller after an UNAVAILABLE. */
 const repeatableCalls = new Set(["Heartbeat", "UpdateSelf", "RenewCertificate", "Leave"]);
 const readCall = /^(Get|List|Watch|Stream|Sync|Describe|Check|Ping|get|list|watch|stream)/;
@@ -74,8 +77,11 @@ export class ControllerLink implements AsyncDisposable {
   #transport: { for: NodeCredentials; addresses: string; transport: FailoverTransport } | undefined;
   #loop: Promise<void> | undefined;
   #heartbeats: HeartbeatStream | undefined;
-  /** Controllers that answered UNIMPLEMENTED to HeartbeatStream (older versions): heartbeats by call. */
-  readonly #callsOnly = new Set<string>();
+  /**
+   * Controllers that answered UNIMPLEMENTED to HeartbeatStream (older versions), and until when they get
+   * heartbeats by call (one stream max age: an upgraded controller is found again).
+   */
+  readonly #callsOnly = new Map<string, number>();
   #stop = new AbortController();
   #joining = false;
   #closed = false;
@@ -153,7 +159,9 @@ export class ControllerLink implements AsyncDisposable {
           }
         }),
       ),
-    ].sort();
+    ]
+      .sort()
+      .slice(0, maxLearnedControllers);
     if (learned.join(",") === (stored.learned ?? []).join(",")) return;
     const given = parseAddressList((stored.addresses ?? [stored.address]).join(","), "controller addresses");
     const controllers = withLearned(given, learned);
@@ -479,7 +487,7 @@ export class ControllerLink implements AsyncDisposable {
   ): Promise<HeartbeatResponse> {
     const transport = this.#failover();
     const address = transport.current;
-    if (onStream && !this.#callsOnly.has(address)) {
+    if (onStream && (this.#callsOnly.get(address) ?? 0) <= Date.now()) {
       let stream = this.#heartbeats;
       if (
         stream === undefined ||
@@ -498,10 +506,13 @@ export class ControllerLink implements AsyncDisposable {
       try {
         const answer = await stream.send(request, parseDuration(defaults.heartbeatStream.answerTimeout));
         if (answer !== undefined) return answer;
+        // The controller ended the stream (draining, or the stream's max age): the next heartbeat, a
+        // call, goes to a controller picked at random (it fails over from there if that one is away).
+        transport.spread();
       } catch (error) {
         if (fromConnectError(error).code !== "UNIMPLEMENTED") throw error;
         this.#o.logger.info({ controller: address }, "the controller takes heartbeats by call only");
-        this.#callsOnly.add(address);
+        this.#callsOnly.set(address, Date.now() + parseDuration(defaults.heartbeatStream.maxAge));
       }
     }
     return createClient(AgentService, transport).heartbeat(request, { signal });
@@ -528,8 +539,16 @@ export class ControllerLink implements AsyncDisposable {
 /** The controllers given, then the learned ones not among them. */
 function withLearned(given: readonly HostPort[], learned: readonly string[] | undefined): HostPort[] {
   const seen = new Set(given.map(formatHostPort));
-  const extra = (learned ?? []).filter((address) => !seen.has(address));
-  return [...given, ...extra.map((address) => parseHostPort(address, "learned controllers"))];
+  const extra = (learned ?? []).flatMap((address) => {
+    if (seen.has(address)) return [];
+    // The data dir may have been edited by hand: a bad entry is skipped, not fatal.
+    try {
+      return [parseHostPort(address, "learned controllers")];
+    } catch {
+      return [];
+    }
+  });
+  return [...given, ...extra];
 }
 
 /** The first controller of the list whose CA can be fetched (and matches the pin, when there is one). */

@@ -77,6 +77,11 @@ export class FailoverTransport implements Transport {
     this.#preferred = (this.#preferred + 1) % this.#o.targets.length;
   }
 
+  /** Moves to a controller picked at random, so that agents spread over the controllers over time. */
+  spread(random: () => number = Math.random): void {
+    this.#preferred = Math.floor(random() * this.#o.targets.length) % this.#o.targets.length;
+  }
+
   unary<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     signal: AbortSignal | undefined,

@@ -37,7 +37,11 @@ const fileSchema = z
       .strict()
       .optional(),
     http: z
-      .object({ address: address("http.address").optional() })
+      .object({
+        address: address("http.address").optional(),
+        /** Where other controllers and agents reach this one (behind NAT, or binding every interface). */
+        advertiseAddress: address("http.advertiseAddress").optional(),
+      })
       .strict()
       .optional(),
     grpcBridge: z
@@ -177,6 +181,8 @@ const defaultLeaseTtl = defaults.ha.leaseTtl;
 export interface ControllerConfig {
   readonly nodeName: string;
   readonly clusterAddress: string;
+  /** host:port others dial; default: chosen from the bind address (src/controller/advertise-address.ts). */
+  readonly advertiseAddress?: string;
   readonly bridgeAddress: string;
   readonly webAddress: string;
   readonly authenticationByRequestTimeoutMs: number;
@@ -276,6 +282,7 @@ export function resolveControllerConfig(
   const config: ControllerConfig = {
     nodeName: file.node?.name ?? c.nodeName,
     clusterAddress: overrides.clusterAddress ?? file.http?.address ?? c.clusterAddress,
+    ...(file.http?.advertiseAddress === undefined ? {} : { advertiseAddress: file.http.advertiseAddress }),
     bridgeAddress: overrides.bridgeAddress ?? file.grpcBridge?.address ?? c.bridgeAddress,
     webAddress: overrides.webAddress ?? file.web?.address ?? c.webAddress,
     authenticationByRequestTimeoutMs: parseDuration(

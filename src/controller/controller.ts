@@ -47,6 +47,7 @@ import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import type { Store } from "../store/store.ts";
 import { corralVersion } from "../version.ts";
 import { ensureAdminCredentials } from "./admin-credentials.ts";
+import { chooseAdvertiseAddress } from "./advertise-address.ts";
 import { AgentDialer } from "./agent-dialer.ts";
 import { openClusterCa } from "./ca-setup.ts";
 import { controllerNodeKeyOf, ensureClusterId, ensureControllerNode } from "./cluster-facts.ts";
@@ -213,7 +214,16 @@ export class Controller implements AsyncDisposable {
           ? new PrincipalResolver(registry, tokens, store, ca)
           : new PrincipalResolver(new NodeRegistry(lookups, clock), tokens, lookups, ca);
       const clusterId = await ensureClusterId(store);
-      const advertiseHost = ["0.0.0.0", "::"].includes(clusterListen.host) ? "127.0.0.1" : clusterListen.host;
+      const configuredAdvertise =
+        config.advertiseAddress === undefined
+          ? undefined
+          : parseHostPort(config.advertiseAddress, "http.advertiseAddress");
+      // Chosen before anything listens: a controller that cannot say where it is reached does not start.
+      const advertiseHost = chooseAdvertiseAddress({
+        bind: clusterListen,
+        configured: configuredAdvertise,
+        withPeers: storeConfig.kind === "etcd",
+      }).host;
 
       const metrics = new ControllerMetrics({
         async countNodesByStatus() {
@@ -251,7 +261,7 @@ export class Controller implements AsyncDisposable {
       });
 
       // Follows the CA: a rotation swaps the certificate and the trusted bundle without a restart.
-      const tls = await controllerListenerTls(ca, config.nodeName, clusterListen, logger);
+      const tls = await controllerListenerTls(ca, config.nodeName, clusterListen, logger, [advertiseHost]);
       stoppers.push(async () => tls.close());
       const clusterPort = await cluster.listen(
         config.clusterAddress,
@@ -261,7 +271,12 @@ export class Controller implements AsyncDisposable {
       const controllerNodeId = await ensureControllerNode(
         store,
         registry,
-        { name: config.nodeName, address: advertiseHost, port: clusterPort, version: corralVersion },
+        {
+          name: config.nodeName,
+          address: advertiseHost,
+          port: configuredAdvertise?.port ?? clusterPort,
+          version: corralVersion,
+        },
         controllerNodeKeyOf(etcd === undefined ? undefined : config.nodeName),
       );
       const localNode = await createNodeAgent({
@@ -308,7 +323,10 @@ export class Controller implements AsyncDisposable {
               logger,
               info: {
                 name: config.nodeName,
-                clusterAddress: formatHostPort({ host: advertiseHost, port: clusterPort }),
+                clusterAddress: formatHostPort({
+                  host: advertiseHost,
+                  port: configuredAdvertise?.port ?? clusterPort,
+                }),
                 version: corralVersion,
                 startedAt: clock.now(),
               },
@@ -361,10 +379,15 @@ export class Controller implements AsyncDisposable {
           ? undefined
           : new PeerReplicator({
               name: config.nodeName,
+              address: formatHostPort({
+                host: advertiseHost,
+                port: configuredAdvertise?.port ?? clusterPort,
+              }),
               peers: () => controllers.list(),
               client: (address) => agents.clientAt(ControllerPeerService, address),
               everyMs: parseDuration(defaults.ha.replicateEvery),
               maxSamples: defaults.ha.replicateMaxSamples,
+              maxCallBytes: defaults.ha.replicateMaxCallBytes,
               callTimeoutMs: parseDuration(defaults.ha.replicateTimeout),
               logger,
             });
@@ -434,7 +457,10 @@ export class Controller implements AsyncDisposable {
           clusterId,
           controllerNodeId,
           controllerName: config.nodeName,
-          advertiseAddress: formatHostPort({ host: advertiseHost, port: clusterPort }),
+          advertiseAddress: formatHostPort({
+            host: advertiseHost,
+            port: configuredAdvertise?.port ?? clusterPort,
+          }),
           version: corralVersion,
           startedAt: clock.now(),
           storeKind:

@@ -225,11 +225,21 @@ export class EtcdLeaderElection implements LeaderGate {
    */
   #abandon(campaign: Campaign): void {
     this.#abandoned.add(campaign);
-    const settled = () => this.#abandoned.delete(campaign);
-    campaign.once("elected", settled);
-    campaign.once("error", settled);
-    campaign.resign().catch(() => undefined);
     cancelCampaignWatches(campaign);
+    // A campaign whose watch was cancelled never settles by itself, so it is let go on a timer: once
+    // its resign is done and one more retry period has passed, whatever etcd call it was in has ended;
+    // its watches are cancelled one last time.
+    const retryMs = this.#o.retryMs ?? 1_000;
+    void campaign
+      .resign()
+      .catch(() => undefined)
+      .then(() => {
+        const release = setTimeout(() => {
+          cancelCampaignWatches(campaign);
+          this.#abandoned.delete(campaign);
+        }, retryMs);
+        release.unref();
+      });
   }
 
   #set(leading: boolean): void {

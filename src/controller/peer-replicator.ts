@@ -1,31 +1,41 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageShape } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { MetricsPoint } from "../core/metrics-history.ts";
 import type { NodeLoad } from "../core/node-load.ts";
 import { sampleToMessage } from "../faces/corral/metrics-service.ts";
 import type { PeerFeed } from "../faces/face-context.ts";
-import { type ControllerPeerService, ReplicateRequestSchema } from "../gen/corral/v1/peers_pb.ts";
+import {
+  type ControllerPeerService,
+  NodeLoadFiguresSchema,
+  NodeSamplesSchema,
+  ReplicateRequestSchema,
+} from "../gen/corral/v1/peers_pb.ts";
 import type { Logger } from "../observability/logger.ts";
 
 export interface PeerReplicatorOptions {
-  /** This controller's name (as the controller registry lists it). */
+  /** This controller's name and address (as the controller registry lists them). */
   readonly name: string;
+  readonly address: string;
   /** The controllers alive now, this one included. */
   readonly peers: () => Promise<readonly { readonly name: string; readonly clusterAddress: string }[]>;
   readonly client: (clusterAddress: string) => Promise<Client<typeof ControllerPeerService>>;
   readonly everyMs: number;
-  /** Samples one flush may carry; beyond, new ones wait for nothing and are dropped (counted, logged). */
+  /** Samples held for one flush; beyond, new ones are dropped (counted, logged). */
   readonly maxSamples: number;
+  /** Estimated bytes one Replicate call may carry; a flush with more is sent as several calls. */
+  readonly maxCallBytes: number;
   /** Deadline of one Replicate call. */
   readonly callTimeoutMs: number;
   readonly logger: Logger;
 }
 
+type Request = MessageShape<typeof ReplicateRequestSchema>;
+
 /**
  * Sends the other controllers, every `everyMs`, the metrics samples and heartbeat load figures this
- * controller received since the last send, in one Replicate call each. Best effort: a peer that cannot
- * be reached misses that batch (the next one carries fresher figures; its history has a gap there), and
- * a slow peer holds back nothing but its own call.
+ * controller received since the last send. Best effort: a peer that cannot be reached misses that
+ * batch (the next one carries fresher figures; its history has a gap there), and a peer still busy
+ * with an earlier batch skips this one — a slow peer holds back nobody else.
  */
 export class PeerReplicator implements PeerFeed {
   readonly #o: PeerReplicatorOptions;
@@ -34,9 +44,12 @@ export class PeerReplicator implements PeerFeed {
   #dropped = 0;
   #loads = new Map<string, NodeLoad>();
   #timer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> | undefined;
-  /** Peers whose last call failed: each failure is logged once, and the recovery too. */
+  /** Calls in flight, by peer name. */
+  readonly #busy = new Map<string, Promise<void>>();
+  #listing: Promise<void> | undefined;
+  /** Peers whose last call failed, and whether listing them failed: each logged once, and the recovery. */
   readonly #failing = new Set<string>();
+  #listFailing = false;
   #closed = false;
 
   constructor(options: PeerReplicatorOptions) {
@@ -65,61 +78,90 @@ export class PeerReplicator implements PeerFeed {
   }
 
   #flush(): void {
-    if (this.#flushing !== undefined || (this.#sampleCount === 0 && this.#loads.size === 0)) return;
-    const request = create(ReplicateRequestSchema, {
-      from: this.#o.name,
-      samples: [...this.#samples].map(([nodeId, points]) => ({
-        nodeId,
-        samples: points.map(sampleToMessage),
-      })),
-      loads: [...this.#loads].map(([nodeId, load]) => ({
-        nodeId,
-        cpuUsage: load.cpuUsage,
-        memoryUsedMb: load.memoryUsedMb,
-        atUnixMs: load.at,
-      })),
-    });
+    if (this.#listing !== undefined || (this.#sampleCount === 0 && this.#loads.size === 0)) return;
     if (this.#dropped > 0) {
       this.#o.logger.warn(
         { dropped: this.#dropped, kept: this.#sampleCount },
         "more metrics samples than one replication batch holds; the rest were not passed on",
       );
     }
+    const requests = this.#requests();
     this.#samples = new Map();
     this.#sampleCount = 0;
     this.#dropped = 0;
     this.#loads = new Map();
-    this.#flushing = this.#send(request)
-      .catch((error: unknown) => this.#o.logger.warn({ err: error }, "could not list the other controllers"))
+    this.#listing = this.#o
+      .peers()
+      .then(
+        (peers) => {
+          if (this.#listFailing) this.#o.logger.info("listing the other controllers again");
+          this.#listFailing = false;
+          for (const peer of peers) {
+            if (peer.name === this.#o.name || peer.clusterAddress === this.#o.address) continue;
+            if (this.#busy.has(peer.name)) continue;
+            const sending = this.#send(peer, requests).finally(() => this.#busy.delete(peer.name));
+            this.#busy.set(peer.name, sending);
+          }
+        },
+        (error: unknown) => {
+          if (!this.#listFailing)
+            this.#o.logger.warn({ err: error }, "could not list the other controllers; not replicating");
+          this.#listFailing = true;
+        },
+      )
       .finally(() => {
-        this.#flushing = undefined;
+        this.#listing = undefined;
       });
   }
 
-  async #send(request: ReturnType<typeof create<typeof ReplicateRequestSchema>>): Promise<void> {
-    const peers = (await this.#o.peers()).filter((peer) => peer.name !== this.#o.name);
-    await Promise.all(
-      peers.map(async (peer) => {
-        try {
-          const client = await this.#o.client(peer.clusterAddress);
-          await client.replicate(request, { timeoutMs: this.#o.callTimeoutMs });
-          if (this.#failing.delete(peer.name))
-            this.#o.logger.info({ peer: peer.name }, "replicating to the controller again");
-        } catch (error) {
-          if (this.#failing.has(peer.name)) return;
-          this.#failing.add(peer.name);
-          this.#o.logger.warn(
-            { peer: peer.name, address: peer.clusterAddress, err: (error as Error).message },
-            "could not pass metrics and loads on to a controller; it misses them until it answers",
-          );
-        }
+  /** What was heard since the last flush, as calls of at most `maxCallBytes` (estimated). */
+  #requests(): Request[] {
+    const requests: Request[] = [];
+    let current = create(ReplicateRequestSchema, { from: this.#o.name });
+    let bytes = 0;
+    for (const [nodeId, points] of this.#samples) {
+      // Generous: a sample's doubles and tags, plus each GPU's names and figures.
+      const size = points.reduce((sum, p) => sum + 128 + 192 * p.gpus.length, 64);
+      if (bytes > 0 && bytes + size > this.#o.maxCallBytes) {
+        requests.push(current);
+        current = create(ReplicateRequestSchema, { from: this.#o.name });
+        bytes = 0;
+      }
+      current.samples.push(create(NodeSamplesSchema, { nodeId, samples: points.map(sampleToMessage) }));
+      bytes += size;
+    }
+    current.loads = [...this.#loads].map(([nodeId, load]) =>
+      create(NodeLoadFiguresSchema, {
+        nodeId,
+        cpuUsage: load.cpuUsage,
+        memoryUsedMb: load.memoryUsedMb,
+        atUnixMs: load.at,
       }),
     );
+    requests.push(current);
+    return requests;
+  }
+
+  async #send(peer: { name: string; clusterAddress: string }, requests: readonly Request[]): Promise<void> {
+    try {
+      const client = await this.#o.client(peer.clusterAddress);
+      for (const request of requests) await client.replicate(request, { timeoutMs: this.#o.callTimeoutMs });
+      if (this.#failing.delete(peer.name))
+        this.#o.logger.info({ peer: peer.name }, "replicating to the controller again");
+    } catch (error) {
+      if (this.#failing.has(peer.name)) return;
+      this.#failing.add(peer.name);
+      this.#o.logger.warn(
+        { peer: peer.name, address: peer.clusterAddress, err: (error as Error).message },
+        "could not pass metrics and loads on to a controller; it misses them until it answers",
+      );
+    }
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
-    await this.#flushing;
+    await this.#listing;
+    await Promise.all(this.#busy.values());
   }
 }

@@ -15,6 +15,8 @@ export function issueControllerCertificate(
   nodeName: string,
   listen: HostPort,
   by?: "issuing",
+  /** Also valid for these (the advertised host: a name or an address that is not local, behind NAT). */
+  alsoFor: readonly string[] = [],
 ): Promise<IssuedCertificate> {
   const ips = new Set(["127.0.0.1", "::1"]);
   for (const addresses of Object.values(networkInterfaces())) {
@@ -24,6 +26,10 @@ export function issueControllerCertificate(
   if (/^[\d.]+$/.test(listen.host) || listen.host.includes(":")) {
     if (listen.host !== "0.0.0.0" && listen.host !== "::") ips.add(listen.host);
   } else dns.add(listen.host);
+  for (const host of alsoFor) {
+    if (/^[\d.]+$/.test(host) || host.includes(":")) ips.add(host);
+    else dns.add(host);
+  }
   return ca.issue(
     {
       commonName: nodeName,
@@ -55,8 +61,9 @@ export async function controllerListenerTls(
   nodeName: string,
   listen: HostPort,
   logger?: Logger,
+  alsoFor: readonly string[] = [],
 ): Promise<ListenerTls> {
-  let certificate = await issueControllerCertificate(ca, nodeName, listen);
+  let certificate = await issueControllerCertificate(ca, nodeName, listen, undefined, alsoFor);
   const chain = (issued: IssuedCertificate) =>
     `${issued.certificatePem.trimEnd()}\n${ca.presentingCertificatePem.trimEnd()}\n`;
   const certificates = new RotatingCertificates(
@@ -68,7 +75,7 @@ export async function controllerListenerTls(
   const renew = (reason: string) => {
     if (renewing) return;
     renewing = true;
-    issueControllerCertificate(ca, nodeName, listen)
+    issueControllerCertificate(ca, nodeName, listen, undefined, alsoFor)
       .then((issued) => {
         certificate = issued;
         certificates.update(ca.certificatePem, chain(issued), issued.privateKeyPem);
@@ -90,7 +97,7 @@ export async function controllerListenerTls(
   let next: IssuedCertificate | undefined;
   const prepare = () => {
     if (ca.issuingFingerprint === ca.fingerprint || next?.caFingerprint === ca.issuingFingerprint) return;
-    issueControllerCertificate(ca, nodeName, listen, "issuing")
+    issueControllerCertificate(ca, nodeName, listen, "issuing", alsoFor)
       .then((issued) => {
         next = issued;
       })

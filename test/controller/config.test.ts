@@ -132,6 +132,16 @@ describe("controller config", () => {
     );
     rejectsWith({ http: { address: "localhost" } }, /http\.address.*not an address/);
     rejectsWith({ web: { address: "127.0.0.1:99999" } }, /web\.address/);
+    rejectsWith({ http: { advertiseAddress: "10.0.0.1" } }, /http\.advertiseAddress.*not an address/);
+  });
+
+  it("reads http.advertiseAddress", () => {
+    const config = resolveControllerConfig(
+      { http: { address: "0.0.0.0:7443", advertiseAddress: "10.0.0.1:7443" } },
+      "/tmp",
+    );
+    assert.equal(config.advertiseAddress, "10.0.0.1:7443");
+    assert.equal(resolveControllerConfig({}, "/tmp").advertiseAddress, undefined);
   });
 
   it("refuses a plaintext bridge beyond loopback unless told --insecure", () => {

@@ -116,5 +116,28 @@ describe("what agents tell one controller reaches the others", { skip: etcdMissi
       peer.replicate({ from: "" }),
       (e: unknown) => codeOf(e) === Code.InvalidArgument && /from/.test(String(e)),
     );
+    // Nodes that are not members are not kept, and a load from a clock ahead is not newer than now.
+    const stranger = "00000000-0000-4000-8000-000000000000";
+    await peer.replicate({
+      from: "ctl-a",
+      samples: [{ nodeId: stranger, samples: [{ timeUnixMs: 1, cpuPercent: 1 }] }],
+      loads: [
+        { nodeId: stranger, cpuUsage: 1, memoryUsedMb: 1, atUnixMs: 1 },
+        { nodeId, cpuUsage: 99, memoryUsedMb: 1, atUnixMs: future },
+      ],
+    });
+    assert.ok(!b.controller.context.metrics.history.nodeIds().includes(stranger));
+    assert.equal(b.controller.context.loads.latest(stranger), undefined);
+    assert.ok((b.controller.context.loads.latest(nodeId)?.at ?? 0) <= Date.now());
+    // A controller whose advertised address leads back to itself hears so.
+    const self = await new AgentDialer(
+      b.controller.context.registry,
+      b.controller.ca,
+      b.controller.context.facts.controllerNodeId,
+    ).clientAt(ControllerPeerService, address(b));
+    await assert.rejects(
+      self.replicate({ from: "ctl-b" }),
+      (e: unknown) => codeOf(e) === Code.FailedPrecondition && /advertiseAddress/.test(String(e)),
+    );
   });
 });

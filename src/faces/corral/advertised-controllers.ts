@@ -1,5 +1,22 @@
 import type { Clock } from "../../core/clock.ts";
-import type { ControllerView } from "../face-context.ts";
+import type { ClusterFacts, ControllerView } from "../face-context.ts";
+
+/** One reader per controller, however many listeners mount the agent service. */
+const readers = new WeakMap<ClusterFacts, () => readonly string[]>();
+
+/** `advertisedControllers` for these facts, shared by every mount of the service. */
+export function advertisedControllersOf(
+  facts: ClusterFacts,
+  everyMs: number,
+  clock: Clock,
+): () => readonly string[] {
+  let reader = readers.get(facts);
+  if (reader === undefined) {
+    reader = advertisedControllers(facts.controllers, everyMs, clock);
+    readers.set(facts, reader);
+  }
+  return reader;
+}
 
 /**
  * The cluster addresses of the live controllers, for heartbeat answers. A heartbeat must not cost an

@@ -8,7 +8,7 @@ import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_p
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
 import { untilAborted } from "../../rpc/until-aborted.ts";
 import type { FaceContext } from "../face-context.ts";
-import { advertisedControllers } from "./advertised-controllers.ts";
+import { advertisedControllersOf } from "./advertised-controllers.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
@@ -50,11 +50,7 @@ export function agentService({
   peers,
   stopping = neverStopping,
 }: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
-  const controllers = advertisedControllers(
-    facts.controllers,
-    parseDuration(defaults.ha.controllersRefresh),
-    clock,
-  );
+  const controllers = advertisedControllersOf(facts, parseDuration(defaults.ha.controllersRefresh), clock);
   const beat = async (nodeId: string, request: HeartbeatRequest) => {
     const nextIn = await heartbeats.heartbeat(nodeId);
     // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.

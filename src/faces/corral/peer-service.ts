@@ -18,11 +18,20 @@ const maxReplicatedLoads = 100_000;
 export function peerService({
   metrics,
   loads,
+  registry,
+  clock,
+  facts,
 }: FaceContext): Partial<ServiceImpl<typeof ControllerPeerService>> {
   return {
     async replicate(request, ctx) {
-      if (principalOf(ctx).kind !== "controller")
+      const principal = principalOf(ctx);
+      if (principal.kind !== "controller")
         throw new CorralError("PERMISSION_DENIED", "only the cluster's controllers replicate to each other");
+      if (principal.controllerId === facts.controllerNodeId)
+        throw new CorralError(
+          "FAILED_PRECONDITION",
+          "this controller called itself: the address it advertises leads back to it; set http.advertiseAddress",
+        );
       if (request.from === "")
         throw CorralError.invalidArgument("from", "is empty; name the sending controller");
       const sampleCount = request.samples.reduce((sum, batch) => sum + batch.samples.length, 0);
@@ -39,16 +48,21 @@ export function peerService({
         if (![load.cpuUsage, load.memoryUsedMb, load.atUnixMs].every(Number.isFinite))
           throw CorralError.invalidArgument(`loads[${i}]`, "has a figure that is not a finite number");
       }
+      // Only members: a peer's batch may name a node removed meanwhile, and nothing from the network
+      // may make this controller keep a ring for a node that does not exist.
+      const members = new Set(
+        (await registry.list()).nodes.filter((node) => node.status !== "left").map((node) => node.id),
+      );
       // Every sample is checked before any is kept: a bad batch changes nothing.
-      const kept = metrics.history.recordMany(batches);
+      const kept = metrics.history.recordMany(batches.filter((batch) => members.has(batch.nodeId)));
+      const now = clock.now();
       for (const load of request.loads) {
-        // The newest figure wins, whichever controller heard it.
-        if ((loads.latest(load.nodeId)?.at ?? Number.NEGATIVE_INFINITY) >= load.atUnixMs) continue;
-        loads.record(load.nodeId, {
-          cpuUsage: load.cpuUsage,
-          memoryUsedMb: load.memoryUsedMb,
-          at: load.atUnixMs,
-        });
+        if (!members.has(load.nodeId)) continue;
+        // The newest figure wins, whichever controller heard it; a peer's clock ahead of ours cannot
+        // make a figure newer than now.
+        const at = Math.min(load.atUnixMs, now);
+        if ((loads.latest(load.nodeId)?.at ?? Number.NEGATIVE_INFINITY) >= at) continue;
+        loads.record(load.nodeId, { cpuUsage: load.cpuUsage, memoryUsedMb: load.memoryUsedMb, at });
       }
       return { samplesKept: kept };
     },
