@@ -386,6 +386,7 @@ export class Controller implements AsyncDisposable {
               peers: () => controllers.list(),
               client: (address) => agents.clientAt(ControllerPeerService, address),
               everyMs: parseDuration(defaults.ha.replicateEvery),
+              peersRefreshMs: parseDuration(defaults.ha.controllersRefresh),
               maxSamples: defaults.ha.replicateMaxSamples,
               maxCallBytes: defaults.ha.replicateMaxCallBytes,
               callTimeoutMs: parseDuration(defaults.ha.replicateTimeout),

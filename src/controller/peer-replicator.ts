@@ -20,6 +20,8 @@ export interface PeerReplicatorOptions {
   readonly peers: () => Promise<readonly { readonly name: string; readonly clusterAddress: string }[]>;
   readonly client: (clusterAddress: string) => Promise<Client<typeof ControllerPeerService>>;
   readonly everyMs: number;
+  /** The list of controllers is read again at most this often (not one etcd read per flush). */
+  readonly peersRefreshMs: number;
   /** Samples held for one flush; beyond, new ones are dropped (counted, logged). */
   readonly maxSamples: number;
   /** Estimated bytes one Replicate call may carry; a flush with more is sent as several calls. */
@@ -50,6 +52,9 @@ export class PeerReplicator implements PeerFeed {
   /** Peers whose last call failed, and whether listing them failed: each logged once, and the recovery. */
   readonly #failing = new Set<string>();
   #listFailing = false;
+  #peers:
+    | { readonly list: readonly { name: string; clusterAddress: string }[]; readonly at: number }
+    | undefined;
   #closed = false;
 
   constructor(options: PeerReplicatorOptions) {
@@ -90,8 +95,7 @@ export class PeerReplicator implements PeerFeed {
     this.#sampleCount = 0;
     this.#dropped = 0;
     this.#loads = new Map();
-    this.#listing = this.#o
-      .peers()
+    this.#listing = this.#currentPeers()
       .then(
         (peers) => {
           if (this.#listFailing) this.#o.logger.info("listing the other controllers again");
@@ -112,6 +116,14 @@ export class PeerReplicator implements PeerFeed {
       .finally(() => {
         this.#listing = undefined;
       });
+  }
+
+  async #currentPeers(): Promise<readonly { name: string; clusterAddress: string }[]> {
+    const cached = this.#peers;
+    if (cached !== undefined && performance.now() - cached.at < this.#o.peersRefreshMs) return cached.list;
+    const list = await this.#o.peers();
+    this.#peers = { list, at: performance.now() };
+    return list;
   }
 
   /** What was heard since the last flush, as calls of at most `maxCallBytes` (estimated). */
