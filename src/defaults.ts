@@ -36,7 +36,10 @@ export const defaults = {
      * (liveness.suspectAfterMissed − 1 − jitter) × liveness.minInterval.
      */
     lastSeenFlush: "1s",
-    /** Heartbeat answers name the live controllers (agents learn new ones); the list is read this often. */
+    /**
+     * The live controllers' list is read this often, for heartbeat answers (agents learn new ones) and
+     * for replication between controllers.
+     */
     controllersRefresh: "5s",
     /** Each controller passes the metrics samples and heartbeat loads it heard on to the others this often. */
     replicateEvery: "1s",

@@ -105,10 +105,7 @@ export class ControllerLink implements AsyncDisposable {
     const controller = this.#o.identity.controller;
     if (credentials === undefined || controller === undefined) return;
     this.#credentials = credentials;
-    this.#controllers = withLearned(
-      parseAddressList((controller.addresses ?? [controller.address]).join(","), "controller addresses"),
-      controller.learned,
-    );
+    this.#controllers = withLearned(givenControllers(controller), controller.learned);
     this.#o.onCredentials?.(credentials);
     this.state.set("DISCONNECTED");
     this.#run();
@@ -134,7 +131,7 @@ export class ControllerLink implements AsyncDisposable {
     const stored = this.#o.identity.controller;
     if (stored === undefined) return;
     const addresses = controllers.map(formatHostPort);
-    if (addresses.join(",") === (stored.addresses ?? [stored.address]).join(",")) return;
+    if (addresses.join(",") === givenControllers(stored).map(formatHostPort).join(",")) return;
     this.#controllers = withLearned(controllers, stored.learned);
     this.#transport = undefined;
     this.#o.identity.controller = { ...stored, address: addresses[0] as string, addresses };
@@ -149,22 +146,11 @@ export class ControllerLink implements AsyncDisposable {
   async #learnControllers(advertised: readonly string[]): Promise<void> {
     const stored = this.#o.identity.controller;
     if (stored === undefined) return;
-    const learned = [
-      ...new Set(
-        advertised.flatMap((address) => {
-          try {
-            return [formatHostPort(parseHostPort(address, "controllers"))];
-          } catch {
-            return [];
-          }
-        }),
-      ),
-    ]
+    const learned = [...new Set(validAddresses(advertised).map(formatHostPort))]
       .sort()
       .slice(0, maxLearnedControllers);
     if (learned.join(",") === (stored.learned ?? []).join(",")) return;
-    const given = parseAddressList((stored.addresses ?? [stored.address]).join(","), "controller addresses");
-    const controllers = withLearned(given, learned);
+    const controllers = withLearned(givenControllers(stored), learned);
     if (controllers.map(formatHostPort).join(",") !== this.controllerAddresses.join(",")) {
       this.#o.logger.info(
         { controllers: controllers.map(formatHostPort) },
@@ -539,16 +525,25 @@ export class ControllerLink implements AsyncDisposable {
 /** The controllers given, then the learned ones not among them. */
 function withLearned(given: readonly HostPort[], learned: readonly string[] | undefined): HostPort[] {
   const seen = new Set(given.map(formatHostPort));
-  const extra = (learned ?? []).flatMap((address) => {
-    if (seen.has(address)) return [];
-    // The data dir may have been edited by hand: a bad entry is skipped, not fatal.
+  // The data dir may have been edited by hand: a bad entry is skipped, not fatal.
+  const extra = validAddresses(learned ?? []).filter((address) => !seen.has(formatHostPort(address)));
+  return [...given, ...extra];
+}
+
+/** The controllers the operator gave (`--join a,b,c`), as kept in the data dir. */
+function givenControllers(stored: { address: string; addresses?: string[] }): HostPort[] {
+  return parseAddressList((stored.addresses ?? [stored.address]).join(","), "controller addresses");
+}
+
+/** The entries of a list from the network or a hand-edited file that parse; the others are left out. */
+function validAddresses(list: readonly string[]): HostPort[] {
+  return list.flatMap((address) => {
     try {
-      return [parseHostPort(address, "learned controllers")];
+      return [parseHostPort(address, "controllers")];
     } catch {
       return [];
     }
   });
-  return [...given, ...extra];
 }
 
 /** The first controller of the list whose CA can be fetched (and matches the pin, when there is one). */

@@ -57,6 +57,7 @@ import { ControllerPresenceSweep } from "./controller-presence-sweep.ts";
 import { ControllerRegistry } from "./controller-registry.ts";
 import { LastSeenBatcher } from "./last-seen-batcher.ts";
 import { alwaysLeader, EtcdLeaderElection, type LeaderGate } from "./leader-election.ts";
+import { liveControllerAddresses } from "./live-controller-addresses.ts";
 import { Membership } from "./membership.ts";
 import { registerNodeMetricGauges } from "./metrics-gauges.ts";
 import { OwnNodeMetrics } from "./metrics-own-node.ts";
@@ -267,6 +268,8 @@ export class Controller implements AsyncDisposable {
         config.clusterAddress,
         optionalClientCertificateCredentials(tls.certificates),
       );
+      const advertisePort = configuredAdvertise?.port ?? clusterPort;
+      const advertiseAddress = formatHostPort({ host: advertiseHost, port: advertisePort });
       const bridgePort = await bridge.listen(config.bridgeAddress, ServerCredentials.createInsecure());
       const controllerNodeId = await ensureControllerNode(
         store,
@@ -274,7 +277,7 @@ export class Controller implements AsyncDisposable {
         {
           name: config.nodeName,
           address: advertiseHost,
-          port: configuredAdvertise?.port ?? clusterPort,
+          port: advertisePort,
           version: corralVersion,
         },
         controllerNodeKeyOf(etcd === undefined ? undefined : config.nodeName),
@@ -323,10 +326,7 @@ export class Controller implements AsyncDisposable {
               logger,
               info: {
                 name: config.nodeName,
-                clusterAddress: formatHostPort({
-                  host: advertiseHost,
-                  port: configuredAdvertise?.port ?? clusterPort,
-                }),
+                clusterAddress: advertiseAddress,
                 version: corralVersion,
                 startedAt: clock.now(),
               },
@@ -373,20 +373,26 @@ export class Controller implements AsyncDisposable {
       stoppers.push(() => placement.close());
 
       const agents = new AgentDialer(registry, ca, controllerNodeId);
+      const controllerAddresses =
+        controllers === undefined
+          ? undefined
+          : liveControllerAddresses(
+              () => controllers.list(),
+              parseDuration(defaults.ha.controllersRefresh),
+              clock,
+            );
+      // Started now, so the first heartbeat answer and the first replication already have the list.
+      controllerAddresses?.();
       // Several controllers: metrics and heartbeat loads heard here reach the others (and theirs, here).
       const peers =
-        controllers === undefined
+        controllerAddresses === undefined
           ? undefined
           : new PeerReplicator({
               name: config.nodeName,
-              address: formatHostPort({
-                host: advertiseHost,
-                port: configuredAdvertise?.port ?? clusterPort,
-              }),
-              peers: () => controllers.list(),
+              address: advertiseAddress,
+              peers: controllerAddresses,
               client: (address) => agents.clientAt(ControllerPeerService, address),
               everyMs: parseDuration(defaults.ha.replicateEvery),
-              peersRefreshMs: parseDuration(defaults.ha.controllersRefresh),
               maxSamples: defaults.ha.replicateMaxSamples,
               maxCallBytes: defaults.ha.replicateMaxCallBytes,
               callTimeoutMs: parseDuration(defaults.ha.replicateTimeout),
@@ -458,10 +464,7 @@ export class Controller implements AsyncDisposable {
           clusterId,
           controllerNodeId,
           controllerName: config.nodeName,
-          advertiseAddress: formatHostPort({
-            host: advertiseHost,
-            port: configuredAdvertise?.port ?? clusterPort,
-          }),
+          advertiseAddress,
           version: corralVersion,
           startedAt: clock.now(),
           storeKind:
@@ -471,6 +474,7 @@ export class Controller implements AsyncDisposable {
           isLeader: () => leader.isLeader(),
           leader: () => leader.leader(),
           ...(controllers === undefined ? {} : { controllers: () => controllers.list() }),
+          ...(controllerAddresses === undefined ? {} : { controllerAddresses }),
           ...(etcd !== undefined
             ? { storeHealth: () => etcd.health() }
             : store instanceof SqliteStore

@@ -13,15 +13,13 @@ import {
 import type { Logger } from "../observability/logger.ts";
 
 export interface PeerReplicatorOptions {
-  /** This controller's name and address (as the controller registry lists them). */
+  /** This controller's name (sent with each batch) and the address it advertises (never sent to). */
   readonly name: string;
   readonly address: string;
-  /** The controllers alive now, this one included. */
-  readonly peers: () => Promise<readonly { readonly name: string; readonly clusterAddress: string }[]>;
+  /** The cluster addresses of the controllers alive now, this one included (as last read). */
+  readonly peers: () => readonly string[];
   readonly client: (clusterAddress: string) => Promise<Client<typeof ControllerPeerService>>;
   readonly everyMs: number;
-  /** The list of controllers is read again at most this often (not one etcd read per flush). */
-  readonly peersRefreshMs: number;
   /** Samples held for one flush; beyond, new ones are dropped (counted, logged). */
   readonly maxSamples: number;
   /** Estimated bytes one Replicate call may carry; a flush with more is sent as several calls. */
@@ -46,15 +44,10 @@ export class PeerReplicator implements PeerFeed {
   #dropped = 0;
   #loads = new Map<string, NodeLoad>();
   #timer: NodeJS.Timeout | undefined;
-  /** Calls in flight, by peer name. */
+  /** Calls in flight, by peer address. */
   readonly #busy = new Map<string, Promise<void>>();
-  #listing: Promise<void> | undefined;
-  /** Peers whose last call failed, and whether listing them failed: each logged once, and the recovery. */
+  /** Peers whose last call failed: each failure is logged once, and the recovery too. */
   readonly #failing = new Set<string>();
-  #listFailing = false;
-  #peers:
-    | { readonly list: readonly { name: string; clusterAddress: string }[]; readonly at: number }
-    | undefined;
   #closed = false;
 
   constructor(options: PeerReplicatorOptions) {
@@ -83,7 +76,7 @@ export class PeerReplicator implements PeerFeed {
   }
 
   #flush(): void {
-    if (this.#listing !== undefined || (this.#sampleCount === 0 && this.#loads.size === 0)) return;
+    if (this.#sampleCount === 0 && this.#loads.size === 0) return;
     if (this.#dropped > 0) {
       this.#o.logger.warn(
         { dropped: this.#dropped, kept: this.#sampleCount },
@@ -95,35 +88,11 @@ export class PeerReplicator implements PeerFeed {
     this.#sampleCount = 0;
     this.#dropped = 0;
     this.#loads = new Map();
-    this.#listing = this.#currentPeers()
-      .then(
-        (peers) => {
-          if (this.#listFailing) this.#o.logger.info("listing the other controllers again");
-          this.#listFailing = false;
-          for (const peer of peers) {
-            if (peer.name === this.#o.name || peer.clusterAddress === this.#o.address) continue;
-            if (this.#busy.has(peer.name)) continue;
-            const sending = this.#send(peer, requests).finally(() => this.#busy.delete(peer.name));
-            this.#busy.set(peer.name, sending);
-          }
-        },
-        (error: unknown) => {
-          if (!this.#listFailing)
-            this.#o.logger.warn({ err: error }, "could not list the other controllers; not replicating");
-          this.#listFailing = true;
-        },
-      )
-      .finally(() => {
-        this.#listing = undefined;
-      });
-  }
-
-  async #currentPeers(): Promise<readonly { name: string; clusterAddress: string }[]> {
-    const cached = this.#peers;
-    if (cached !== undefined && performance.now() - cached.at < this.#o.peersRefreshMs) return cached.list;
-    const list = await this.#o.peers();
-    this.#peers = { list, at: performance.now() };
-    return list;
+    for (const peer of this.#o.peers()) {
+      if (peer === this.#o.address || this.#busy.has(peer)) continue;
+      const sending = this.#send(peer, requests).finally(() => this.#busy.delete(peer));
+      this.#busy.set(peer, sending);
+    }
   }
 
   /** What was heard since the last flush, as calls of at most `maxCallBytes` (estimated). */
@@ -154,17 +123,16 @@ export class PeerReplicator implements PeerFeed {
     return requests;
   }
 
-  async #send(peer: { name: string; clusterAddress: string }, requests: readonly Request[]): Promise<void> {
+  async #send(peer: string, requests: readonly Request[]): Promise<void> {
     try {
-      const client = await this.#o.client(peer.clusterAddress);
+      const client = await this.#o.client(peer);
       for (const request of requests) await client.replicate(request, { timeoutMs: this.#o.callTimeoutMs });
-      if (this.#failing.delete(peer.name))
-        this.#o.logger.info({ peer: peer.name }, "replicating to the controller again");
+      if (this.#failing.delete(peer)) this.#o.logger.info({ peer }, "replicating to the controller again");
     } catch (error) {
-      if (this.#failing.has(peer.name)) return;
-      this.#failing.add(peer.name);
+      if (this.#failing.has(peer)) return;
+      this.#failing.add(peer);
       this.#o.logger.warn(
-        { peer: peer.name, address: peer.clusterAddress, err: (error as Error).message },
+        { peer, err: (error as Error).message },
         "could not pass metrics and loads on to a controller; it misses them until it answers",
       );
     }
@@ -173,7 +141,6 @@ export class PeerReplicator implements PeerFeed {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#timer);
-    await this.#listing;
     await Promise.all(this.#busy.values());
   }
 }

@@ -38,6 +38,8 @@ export interface ClusterFacts {
   readonly leader?: () => string | undefined;
   /** Every controller alive now (several controllers on etcd); absent: this one alone. */
   readonly controllers?: () => Promise<ControllerView[]>;
+  /** The live controllers' cluster addresses as last read (refreshed in the background; cheap to call). */
+  readonly controllerAddresses?: () => readonly string[];
   /** The store's health as this controller sees it; absent: healthy whenever it answers. */
   readonly storeHealth?: () => Promise<StoreHealthView>;
 }

@@ -87,15 +87,11 @@ describe("PeerReplicator", () => {
     new PeerReplicator({
       name: "me",
       address: "127.0.0.1:1",
-      peers: async () => [
-        { name: "me", clusterAddress: "127.0.0.1:1" },
-        { name: slow.name, clusterAddress: slow.clusterAddress },
-        { name: fast.name, clusterAddress: fast.clusterAddress },
-      ],
+      // Its own address among them: never sent to.
+      peers: () => ["127.0.0.1:1", slow.clusterAddress, fast.clusterAddress],
       client: async (address) =>
         createClient(ControllerPeerService, createGrpcTransport({ baseUrl: `http://${address}` })),
       everyMs: 20,
-      peersRefreshMs: 1_000,
       maxSamples: 10_000,
       maxCallBytes,
       callTimeoutMs: 30_000,

@@ -8,7 +8,6 @@ import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_p
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
 import { untilAborted } from "../../rpc/until-aborted.ts";
 import type { FaceContext } from "../face-context.ts";
-import { advertisedControllersOf } from "./advertised-controllers.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
@@ -50,14 +49,13 @@ export function agentService({
   peers,
   stopping = neverStopping,
 }: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
-  const controllers = advertisedControllersOf(facts, parseDuration(defaults.ha.controllersRefresh), clock);
   const beat = async (nodeId: string, request: HeartbeatRequest) => {
     const nextIn = await heartbeats.heartbeat(nodeId);
     // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.
     const load = { cpuUsage: request.cpuUsage, memoryUsedMb: Number(request.memoryUsedMb), at: clock.now() };
     loads.record(nodeId, load);
     peers?.load(nodeId, load);
-    return { nextIn: durationFromMs(nextIn), controllers: [...controllers()] };
+    return { nextIn: durationFromMs(nextIn), controllers: [...(facts.controllerAddresses?.() ?? [])] };
   };
   const maxAgeMs = parseDuration(defaults.heartbeatStream.maxAge);
   return {
