@@ -252,6 +252,14 @@ export const defaults = {
     /** The controller never asks for a push more often than this. */
     minInterval: "100ms",
   },
+  /** Pipelines (NanoPing's PipelinesService) on every node, the controller's own included. */
+  pipelines: {
+    /**
+     * Programs (absolute paths) that pipeline `process` blocks may run on a node: agent `--pipeline-allow`,
+     * controller `pipelines.processAllow`. Empty: the node runs no process blocks.
+     */
+    processAllow: [] as readonly string[],
+  },
   /** Clusters of nodes provisioned with k3s (`corral cluster`). */
   clusters: {
     /** Agents of a cluster provisioned at once. */

@@ -1,4 +1,3 @@
-import { mkdir } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { resolve } from "node:path";
 import { ServerCredentials } from "@grpc/grpc-js";
@@ -28,11 +27,13 @@ import { NodeAgent } from "../gen/picontroller_pb.ts";
 import { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Logger } from "../observability/logger.ts";
 import { PipelineManager } from "../pipelines/manager.ts";
+import { processPolicy } from "../pipelines/process-policy.ts";
 import { ServingStatus } from "../rpc/health/health-registry.ts";
 import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
 import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
+import { securePrivateDir } from "../security/private-dir.ts";
 import { RotatingCertificates, requiredClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { corralVersion } from "../version.ts";
 import { TrustRefresher } from "./ca-trust-refresh.ts";
@@ -68,6 +69,11 @@ export interface AgentOptions {
   readonly logRing?: AgentLogRing;
   /** How often the agent checks the cluster's trust bundle and whether to renew (default 1m). */
   readonly trustRefreshInterval?: string;
+  /**
+   * Programs (absolute paths) this node's pipeline `process` blocks may run (`--pipeline-allow`);
+   * default none (defaults.pipelines.processAllow).
+   */
+  readonly pipelineProcessAllow?: readonly string[];
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
@@ -119,7 +125,9 @@ export class Agent implements AsyncDisposable {
     const listen = parseHostPort(options.listenAddress, "--listen");
     if (options.token !== undefined) parseToken(options.token);
     const dataDir = resolve(options.dataDir);
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await securePrivateDir(dataDir, (what) =>
+      logger.warn(`data dir was readable by other users, tightened: ${what}`),
+    );
     const store = new IdentityStore(dataDir);
     const identity = await store.loadOrCreate(options.name);
     if (options.name !== undefined && options.name !== identity.name) {
@@ -173,6 +181,10 @@ export class Agent implements AsyncDisposable {
         dataDir: resolve(dataDir, "pipelines"),
         registerLogs: (run) => nodeAgent.logs.registerPipeline(run.id, run.logs),
         resolveUdpTarget: controllerUdpResolver(link),
+        processPolicy: processPolicy(
+          options.pipelineProcessAllow ?? defaults.pipelines.processAllow,
+          "--pipeline-allow",
+        ),
       });
       closers.unshift(() => pipelines.close());
       const localPipelines = localPipelinesService(pipelines);

@@ -83,6 +83,10 @@ const fileSchema = z
       .strict()
       .optional(),
     shutdownGrace: duration("shutdownGrace").optional(),
+    pipelines: z
+      .object({ processAllow: z.array(z.string()).optional() })
+      .strict()
+      .optional(),
     metrics: z
       .object({
         interval: duration("metrics.interval").optional(),
@@ -209,6 +213,11 @@ export interface ControllerConfig {
   readonly nodeCertificateLifetimeMs: number;
   /** Operator plans (besides the shipped ones) and the default number of nodes a job runs at once. */
   readonly provisioning: { readonly plansDir: string; readonly concurrency: number };
+  /**
+   * The controller's own node: programs its pipelines' `process` blocks may run (absolute paths;
+   * empty, the default, runs none — the controller holds the CA key).
+   */
+  readonly pipelines?: { readonly processAllow: readonly string[] };
   /** Agent metrics: how often agents push, samples kept per node (defaults in src/defaults.ts). */
   readonly metrics?: { readonly intervalMs: number; readonly historySamples: number };
   /** The cluster CA: `keyFile` seals its keys in the store (required with etcd). */
@@ -320,6 +329,7 @@ export function resolveControllerConfig(
       ...(file.ca?.keyFile === undefined ? {} : { keyFile: absolute(file.ca.keyFile, baseDir) }),
       rotationOverlapMs: parseDuration(file.ca?.rotationOverlap ?? defaults.certificates.rotationOverlap),
     },
+    pipelines: { processAllow: file.pipelines?.processAllow ?? defaults.pipelines.processAllow },
     metrics: {
       intervalMs: Math.max(
         parseDuration(defaults.metrics.minInterval),

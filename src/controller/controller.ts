@@ -1,4 +1,3 @@
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
@@ -29,6 +28,7 @@ import { ControllerPeerService } from "../gen/corral/v1/peers_pb.ts";
 import type { Logger } from "../observability/logger.ts";
 import { ControllerMetrics } from "../observability/metrics.ts";
 import { PipelineManager } from "../pipelines/manager.ts";
+import { processPolicy } from "../pipelines/process-policy.ts";
 import { type AuthorizeOptions, authorizeCalls } from "../rpc/authorize.ts";
 import { addConnectService } from "../rpc/connect-routes.ts";
 import { type HealthRegistry, ServingStatus } from "../rpc/health/health-registry.ts";
@@ -40,6 +40,7 @@ import { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import { revokedPrefix } from "../security/certificate-inventory.ts";
 import { PrincipalResolver } from "../security/principal-resolver.ts";
+import { securePrivateDir } from "../security/private-dir.ts";
 import { optionalClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { EtcdStore } from "../store/etcd/etcd-store.ts";
 import { ReadCache } from "../store/etcd/read-cache.ts";
@@ -135,7 +136,9 @@ export class Controller implements AsyncDisposable {
     clock: Clock = systemClock,
     logRing: AgentLogRing = new AgentLogRing(),
   ): Promise<Controller> {
-    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    await securePrivateDir(config.dataDir, (what) =>
+      logger.warn(`data dir was readable by other users, tightened: ${what}`),
+    );
     const stoppers: Stopper[] = [];
     try {
       const storeConfig = config.store;
@@ -293,6 +296,12 @@ export class Controller implements AsyncDisposable {
       const localPipelines: PipelineManager = await PipelineManager.open({
         dataDir: join(config.dataDir, "pipelines"),
         registerLogs: (run) => localNode.logs.registerPipeline(run.id, run.logs),
+        // The controller's machine holds the CA key: its node runs process blocks only when its
+        // config names programs (default: none).
+        processPolicy: processPolicy(
+          config.pipelines?.processAllow ?? defaults.pipelines.processAllow,
+          "pipelines.processAllow",
+        ),
         // Called only once runs start, after `agents` below exists.
         resolveUdpTarget: controllerUdpTargets({
           registry,

@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CorralError } from "../core/errors.ts";
 import { type PipelineGraph, parsePipelineConfig } from "./config.ts";
+import { checkProcessBlocks, type ProcessPolicy } from "./process-policy.ts";
 import { PipelineRun, type RestartPolicy } from "./run.ts";
 
 /** A pipeline as the node stores it (NanoPing's settings, corral's names). */
@@ -51,6 +52,12 @@ export interface PipelineManagerOptions {
   ) => Promise<{ host: string; port: number }>;
   /** How long a run has to stop on request before it is terminated. */
   readonly stopGraceMs?: number;
+  /**
+   * The programs `process` blocks may run on this node, checked when a pipeline is created or
+   * changed and again before every run (a config stored before the rule, or a list made shorter
+   * since, must not run). Agents and controllers always pass one; without it nothing is checked.
+   */
+  readonly processPolicy?: ProcessPolicy;
 }
 
 export interface UdpBlockRef {
@@ -173,7 +180,10 @@ export class PipelineManager {
       throw CorralError.invalidArgument("instructions_timeout", "must not be negative");
     if (settings.restartPolicy.maxRestarts < 0)
       throw CorralError.invalidArgument("restart_policy.max_restarts", "must not be negative");
-    return parsePipelineConfig(settings.jsonConfig).compatible;
+    const parsed = parsePipelineConfig(settings.jsonConfig);
+    if (parsed.compatible && this.#options.processPolicy !== undefined)
+      checkProcessBlocks(parsed.graph, this.#options.processPolicy);
+    return parsed.compatible;
   }
 
   create(settings: PipelineSettings): Promise<PipelineView> {
@@ -244,6 +254,8 @@ export class PipelineManager {
     if (this.#closed) throw new CorralError("UNAVAILABLE", "the pipeline manager is closed");
     const parsed = parsePipelineConfig(record.jsonConfig);
     if (!parsed.compatible) throw new CorralError("FAILED_PRECONDITION", "incompatible config");
+    if (this.#options.processPolicy !== undefined)
+      checkProcessBlocks(parsed.graph, this.#options.processPolicy);
     const run = new PipelineRun({
       graph: parsed.graph,
       restart: record.restartPolicy,

@@ -31,6 +31,13 @@ const administer: AccessRule = { roles: admins, mutates: true };
 const nodeSelf: AccessRule = { roles: nodesOnly, mutates: true, selfOnly: true };
 const operateOrSelf: AccessRule = { roles: operatorsAndNodes, mutates: true, selfOnly: true };
 const open: AccessRule = { roles: everyone, anonymous: true };
+/**
+ * Pipeline configs hold argv and env (secrets, often): operators, admins and the node itself (the
+ * handler refuses a node asking about another). Viewers see run state through PipelineRunsService.
+ */
+const readConfigs: AccessRule = { roles: operatorsAndNodes, selfOnly: true };
+/** A run's log and telemetry: every person; a node only its own (the handler checks). */
+const readRunsOfSelf: AccessRule = { roles: everyone, selfOnly: true };
 
 export const accessTable: Readonly<Record<string, AccessRule>> = {
   // corral's native API
@@ -130,6 +137,7 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/corral.v1.NodeOpsService/TailLogs": peopleRead,
   "/corral.v1.NodeOpsService/Exec": operate,
   "/corral.v1.NodeOpsService/SetPipelineRunning": operate,
+  // Run state only (no argv, no env): every member, so that a udp_sender finds its receiver's port.
   "/corral.v1.PipelineRunsService/ListPipelines": read,
   "/corral.v1.PipelineRunsService/GetRun": read,
   "/corral.v1.PipelineRunsService/WatchPipelines": read,
@@ -165,18 +173,18 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/nanopinggrpc.hub.HubServerService/removeNode": operate,
   "/nanopinggrpc.hub.HubServerService/streamNodes": read,
   "/nanopinggrpc.hub.HubServerService/authenticationByRequests": operate,
-  "/nanopinggrpc.pipeline.PipelinesService/getPipelines": read,
-  "/nanopinggrpc.pipeline.PipelinesService/getPipelineById": read,
-  "/nanopinggrpc.pipeline.PipelinesService/getPipelineByName": read,
-  "/nanopinggrpc.pipeline.PipelinesService/getPipelineByRunId": read,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelines": readConfigs,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelineById": readConfigs,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelineByName": readConfigs,
+  "/nanopinggrpc.pipeline.PipelinesService/getPipelineByRunId": readConfigs,
   "/nanopinggrpc.pipeline.PipelinesService/createPipeline": operateOrSelf,
   "/nanopinggrpc.pipeline.PipelinesService/updatePipeline": operateOrSelf,
   "/nanopinggrpc.pipeline.PipelinesService/deletePipeline": operateOrSelf,
   "/nanopinggrpc.pipeline.PipelinesService/startPipeline": operateOrSelf,
   "/nanopinggrpc.pipeline.PipelinesService/stopPipeline": operateOrSelf,
-  "/nanopinggrpc.pipeline.PipelinesService/streamPipelines": read,
-  "/nanopinggrpc.pipeline.PipelinesService/openLogStream": read,
-  "/nanopinggrpc.pipeline.PipelinesService/openTelemetryStream": read,
+  "/nanopinggrpc.pipeline.PipelinesService/streamPipelines": readConfigs,
+  "/nanopinggrpc.pipeline.PipelinesService/openLogStream": readRunsOfSelf,
+  "/nanopinggrpc.pipeline.PipelinesService/openTelemetryStream": readRunsOfSelf,
 
   // go-cart-actor
   "/messages.ControlPlane/Ping": read,

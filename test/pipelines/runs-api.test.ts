@@ -18,7 +18,7 @@ describe("PipelineRunsService", () => {
   let controller: TestController;
   let nodeId: string;
   before(async () => {
-    controller = await startTestController();
+    controller = await startTestController({ pipelines: { processAllow: ["/bin/sh"] } });
     nodeId = controller.controller.context.facts.controllerNodeId;
   });
   after(async () => {

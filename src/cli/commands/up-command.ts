@@ -17,6 +17,7 @@ interface UpOptions {
   caFingerprint?: string;
   name?: string;
   label: string[];
+  pipelineAllow: string[];
   insecure: boolean;
   logLevel: string;
 }
@@ -51,6 +52,12 @@ export function registerUpCommand(program: Command): void {
     .option("--ca-fingerprint <sha256:…>", "pin the controller's CA (a token carries it already)")
     .option("--name <name>", "the node's name (default: the host name)")
     .option("--label <key=value>", "a label for this node (repeatable)", parseLabel, [])
+    .option(
+      "--pipeline-allow <program>",
+      "a program (absolute path) pipeline process blocks may run on this node (repeatable; default none)",
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
     .option("--insecure", "allow the plaintext local API on a non-loopback address", false)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (options: UpOptions) => {
@@ -64,6 +71,7 @@ export function registerUpCommand(program: Command): void {
           listenAddress: options.listen,
           dataDir: options.dataDir,
           insecure: options.insecure,
+          pipelineProcessAllow: options.pipelineAllow,
           logRing,
           labels: Object.fromEntries(
             options.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
