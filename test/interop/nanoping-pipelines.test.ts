@@ -16,7 +16,8 @@ import {
 /**
  * The PIPELINES part of NanoPing's guide (test/interop/nanoping_pipelines.py, stubs generated from our
  * copy of NanoPing's protos) against a real controller and a real agent: CRUD on every node offering
- * PIPELINES, reached through the agent's local API and through the controller.
+ * PIPELINES, reached through the controller, and through the agent's local API (which manages only its
+ * own node's pipelines).
  */
 const python = "/usr/bin/python3";
 const guideScript = fileURLToPath(new URL("./nanoping_guide.py", import.meta.url));
@@ -41,6 +42,8 @@ const skip =
 interface NodeRecord {
   node: string;
   headers_received: boolean;
+  /** Set when the node's pipelines were refused to this caller (the gRPC code's name). */
+  refused?: string;
   events: [string, string][];
   steps: Record<string, Record<string, unknown> | string>;
 }
@@ -96,7 +99,14 @@ describe("NanoPing's guide, PIPELINES part, from Python", { skip }, () => {
       assert.deepEqual(summary.failures, [], explain);
       assert.deepEqual([...summary.pipeline_nodes].sort(), ["My Controller", "My NanoPing Client"]);
       assert.equal(summary.nodes.length, 2);
-      for (const node of summary.nodes) {
+      // An agent's local API manages its own node's pipelines; another node's (here the controller's)
+      // are refused, as the call reaches the controller under the agent's node certificate.
+      assert.deepEqual(
+        summary.nodes.filter((node) => node.refused !== undefined).map((node) => [node.node, node.refused]),
+        via === "agent local API" ? [["My Controller", "PERMISSION_DENIED"]] : [],
+        explain,
+      );
+      for (const node of summary.nodes.filter((n) => n.refused === undefined)) {
         assert.equal(node.headers_received, true, node.node);
         assert.deepEqual(
           node.steps.create,
