@@ -7,6 +7,7 @@ import { isLoopbackHost, parseHostPort } from "../core/address.ts";
 import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import { defaults } from "../defaults.ts";
+import { processPolicy } from "../pipelines/process-policy.ts";
 import type { EtcdTls } from "../store/etcd/etcd-client.ts";
 
 /**
@@ -356,6 +357,8 @@ export function resolveControllerConfig(
         `must be above 0 and at most half the suspect slack, (suspectAfterMissed − 1 − jitter) × minInterval = ${slack} ms`,
       );
   }
+  // A relative or odd program path is a config error at start, not a refusal at the first run.
+  processPolicy(config.pipelines?.processAllow ?? [], "pipelines.processAllow");
   const bridgeHost = parseHostPort(config.bridgeAddress, "grpcBridge.address").host;
   if (!config.insecure && !isLoopbackHost(bridgeHost)) {
     throw CorralError.invalidArgument(

@@ -282,6 +282,29 @@ describe("pipelines cannot be used to escalate privilege", () => {
   });
 });
 
+describe("the allow-list is checked when a node starts", () => {
+  it("refuses a program that is not an absolute, normalized path", async () => {
+    const invalid = (field: string) => (error: unknown) => {
+      assert.equal((error as { code?: string }).code, "INVALID_ARGUMENT", String(error));
+      assert.match((error as Error).message, new RegExp(`^${field}: "bin/sh" must be an absolute`));
+      return true;
+    };
+    await assert.rejects(
+      startTestController({ pipelines: { processAllow: ["bin/sh"] } }),
+      invalid("pipelines.processAllow"),
+    );
+    const dataDir = await mkdtemp(join(tmpdir(), "corral-pipeline-allow-"));
+    try {
+      await assert.rejects(
+        startTestAgent({ dataDir, pipelineProcessAllow: ["bin/sh"] }),
+        invalid("--pipeline-allow"),
+      );
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a stored process pipeline the node does not allow never runs", () => {
   let dataDir: string;
   let cluster: TestController | undefined;
