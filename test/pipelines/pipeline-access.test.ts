@@ -289,12 +289,12 @@ describe("the allow-list is checked when a node starts", () => {
       assert.match((error as Error).message, new RegExp(`^${field}: "bin/sh" must be an absolute`));
       return true;
     };
-    await assert.rejects(
-      startTestController({ pipelines: { processAllow: ["bin/sh"] } }),
-      invalid("pipelines.processAllow"),
-    );
     const dataDir = await mkdtemp(join(tmpdir(), "corral-pipeline-allow-"));
     try {
+      await assert.rejects(
+        startTestController({ pipelines: { processAllow: ["bin/sh"] } }, {}, dataDir, false),
+        invalid("pipelines.processAllow"),
+      );
       await assert.rejects(
         startTestAgent({ dataDir, pipelineProcessAllow: ["bin/sh"] }),
         invalid("--pipeline-allow"),
