@@ -157,6 +157,21 @@ describe("pipelines cannot be used to escalate privilege", () => {
       denied(otherNode),
     );
     assert.deepEqual(await names(a2Id), ["a2-own"]);
+
+    // Straight to a2's own mTLS listener with a1's certificate: only a2's controllers and admins.
+    const direct = createClient(
+      PipelinesService,
+      createGrpcTransport({
+        baseUrl: `https://${a2.agent.listenAddress}`,
+        nodeOptions: { ca, ...(await nodeCredentials(a1)) },
+        defaultTimeoutMs: 20_000,
+      }),
+    );
+    await assert.rejects(
+      direct.createPipeline({ nodeId: a2Id, name: "direct", jsonConfig: guideConfig }),
+      denied(/may not call nanopinggrpc.pipeline.PipelinesService\/createPipeline on this node/),
+    );
+    assert.deepEqual(await names(a2Id), ["a2-own"]);
   });
 
   it("an operator may not store a process block; viewers see run state, not configs", {
