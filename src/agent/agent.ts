@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { resolve } from "node:path";
+import type { PeerCertificate } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
 import { parseDuration } from "../core/duration.ts";
@@ -35,6 +36,7 @@ import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
 import { RotatingCertificates, requiredClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { corralVersion } from "../version.ts";
+import { AccessView, notYetChecked } from "./access-view.ts";
 import { TrustRefresher } from "./ca-trust-refresh.ts";
 import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
@@ -131,7 +133,18 @@ export class Agent implements AsyncDisposable {
     const closers: (() => Promise<void>)[] = [];
     try {
       const clusterTls = new RotatingCertificates();
-      const cluster = new RpcServer({ interceptors: [observeCalls(logger), agentListenerAccess()] });
+      // Callers of the listener are checked against the controller's lists, watched once the link is up.
+      let access: AccessView | undefined;
+      const callerChecks = {
+        get synced() {
+          return access?.synced ?? false;
+        },
+        resolve: (certificate: PeerCertificate) =>
+          access === undefined ? Promise.reject(notYetChecked()) : access.resolve(certificate),
+      };
+      const cluster = new RpcServer({
+        interceptors: [observeCalls(logger), agentListenerAccess(callerChecks)],
+      });
       servers.push(cluster);
       const listenPort = await cluster.listen(
         formatHostPort(listen),
@@ -158,6 +171,10 @@ export class Agent implements AsyncDisposable {
         onCredentials: (credentials) =>
           clusterTls.update(credentials.caPem, credentials.certificatePem, credentials.privateKeyPem),
       });
+      access = new AccessView({ link, logger });
+      access.start();
+      const accessView = access;
+      closers.unshift(() => accessView.close());
       const logRing = options.logRing ?? new AgentLogRing();
       const nodeAgent = await createNodeAgent({
         dataDir,
