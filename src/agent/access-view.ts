@@ -29,6 +29,7 @@ export class AccessView implements PrincipalLookups, AsyncDisposable {
   #revoked = new Set<string>();
   #members = new Map<string, Member>();
   #synced = false;
+  #toldUnimplemented = false;
   #loop: Promise<void> | undefined;
 
   constructor(options: { link: Pick<ControllerLink, "client" | "state">; logger: Logger }) {
@@ -65,18 +66,23 @@ export class AccessView implements PrincipalLookups, AsyncDisposable {
           for await (const state of this.#link.state.watch(signal)) if (state === "CONNECTED") break;
           continue;
         }
+        let waitMs: number | undefined;
         try {
           await this.#follow(signal, () => backoff.reset());
         } catch (error) {
           const corral = fromConnectError(error);
           if (signal.aborted) break;
-          if (corral.code === "UNIMPLEMENTED")
-            this.#logger.warn(
-              "the controller offers no WatchAccess (older version): only it may call this node",
-            );
-          else this.#logger.debug({ err: corral.message }, "access view stream ended; opening it again");
+          if (corral.code === "UNIMPLEMENTED") {
+            // An older controller: ask again now and then (it may be upgraded), and say so once.
+            if (!this.#toldUnimplemented)
+              this.#logger.warn(
+                "the controller offers no AgentService/WatchAccess (an older version): only controllers may call this node until it does",
+              );
+            this.#toldUnimplemented = true;
+            waitMs = 60_000;
+          } else this.#logger.debug({ err: corral.message }, "access view stream ended; opening it again");
         }
-        await sleep(backoff.next(), undefined, { signal }).catch(() => undefined);
+        await sleep(waitMs ?? backoff.next(), undefined, { signal }).catch(() => undefined);
       }
     })();
   }
