@@ -1,5 +1,6 @@
 import { networkInterfaces } from "node:os";
 import { resolve } from "node:path";
+import type { PeerCertificate } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
 import { parseDuration } from "../core/duration.ts";
@@ -36,6 +37,7 @@ import { RpcServer } from "../rpc/rpc-server.ts";
 import { securePrivateDir } from "../security/private-dir.ts";
 import { RotatingCertificates, requiredClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { corralVersion } from "../version.ts";
+import { AccessView, notYetChecked } from "./access-view.ts";
 import { TrustRefresher } from "./ca-trust-refresh.ts";
 import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
@@ -139,7 +141,18 @@ export class Agent implements AsyncDisposable {
     const closers: (() => Promise<void>)[] = [];
     try {
       const clusterTls = new RotatingCertificates();
-      const cluster = new RpcServer({ interceptors: [observeCalls(logger), agentListenerAccess()] });
+      // Callers of the listener are checked against the controller's lists, watched once the link is up.
+      let access: AccessView | undefined;
+      const callerChecks = {
+        get synced() {
+          return access?.synced ?? false;
+        },
+        resolve: (certificate: PeerCertificate) =>
+          access === undefined ? Promise.reject(notYetChecked()) : access.resolve(certificate),
+      };
+      const cluster = new RpcServer({
+        interceptors: [observeCalls(logger), agentListenerAccess(callerChecks)],
+      });
       servers.push(cluster);
       const listenPort = await cluster.listen(
         formatHostPort(listen),
@@ -166,6 +179,10 @@ export class Agent implements AsyncDisposable {
         onCredentials: (credentials) =>
           clusterTls.update(credentials.caPem, credentials.certificatePem, credentials.privateKeyPem),
       });
+      access = new AccessView({ link, logger });
+      access.start();
+      const accessView = access;
+      closers.unshift(() => accessView.close());
       const logRing = options.logRing ?? new AgentLogRing();
       const nodeAgent = await createNodeAgent({
         dataDir,

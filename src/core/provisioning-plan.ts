@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { defaults } from "../defaults.ts";
@@ -7,6 +8,7 @@ import {
   checkOwner,
   checkTcpTarget,
   describeStep,
+  isWithinRoots,
   type StepKind,
   type StepSpec,
   systemdActions,
@@ -25,6 +27,7 @@ import { anchored, builtinNames, listItems, templateRefs } from "./provisioning-
  * parameters:
  *   hostname: { required: true, pattern: "[a-z0-9-]+" }
  *   packages: { list: true, default: "curl", pattern: "[a-z0-9][a-z0-9.+-]*" }
+ * roots: [/etc/motd, /etc/myapp]   # where file steps may write (default: each path's literal directory)
  * steps:
  *   - name: set hostname
  *     exec: [hostnamectl, set-hostname, "{{hostname}}"]
@@ -52,6 +55,8 @@ export interface Plan {
   readonly parameters: readonly PlanParameter[];
   /** Steps as written: strings may hold `{{parameter}}`; durations and modes are already parsed. */
   readonly steps: readonly StepSpec[];
+  /** `roots:` as declared (normalised): where its file steps may write; absent: each path's literal directory. */
+  readonly roots?: readonly string[];
   /** The file it came from. */
   readonly source: string;
   /** What a cluster rollout (`corral cluster provision`) does when a node's run of this plan fails. */
@@ -164,6 +169,7 @@ const planSchema = z
     version: z.union([z.string(), z.number()]).transform(String),
     description: z.string().optional(),
     parameters: z.record(z.string(), parameterSchema.nullable()).optional(),
+    roots: z.array(z.string().min(1)).min(1).max(32).optional(),
     steps: z.array(z.unknown()).min(1, "a plan needs at least one step"),
     onFailure: z
       .object({
@@ -258,6 +264,14 @@ export function parsePlan(text: string, source: string, limits: PlanLimits = def
     parameters.push(parameter);
   }
 
+  const roots = file.roots?.map((root, i) => {
+    if (!root.startsWith("/") || root.includes("{{") || root.includes("\0"))
+      at(["roots", i], `roots[${i}]: "${root}" is not an absolute path (roots take no parameters)`);
+    const normalised = posix.normalize(root).replace(/(.)\/+$/, "$1");
+    // `roots: [/]` is allowed, written out: an operator's explicit "this plan may write anywhere".
+    return normalised;
+  });
+
   if (file.steps.length > limits.maxSteps) at(["steps"], `steps: more than ${limits.maxSteps} steps`);
   const known = new Set([...parameters.map((p) => p.name), ...builtinNames]);
   const steps: StepSpec[] = [];
@@ -270,8 +284,9 @@ export function parsePlan(text: string, source: string, limits: PlanLimits = def
       for (const issue of result.error.issues) stepAt(issue.path, issueText(issue));
       return;
     }
-    const step = toStep(result.data, index, limits, stepAt);
-    if (step === undefined) return;
+    const parsed = toStep(result.data, index, limits, stepAt);
+    if (parsed === undefined) return;
+    const step = parsed.kind === "file" ? withRoots(parsed, roots, stepAt) : parsed;
     for (const [path, text] of templateStrings(result.data)) {
       for (const ref of templateRefs(text)) {
         if (!known.has(ref))
@@ -288,6 +303,7 @@ export function parsePlan(text: string, source: string, limits: PlanLimits = def
     parameters,
     steps,
     source,
+    ...(roots === undefined ? {} : { roots }),
     ...(file.onFailure === undefined
       ? {}
       : {
@@ -301,6 +317,34 @@ export function parsePlan(text: string, source: string, limits: PlanLimits = def
 }
 
 type At = (path: readonly PropertyKey[], message: string) => void;
+
+/**
+ * Where a file step may write: the plan's roots, or else the directory its path names before the first
+ * parameter (`/etc/myapp/{{name}}.conf` → `/etc/myapp`; a path without parameters: itself). A path that
+ * starts with a parameter lets the caller choose the directory by design (`{{dir}}/x`); without roots it
+ * is only kept free of `.` and `..` when filled in. A literal path outside declared roots is a mistake
+ * in the plan, found when it loads.
+ */
+function withRoots(
+  step: StepSpec & { kind: "file" },
+  roots: readonly string[] | undefined,
+  at: At,
+): StepSpec {
+  const path = step.file.path;
+  const templated = path.indexOf("{{");
+  if (roots !== undefined) {
+    if (templated === -1 && !isWithinRoots(posix.normalize(path), roots))
+      at(["file", "path"], `"${path}" is outside the plan's roots (${roots.join(", ")})`);
+    return { ...step, file: { ...step.file, roots: [...roots] } };
+  }
+  if (templated === -1) return { ...step, file: { ...step.file, roots: [posix.normalize(path)] } };
+  const literal = path.slice(0, templated);
+  const directory = posix
+    .normalize(literal.slice(0, literal.lastIndexOf("/") + 1) || "/")
+    .replace(/(.)\/+$/, "$1");
+  if (directory === "/" || !directory.startsWith("/")) return step;
+  return { ...step, file: { ...step.file, roots: [directory] } };
+}
 
 function toStep(raw: RawStep, index: number, limits: PlanLimits, at: At): StepSpec | undefined {
   const kinds = stepKindKeys.filter((key) => raw[key] !== undefined);

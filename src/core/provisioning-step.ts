@@ -1,4 +1,4 @@
-import { isAbsolute } from "node:path";
+import { isAbsolute, posix } from "node:path";
 import { CorralError } from "./errors.ts";
 
 /**
@@ -29,6 +29,13 @@ export interface FileSpec {
   mode: number;
   /** "user", "user:group", "uid" or "uid:gid". */
   owner?: string;
+  /**
+   * Directories (or single files) the path must stay in: the plan's `roots:`, or the directory the
+   * path's literal part names. Checked on the controller when the step is filled in and again on the
+   * node when it writes, with symlinks resolved. Absent: a step from before roots (no parameter in its
+   * path was confined then either).
+   */
+  roots?: string[];
 }
 
 export interface SystemdSpec {
@@ -70,6 +77,19 @@ function checkText(
   if (value.includes("\0")) throw CorralError.invalidArgument(field, "contains a NUL character");
   if (!options.multiline && /[\r\n]/.test(value))
     throw CorralError.invalidArgument(field, "contains a line break");
+}
+
+/** Whether `path` (normalised, absolute) is one of `roots` or lies below one. */
+export function isWithinRoots(path: string, roots: readonly string[]): boolean {
+  return roots.some((root) => path === root || path.startsWith(root === "/" ? "/" : `${root}/`));
+}
+
+/** A file path must be written as it is meant: no `..`, `.` or doubled slashes left after filling in. */
+export function checkConfined(path: string, roots: readonly string[], field: string): void {
+  if (posix.normalize(path) !== path)
+    throw CorralError.invalidArgument(field, `"${path}" is not a normalised path (no "..", "." or "//")`);
+  if (!isWithinRoots(path, roots))
+    throw CorralError.invalidArgument(field, `"${path}" is outside the plan's roots (${roots.join(", ")})`);
 }
 
 function checkPath(value: string, field: string): void {
@@ -138,6 +158,10 @@ export function checkStep(step: StepSpec, field: string, limits: StepLimits): vo
     case "file": {
       const file = step.file;
       checkPath(file.path, `${field}.file.path`);
+      if (file.roots !== undefined) {
+        for (const [i, root] of file.roots.entries()) checkPath(root, `${field}.file.roots[${i}]`);
+        checkConfined(file.path, file.roots, `${field}.file.path`);
+      }
       checkText(file.content, `${field}.file.content`, { multiline: true, empty: true });
       if (Buffer.byteLength(file.content) > limits.maxFileContentBytes)
         throw CorralError.invalidArgument(

@@ -1,5 +1,6 @@
+import { posix } from "node:path";
 import { CorralError } from "./errors.ts";
-import { checkStep, type StepLimits, type StepSpec } from "./provisioning-step.ts";
+import { checkStep, isWithinRoots, type StepLimits, type StepSpec } from "./provisioning-step.ts";
 
 /**
  * `{{parameter}}` substitution. Values only ever become whole argv elements or parts of them, paths and
@@ -143,9 +144,36 @@ export function renderSteps(
     });
   return plan.steps.map((step, index) => {
     const rendered = renderStep(step, text, args);
-    checkStep(rendered, `step ${index + 1} ("${step.name}")`, limits);
+    const field = `step ${index + 1} ("${step.name}")`;
+    if (step.kind === "file" && rendered.kind === "file")
+      rendered.file.path = confinedPath(step.file.path, rendered.file, field);
+    checkStep(rendered, field, limits);
     return rendered;
   });
+}
+
+/**
+ * A file path filled in from parameters may hold no `.` or `..` segment (a value such as `../x` is how
+ * a name becomes a way out), and, normalised, must stay in the step's roots. A refusal names the
+ * parameters the path was built from. Answers the path as it is sent: normalised (no doubled slashes).
+ */
+function confinedPath(template: string, file: { path: string; roots?: string[] }, field: string): string {
+  // A relative path is checkStep's to refuse, with its own message.
+  if (!file.path.startsWith("/")) return file.path;
+  const refs = [...new Set(templateRefs(template))];
+  const blame = refs.length === 0 ? `${field}.file.path` : `parameters.${refs.join(", parameters.")}`;
+  if (file.path.split("/").some((segment) => segment === ".." || segment === "."))
+    throw CorralError.invalidArgument(
+      blame,
+      `${field} would write ${file.path}, a path with "." or ".." in it`,
+    );
+  const path = posix.normalize(file.path);
+  if (file.roots !== undefined && !isWithinRoots(path, file.roots))
+    throw CorralError.invalidArgument(
+      blame,
+      `${field} would write ${path}, outside the plan's roots (${file.roots.join(", ")})`,
+    );
+  return path;
 }
 
 function renderStep(
@@ -181,6 +209,7 @@ function renderStep(
           content: text(step.file.content),
           mode: step.file.mode,
           ...(step.file.owner === undefined ? {} : { owner: text(step.file.owner) }),
+          ...(step.file.roots === undefined ? {} : { roots: [...step.file.roots] }),
         },
       };
     case "systemd":

@@ -70,6 +70,7 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/corral.v1.ProvisioningService/CancelJob": operate,
   "/corral.v1.AgentService/Heartbeat": { roles: nodesOnly, selfOnly: true },
   "/corral.v1.AgentService/HeartbeatStream": { roles: nodesOnly, selfOnly: true },
+  "/corral.v1.AgentService/WatchAccess": { roles: nodesOnly },
   // Controllers only (their certificates carry role admin; the handler checks it is a controller).
   "/corral.v1.ControllerPeerService/Replicate": { roles: admins },
   "/corral.v1.AgentService/UpdateSelf": nodeSelf,

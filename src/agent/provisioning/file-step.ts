@@ -4,6 +4,7 @@ import type { Stats } from "node:fs";
 import { chmod, chown, lstat, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { type FileSpec, formatMode } from "../../core/provisioning-step.ts";
+import { escapeFromRoots } from "./confined-path.ts";
 import type { StepContext, StepResult } from "./step-context.ts";
 
 interface Owner {
@@ -19,6 +20,11 @@ interface Owner {
  */
 export async function runFileStep(spec: FileSpec, ctx: StepContext): Promise<StepResult> {
   if (ctx.signal.aborted) return { status: "failed", message: "cancelled" };
+  // The controller checked the path against the roots as text; here, at write time, links count too.
+  const confined = async () =>
+    spec.roots === undefined ? undefined : escapeFromRoots(spec.path, spec.roots);
+  const outside = await confined();
+  if (outside !== undefined) return { status: "failed", message: outside };
   const desired = Buffer.from(spec.content);
   const owner = spec.owner === undefined ? undefined : await resolveOwner(spec.owner);
   const current = await lstat(spec.path).catch((error: NodeJS.ErrnoException) => {
@@ -49,6 +55,9 @@ export async function runFileStep(spec: FileSpec, ctx: StepContext): Promise<Ste
 
   const directory = dirname(spec.path);
   await mkdir(directory, { recursive: true, mode: 0o755 });
+  // Again after creating directories: a link may have appeared on the way since the first check.
+  const escapeNow = await confined();
+  if (escapeNow !== undefined) return { status: "failed", message: escapeNow };
   const temporary = join(directory, `.${basename(spec.path)}.corral-${randomBytes(4).toString("hex")}`);
   try {
     const handle = await open(temporary, "wx", 0o600);

@@ -60,6 +60,7 @@ export function stepToWire(step: StepSpec): MessageInitShape<typeof StepSpecSche
             content: step.file.content,
             mode: step.file.mode,
             owner: step.file.owner ?? "",
+            roots: step.file.roots ?? [],
           },
         },
       };
@@ -128,6 +129,7 @@ export function stepFromWire(message: StepSpecMessage, field: string): StepSpec 
           content: kind.value.content,
           mode: kind.value.mode,
           ...(kind.value.owner === "" ? {} : { owner: kind.value.owner }),
+          ...(kind.value.roots.length === 0 ? {} : { roots: kind.value.roots }),
         },
       };
     case "systemd":

@@ -4,6 +4,7 @@ import { ErrorCode } from "../../core/errors.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
 import { MembersService } from "../../gen/corral/v1/members_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
+import { memberIdOf, onlyForItself, ownerIdOf, peerNodeOf } from "./peer-caller.ts";
 
 /** What an agent offers for calling its controller (its ControllerLink): typed clients with its identity. */
 export interface ControllerCalls {
@@ -21,7 +22,10 @@ const rethrow = (error: unknown): never => {
  * its controller with its own identity (the controller's access rules apply; a node acts for itself):
  * GetCartIds becomes MembersService/ListKeys for this node, so it lists the keys this member owns;
  * Negotiate's answer always includes this host (the callee); ConfirmOwner and Closing go as they are, so
- * a transfer handed over through an agent comes from that agent's member.
+ * a transfer handed over through an agent comes from that agent's member. Another node calling them on
+ * this agent's listener speaks only for itself: it may not announce this node's closing nor hand over
+ * keys this node owns (both would pass on with this node's identity), and its own closing is the
+ * controller's to hear, not this node's to pass on.
  */
 export function agentCartControlPlane(
   link: ControllerCalls,
@@ -53,10 +57,28 @@ export function agentCartControlPlane(
     },
 
     async confirmOwner(request, ctx) {
+      const self = link.identity.nodeId;
+      const peer = peerNodeOf(ctx, self);
+      // The controller lets this node hand over what it owns; a peer asking here must not get that.
+      if (
+        peer !== undefined &&
+        (await ownerIdOf(link.client(MembersService), request.cartId, ctx.signal)) === self
+      )
+        throw onlyForItself(peer, "not hand over a key this node owns; only its owner hands a key over");
       return link.client(ControlPlane).confirmOwner(request, { signal: ctx.signal }).catch(rethrow);
     },
 
     async closing(request, ctx) {
+      const peer = peerNodeOf(ctx, link.identity.nodeId);
+      if (peer !== undefined) {
+        const member = await memberIdOf(link.client(MembersService), request.host, ctx.signal);
+        if (member !== peer) throw onlyForItself(peer, "announce only its own closing, not another member's");
+        // Passed on, it would go with this node's identity, which may drain only this node.
+        return {
+          accepted: false,
+          message: `noted; node ${peer} drains when it announces its closing to a controller or through its own agent`,
+        };
+      }
       return link.client(ControlPlane).closing(request, { signal: ctx.signal }).catch(rethrow);
     },
   };

@@ -8,6 +8,7 @@ import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_p
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
 import { untilAborted } from "../../rpc/until-aborted.ts";
 import type { FaceContext } from "../face-context.ts";
+import { watchAccess } from "./access-watch.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
@@ -39,16 +40,8 @@ function callingNode(ctx: HandlerContext): string {
 
 const neverStopping = new AbortController().signal;
 
-export function agentService({
-  registry,
-  heartbeats,
-  loads,
-  clock,
-  models,
-  facts,
-  peers,
-  stopping = neverStopping,
-}: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
+export function agentService(context: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
+  const { registry, heartbeats, loads, clock, models, facts, peers, stopping = neverStopping } = context;
   const beat = async (nodeId: string, request: HeartbeatRequest) => {
     const nextIn = await heartbeats.heartbeat(nodeId);
     // The load figures stay in memory (Distributed LLM's GetMetrics reads them); never a store write.
@@ -75,6 +68,10 @@ export function agentService({
         yield await beat(nodeId, request);
         if (clock.now() >= endsAt) return;
       }
+    },
+
+    watchAccess(_request, ctx) {
+      return watchAccess(context, ctx, stopping);
     },
 
     async updateSelf(request, ctx) {

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MetadataValue, Node, NodeService, Resources } from "./nodes_pb.ts";
+import type { MetadataValue, Node, NodeRole, NodeService, Resources } from "./nodes_pb.ts";
 import { file_corral_v1_nodes } from "./nodes_pb.ts";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file corral/v1/agent.proto.
  */
 export const file_corral_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChVjb3JyYWwvdjEvYWdlbnQucHJvdG8SCWNvcnJhbC52MSI9ChBIZWFydGJlYXRSZXF1ZXN0EhEKCWNwdV91c2FnZRgBIAEoARIWCg5tZW1vcnlfdXNlZF9tYhgCIAEoAyJUChFIZWFydGJlYXRSZXNwb25zZRIqCgduZXh0X2luGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2NvbnRyb2xsZXJzGAIgAygJIpgDChFVcGRhdGVTZWxmUmVxdWVzdBIOCgZmaWVsZHMYASADKAkSDAoEbmFtZRgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLmNvcnJhbC52MS5VcGRhdGVTZWxmUmVxdWVzdC5NZXRhZGF0YUVudHJ5EicKCXJlc291cmNlcxgEIAEoCzIULmNvcnJhbC52MS5SZXNvdXJjZXMSKAoIc2VydmljZXMYBSADKA4yFi5jb3JyYWwudjEuTm9kZVNlcnZpY2USDwoHYWRkcmVzcxgGIAEoCRI4CgZsYWJlbHMYByADKAsyKC5jb3JyYWwudjEuVXBkYXRlU2VsZlJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgIIAEoCRpJCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRInCgV2YWx1ZRgCIAEoCzIYLmNvcnJhbC52MS5NZXRhZGF0YVZhbHVlOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjMKElVwZGF0ZVNlbGZSZXNwb25zZRIdCgRub2RlGAEgASgLMg8uY29ycmFsLnYxLk5vZGUiHgoMTGVhdmVSZXF1ZXN0Eg4KBnJlYXNvbhgBIAEoCSIPCg1MZWF2ZVJlc3BvbnNlMq8CCgxBZ2VudFNlcnZpY2USRgoJSGVhcnRiZWF0EhsuY29ycmFsLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5jb3JyYWwudjEuSGVhcnRiZWF0UmVzcG9uc2USUAoPSGVhcnRiZWF0U3RyZWFtEhsuY29ycmFsLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5jb3JyYWwudjEuSGVhcnRiZWF0UmVzcG9uc2UoATABEkkKClVwZGF0ZVNlbGYSHC5jb3JyYWwudjEuVXBkYXRlU2VsZlJlcXVlc3QaHS5jb3JyYWwudjEuVXBkYXRlU2VsZlJlc3BvbnNlEjoKBUxlYXZlEhcuY29ycmFsLnYxLkxlYXZlUmVxdWVzdBoYLmNvcnJhbC52MS5MZWF2ZVJlc3BvbnNlYgZwcm90bzM", [file_corral_v1_nodes, file_google_protobuf_duration]);
+  fileDesc("ChVjb3JyYWwvdjEvYWdlbnQucHJvdG8SCWNvcnJhbC52MSI9ChBIZWFydGJlYXRSZXF1ZXN0EhEKCWNwdV91c2FnZRgBIAEoARIWCg5tZW1vcnlfdXNlZF9tYhgCIAEoAyJUChFIZWFydGJlYXRSZXNwb25zZRIqCgduZXh0X2luGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2NvbnRyb2xsZXJzGAIgAygJIpgDChFVcGRhdGVTZWxmUmVxdWVzdBIOCgZmaWVsZHMYASADKAkSDAoEbmFtZRgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLmNvcnJhbC52MS5VcGRhdGVTZWxmUmVxdWVzdC5NZXRhZGF0YUVudHJ5EicKCXJlc291cmNlcxgEIAEoCzIULmNvcnJhbC52MS5SZXNvdXJjZXMSKAoIc2VydmljZXMYBSADKA4yFi5jb3JyYWwudjEuTm9kZVNlcnZpY2USDwoHYWRkcmVzcxgGIAEoCRI4CgZsYWJlbHMYByADKAsyKC5jb3JyYWwudjEuVXBkYXRlU2VsZlJlcXVlc3QuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgIIAEoCRpJCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRInCgV2YWx1ZRgCIAEoCzIYLmNvcnJhbC52MS5NZXRhZGF0YVZhbHVlOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjMKElVwZGF0ZVNlbGZSZXNwb25zZRIdCgRub2RlGAEgASgLMg8uY29ycmFsLnYxLk5vZGUiHgoMTGVhdmVSZXF1ZXN0Eg4KBnJlYXNvbhgBIAEoCSIPCg1MZWF2ZVJlc3BvbnNlIhQKEldhdGNoQWNjZXNzUmVxdWVzdCI9CgxBY2Nlc3NNZW1iZXISCgoCaWQYASABKAkSIQoEcm9sZRgCIAEoDjITLmNvcnJhbC52MS5Ob2RlUm9sZSKYAQoTV2F0Y2hBY2Nlc3NSZXNwb25zZRINCgVyZXNldBgBIAEoCBIXCg9yZXZva2VkX3NlcmlhbHMYAiADKAkSGQoRdW5yZXZva2VkX3NlcmlhbHMYAyADKAkSKAoHbWVtYmVycxgEIAMoCzIXLmNvcnJhbC52MS5BY2Nlc3NNZW1iZXISFAoMZ29uZV9tZW1iZXJzGAUgAygJMv8CCgxBZ2VudFNlcnZpY2USRgoJSGVhcnRiZWF0EhsuY29ycmFsLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5jb3JyYWwudjEuSGVhcnRiZWF0UmVzcG9uc2USUAoPSGVhcnRiZWF0U3RyZWFtEhsuY29ycmFsLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5jb3JyYWwudjEuSGVhcnRiZWF0UmVzcG9uc2UoATABEkkKClVwZGF0ZVNlbGYSHC5jb3JyYWwudjEuVXBkYXRlU2VsZlJlcXVlc3QaHS5jb3JyYWwudjEuVXBkYXRlU2VsZlJlc3BvbnNlEjoKBUxlYXZlEhcuY29ycmFsLnYxLkxlYXZlUmVxdWVzdBoYLmNvcnJhbC52MS5MZWF2ZVJlc3BvbnNlEk4KC1dhdGNoQWNjZXNzEh0uY29ycmFsLnYxLldhdGNoQWNjZXNzUmVxdWVzdBoeLmNvcnJhbC52MS5XYXRjaEFjY2Vzc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_corral_v1_nodes, file_google_protobuf_duration]);
 
 /**
  * @generated from message corral.v1.HeartbeatRequest
@@ -169,6 +169,86 @@ export const LeaveResponseSchema: GenMessage<LeaveResponse> = /*@__PURE__*/
   messageDesc(file_corral_v1_agent, 5);
 
 /**
+ * @generated from message corral.v1.WatchAccessRequest
+ */
+export type WatchAccessRequest = Message<"corral.v1.WatchAccessRequest"> & {
+};
+
+/**
+ * Describes the message corral.v1.WatchAccessRequest.
+ * Use `create(WatchAccessRequestSchema)` to create a new message.
+ */
+export const WatchAccessRequestSchema: GenMessage<WatchAccessRequest> = /*@__PURE__*/
+  messageDesc(file_corral_v1_agent, 6);
+
+/**
+ * A member whose certificate works while it is listed: a node or a controller of this cluster.
+ *
+ * @generated from message corral.v1.AccessMember
+ */
+export type AccessMember = Message<"corral.v1.AccessMember"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: corral.v1.NodeRole role = 2;
+   */
+  role: NodeRole;
+};
+
+/**
+ * Describes the message corral.v1.AccessMember.
+ * Use `create(AccessMemberSchema)` to create a new message.
+ */
+export const AccessMemberSchema: GenMessage<AccessMember> = /*@__PURE__*/
+  messageDesc(file_corral_v1_agent, 7);
+
+/**
+ * @generated from message corral.v1.WatchAccessResponse
+ */
+export type WatchAccessResponse = Message<"corral.v1.WatchAccessResponse"> & {
+  /**
+   * This message is the whole view: forget everything heard before.
+   *
+   * @generated from field: bool reset = 1;
+   */
+  reset: boolean;
+
+  /**
+   * @generated from field: repeated string revoked_serials = 2;
+   */
+  revokedSerials: string[];
+
+  /**
+   * Revocations that ended (the certificate expired and its record was dropped).
+   *
+   * @generated from field: repeated string unrevoked_serials = 3;
+   */
+  unrevokedSerials: string[];
+
+  /**
+   * @generated from field: repeated corral.v1.AccessMember members = 4;
+   */
+  members: AccessMember[];
+
+  /**
+   * Ids of members that left or were removed.
+   *
+   * @generated from field: repeated string gone_members = 5;
+   */
+  goneMembers: string[];
+};
+
+/**
+ * Describes the message corral.v1.WatchAccessResponse.
+ * Use `create(WatchAccessResponseSchema)` to create a new message.
+ */
+export const WatchAccessResponseSchema: GenMessage<WatchAccessResponse> = /*@__PURE__*/
+  messageDesc(file_corral_v1_agent, 8);
+
+/**
  * Called by agents over mTLS; the node is the one named in the caller's certificate.
  *
  * @generated from service corral.v1.AgentService
@@ -217,6 +297,19 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof LeaveRequestSchema;
     output: typeof LeaveResponseSchema;
+  },
+  /**
+   * What an agent needs to check its own callers as the controller does: first the whole view
+   * (`reset`), then only changes, as they happen — revoked certificate serials, and the members
+   * (nodes and controllers) whose certificates still work. Ends with OK after `maxAge`, like
+   * HeartbeatStream; the agent opens it again and gets a fresh view.
+   *
+   * @generated from rpc corral.v1.AgentService.WatchAccess
+   */
+  watchAccess: {
+    methodKind: "server_streaming";
+    input: typeof WatchAccessRequestSchema;
+    output: typeof WatchAccessResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_corral_v1_agent, 0);
