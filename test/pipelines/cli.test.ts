@@ -71,6 +71,22 @@ describe("corral pipelines", () => {
     assert.match(ls.stdout, /cli-stdin/);
     assert.doesNotMatch(ls.stdout, /cli-bad/);
 
+    // A viewer may not read configs (argv, env) but still lists the pipelines and their run state.
+    const viewerToken = (await corral(["token", "create", "--role", "viewer"])).stdout.trim();
+    const asViewer = await corral([
+      "--server",
+      `127.0.0.1:${controller.clusterPort}`,
+      "--token",
+      viewerToken,
+      "--ca",
+      join(controller.dataDir, "ca", "ca.crt"),
+      "pipelines",
+      "ls",
+    ]);
+    assert.equal(asViewer.code, 0, asViewer.stderr);
+    assert.match(asViewer.stdout, /cli-guide/);
+    assert.match(asViewer.stdout, /cli-stdin/);
+
     const updated = await corral(["pipelines", "update", "cli-stdin", "--name", "cli-renamed", "--auto"]);
     assert.equal(updated.code, 0, updated.stderr);
     assert.match(updated.stdout, /name:\s+cli-renamed/);

@@ -8,6 +8,7 @@ import {
   type PipelineRun,
   PipelineRunSchema,
   PipelineRunState,
+  PipelineRunSummarySchema,
   PipelineRunsService,
 } from "../../gen/corral/v1/pipelines_pb.ts";
 import { Level } from "../../gen/logging_pb.ts";
@@ -111,6 +112,30 @@ async function runsOf(connection: Connection, nodeId: string): Promise<Map<strin
   return byId;
 }
 
+/** `pipelines ls` for a caller who may not read configs: what PipelineRunsService tells everyone. */
+async function printRunSummaries(output: string, connection: Connection, nodeId: string): Promise<void> {
+  const runs = connection.client(PipelineRunsService);
+  const { pipelines } = await connection.call(runs.listPipelines({ nodeId }));
+  if (output === "json") return printJson(pipelines.map((p) => toJson(PipelineRunSummarySchema, p)));
+  process.stdout.write(
+    renderTable(
+      ["name", "id", "started", "run", "state", "exit", "restarts", "restart", "startup", "config"],
+      pipelines.map((p) => [
+        p.name,
+        p.pipelineId,
+        String(p.started),
+        p.run?.runId ?? "-",
+        stateText(p.run),
+        exitText(p.run),
+        String(p.run?.restarts ?? "-"),
+        p.restartPolicy,
+        p.startup,
+        p.compatible ? "compatible" : "incompatible",
+      ]),
+    ),
+  );
+}
+
 const stateText = (run: PipelineRun | undefined) =>
   run === undefined ? "-" : (PipelineRunState[run.state] ?? "").toLowerCase();
 const exitText = (run: PipelineRun | undefined) =>
@@ -208,7 +233,13 @@ export function registerPipelinesCommand(program: Command): void {
     .option(...nodeOption)
     .action(async (options: NodeOption, command: Command) => {
       const { globals, connection, nodeId, client } = await open(command, options);
-      const { pipelines: list } = await connection.call(client.getPipelines({ nodeId }));
+      const configs = await connection.call(client.getPipelines({ nodeId })).catch((error: unknown) => {
+        // Configs (argv, env) are for operators and the node itself; viewers still see run state.
+        if (error instanceof CorralError && error.code === "PERMISSION_DENIED") return undefined;
+        throw error;
+      });
+      if (configs === undefined) return printRunSummaries(globals.output, connection, nodeId);
+      const list = configs.pipelines;
       const runs = await runsOf(connection, nodeId);
       if (globals.output === "json")
         return printJson(
