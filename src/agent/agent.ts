@@ -47,7 +47,9 @@ import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "./node-agent/node-agent.ts";
 import { routeByNodeId, routingPipelinesService } from "./pipelines/agent-pipelines.ts";
 import { controllerUdpResolver } from "./pipelines/udp-target-resolver.ts";
+import { ProcessLedger } from "./process-ledger.ts";
 import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
+import { resolveRunAs } from "./run-as.ts";
 import { readLoad, readSystemResources } from "./system-resources.ts";
 
 export interface AgentOptions {
@@ -68,6 +70,13 @@ export interface AgentOptions {
   readonly logRing?: AgentLogRing;
   /** How often the agent checks the cluster's trust bundle and whether to renew (default 1m). */
   readonly trustRefreshInterval?: string;
+  /**
+   * Who pipeline `process` blocks and provisioning `exec` steps run as: a user name or uid, "root", or
+   * "auto" (the default: `nobody` when the agent is root, the agent's own user otherwise).
+   */
+  readonly runAs?: string;
+  /** Who provisioning `exec` steps run as, when not `runAs` (e.g. "root" on nodes whose plans install packages). */
+  readonly provisionAs?: string;
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
@@ -118,8 +127,19 @@ export class Agent implements AsyncDisposable {
     }
     const listen = parseHostPort(options.listenAddress, "--listen");
     if (options.token !== undefined) parseToken(options.token);
+    // Checked before anything starts: an agent that cannot drop privileges as configured does not run.
+    const runAs = resolveRunAs(options.runAs ?? defaults.agent.runAs, "--run-as");
+    const provisionAs =
+      options.provisionAs === undefined ? runAs : resolveRunAs(options.provisionAs, "--provision-as");
     const dataDir = resolve(options.dataDir);
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // What an earlier agent on this data dir left running (killed with -9, power to the agent only) is
+    // killed before pipelines start again: otherwise a pipeline would run twice.
+    const ledger = await ProcessLedger.open(resolve(dataDir, defaults.agent.processLedgerFile), {
+      graceMs: parseDuration(defaults.agent.reapGrace),
+      onReaped: (entry) =>
+        logger.warn({ pgid: entry.pgid, what: entry.what }, "killed a process group left by the last agent"),
+    });
     const store = new IdentityStore(dataDir);
     const identity = await store.loadOrCreate(options.name);
     if (options.name !== undefined && options.name !== identity.name) {
@@ -173,6 +193,8 @@ export class Agent implements AsyncDisposable {
         dataDir: resolve(dataDir, "pipelines"),
         registerLogs: (run) => nodeAgent.logs.registerPipeline(run.id, run.logs),
         resolveUdpTarget: controllerUdpResolver(link),
+        runAs,
+        recorder: ledger,
       });
       closers.unshift(() => pipelines.close());
       const localPipelines = localPipelinesService(pipelines);
@@ -182,7 +204,10 @@ export class Agent implements AsyncDisposable {
       // go-cart-actor's ControlPlane: Ping here, the ownership directory's methods via the controller.
       const cart = agentCartControlPlane(link, () => advertise);
       cluster.add(CartControlPlane, cart);
-      cluster.add(ProvisioningAgentService, provisioningAgentService(logger));
+      cluster.add(
+        ProvisioningAgentService,
+        provisioningAgentService(logger, { runAs: provisionAs, recorder: ledger }),
+      );
       mountReflection(cluster);
       mountHealth(cluster);
 

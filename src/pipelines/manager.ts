@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { ProcessRecorder } from "../agent/process-ledger.ts";
+import { type RunAs, resolveRunAs } from "../agent/run-as.ts";
 import { CorralError } from "../core/errors.ts";
 import { type PipelineGraph, parsePipelineConfig } from "./config.ts";
 import { PipelineRun, type RestartPolicy } from "./run.ts";
@@ -51,6 +53,10 @@ export interface PipelineManagerOptions {
   ) => Promise<{ host: string; port: number }>;
   /** How long a run has to stop on request before it is terminated. */
   readonly stopGraceMs?: number;
+  /** Who process blocks run as (the node's `--run-as`); by default the "auto" rule, never root when root. */
+  readonly runAs?: RunAs;
+  /** The data dir's ledger of process groups (reaped by the next agent after a crash). */
+  readonly recorder?: ProcessRecorder;
 }
 
 export interface UdpBlockRef {
@@ -244,7 +250,11 @@ export class PipelineManager {
     if (this.#closed) throw new CorralError("UNAVAILABLE", "the pipeline manager is closed");
     const parsed = parsePipelineConfig(record.jsonConfig);
     if (!parsed.compatible) throw new CorralError("FAILED_PRECONDITION", "incompatible config");
+    // Resolved before anything starts: a node without its run-as user refuses the start, changing nothing.
+    const runAs = this.#options.runAs ?? resolveRunAs();
     const run = new PipelineRun({
+      runAs,
+      ...(this.#options.recorder === undefined ? {} : { recorder: this.#options.recorder }),
       graph: parsed.graph,
       restart: record.restartPolicy,
       instructionsTimeoutMs: (record.instructionsTimeout || defaultInstructionsTimeout) * 1000,

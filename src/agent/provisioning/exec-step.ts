@@ -19,6 +19,8 @@ export async function runExecStep(spec: ExecSpec, ctx: StepContext): Promise<Ste
     timeoutMs,
     killGraceMs: ctx.killGraceMs,
     signal: ctx.signal,
+    ...(ctx.runAs === undefined ? {} : { runAs: ctx.runAs }),
+    ...(ctx.recorder === undefined ? {} : { recorder: ctx.recorder }),
   };
   if (spec.unless !== undefined) {
     const guard = await runProcess({ argv: spec.unless, ...common });

@@ -61,6 +61,9 @@ async function check(condition: WaitCondition, budgetMs: number, ctx: StepContex
       timeoutMs: budgetMs,
       killGraceMs: ctx.killGraceMs,
       signal: ctx.signal,
+      // A plan's program, like an exec step's: the same user.
+      ...(ctx.runAs === undefined ? {} : { runAs: ctx.runAs }),
+      ...(ctx.recorder === undefined ? {} : { recorder: ctx.recorder }),
     });
     return result.exitCode === 0 && !result.timedOut ? true : describeExit(result, budgetMs);
   }

@@ -19,6 +19,8 @@ interface UpOptions {
   label: string[];
   insecure: boolean;
   logLevel: string;
+  runAs: string;
+  provisionAs?: string;
 }
 
 function parseLabel(value: string, previous: string[]): string[] {
@@ -53,6 +55,15 @@ export function registerUpCommand(program: Command): void {
     .option("--label <key=value>", "a label for this node (repeatable)", parseLabel, [])
     .option("--insecure", "allow the plaintext local API on a non-loopback address", false)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .option(
+      "--run-as <user>",
+      `who pipeline process blocks and provisioning exec steps run as: a user, a uid, root, or auto (${defaults.agent.runAsWhenRoot} when the agent is root, else the agent's user)`,
+      defaults.agent.runAs,
+    )
+    .option(
+      "--provision-as <user>",
+      "who provisioning exec steps run as, if not --run-as (e.g. root where plans install packages)",
+    )
     .action(async (options: UpOptions) => {
       const { Agent } = await import("../../agent/agent.ts");
       const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
@@ -65,6 +76,8 @@ export function registerUpCommand(program: Command): void {
           dataDir: options.dataDir,
           insecure: options.insecure,
           logRing,
+          runAs: options.runAs,
+          ...(options.provisionAs === undefined ? {} : { provisionAs: options.provisionAs }),
           labels: Object.fromEntries(
             options.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
           ),
