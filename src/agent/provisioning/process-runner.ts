@@ -44,7 +44,7 @@ const pipeDrainMs = 2_000;
 
 export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
   return new Promise((resolve) => {
-    const [program, ...args] = options.argv;
+    const program = options.argv[0];
     if (program === undefined || program === "") {
       resolve({
         exitCode: null,
