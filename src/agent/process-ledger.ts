@@ -22,7 +22,8 @@ export interface LedgerEntry {
 
 /** What the pipelines and provisioning code need of a ledger (tests may pass none). */
 export interface ProcessRecorder {
-  record(pid: number, what: string): void;
+  /** `startTime`: read by whoever spawned it, when that is another thread (it may be reaped by now). */
+  record(pid: number, what: string, startTime?: string): void;
   forget(pid: number): void;
 }
 
@@ -126,11 +127,12 @@ export class ProcessLedger implements ProcessRecorder {
     return ledger;
   }
 
-  record(pid: number, what: string): void {
-    const stat = readProcStat(pid);
-    // Exited already (and reaped): its group can hold only what it left, which its starter kills.
-    if (stat === undefined) return;
-    this.#entries.set(pid, { pgid: pid, startTime: stat.startTime, bootId: this.#boot, what });
+  record(pid: number, what: string, startTime?: string): void {
+    const known = startTime ?? readProcStat(pid)?.startTime;
+    // Unknowable only if the spawner did not say and the leader is reaped already; its starter kills
+    // the group when it ends, as always.
+    if (known === undefined || !/^\d+$/.test(known)) return;
+    this.#entries.set(pid, { pgid: pid, startTime: known, bootId: this.#boot, what });
     this.#write();
   }
 

@@ -212,7 +212,8 @@ export class PipelineRun {
           const pid = Number(message.pid);
           groups.add(pid);
           this.childGroups.add(pid);
-          recorder?.record(pid, `pipeline ${this.id}`);
+          const startTime = typeof message.startTime === "string" ? message.startTime : undefined;
+          recorder?.record(pid, `pipeline ${this.id}`, startTime);
           break;
         }
         case "child-exit":

@@ -8,13 +8,14 @@
  * udp_receiver got its sender's end marker.
  *
  * Messages to the parent: {type:"ready"} | {type:"logs", entries} (each acked) | {type:"stats", blocks} |
- * {type:"pin", cpu, applied, detail} | {type:"endpoint", block, host, port} | {type:"child", pid} |
+ * {type:"pin", cpu, applied, detail} | {type:"endpoint", block, host, port} | {type:"child", pid, startTime} |
  * {type:"child-exit", pid} | {type:"exit", failed, reason, exitCode}. From the parent: {type:"stop"} | {type:"ack"}.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { readFileSync, readlinkSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import { readProcStat } from "../agent/process-ledger.ts";
 import { launchSpec, type RunAs } from "../agent/run-as.ts";
 import { Channel } from "./channel.ts";
 import type { BlockInstance, PipelineGraph } from "./config.ts";
@@ -265,7 +266,9 @@ function runProcess(block: BlockInstance, c: Counters): Promise<number | null> {
     if (child.pid !== undefined) {
       c.pid = child.pid;
       // The parent kills the group too if this thread cannot (terminated, stuck).
-      port.postMessage({ type: "child", pid: child.pid, block: block.name });
+      // Read now, while the child is at worst an unreaped zombie: the parent records the group with it.
+      const startTime = readProcStat(child.pid)?.startTime;
+      port.postMessage({ type: "child", pid: child.pid, startTime });
     }
     log("info", `${block.name}: started ${file} (pid ${child.pid ?? "?"})`);
     const channel = output === undefined ? undefined : channelOf(output);
