@@ -75,8 +75,10 @@ export interface AgentOptions {
    * "auto" (the default: `nobody` when the agent is root, the agent's own user otherwise).
    */
   readonly runAs?: string;
-  /** Who provisioning `exec` steps run as, when not `runAs` (e.g. "root" on nodes whose plans install packages). */
+  /** Who provisioning `exec` steps run as, when not `runAs` and the step does not ask for root. */
   readonly provisionAs?: string;
+  /** false: provisioning `exec` steps that ask for root (`root: true` in the plan) are refused. */
+  readonly rootSteps?: boolean;
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
@@ -206,7 +208,11 @@ export class Agent implements AsyncDisposable {
       cluster.add(CartControlPlane, cart);
       cluster.add(
         ProvisioningAgentService,
-        provisioningAgentService(logger, { runAs: provisionAs, recorder: ledger }),
+        provisioningAgentService(logger, {
+          runAs: provisionAs,
+          recorder: ledger,
+          ...(options.rootSteps === undefined ? {} : { rootSteps: options.rootSteps }),
+        }),
       );
       mountReflection(cluster);
       mountHealth(cluster);

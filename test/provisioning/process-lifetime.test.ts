@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -70,6 +70,20 @@ describe("provisioning steps on a real agent process", () => {
       join(plansDir, "leave.yaml"),
       `name: leave\nversion: "1"\nsteps:\n  - name: leave\n    exec: ["/bin/sh", "-c", "/bin/sleep ${leftArg} & exit 3"]\n`,
     );
+    await writeFile(
+      join(plansDir, "who.yaml"),
+      [
+        "name: who",
+        'version: "1"',
+        "steps:",
+        "  - name: as the provisioning user",
+        `    exec: ["/bin/sh", "-c", "id -u > ${out}/plain; env > ${out}/plain.env"]`,
+        "  - name: as root, because the plan says so",
+        `    exec: ["/bin/sh", "-c", "id -u > ${out}/root"]`,
+        "    root: true",
+        "",
+      ].join("\n"),
+    );
     controller = await startTestController({ provisioning: { plansDir } });
     const { token } = await controller.controller.context.tokens.create({
       role: "node",
@@ -80,6 +94,7 @@ describe("provisioning steps on a real agent process", () => {
       caFingerprint: controller.controller.ca.fingerprint,
     });
     dataDir = join(scratch, "agent");
+    process.env.CORRAL_TEST_SECRET = "agent-only";
     agent = await startAgentProcess(processes, dataDir, [
       "--name",
       "prov-life",
@@ -87,7 +102,9 @@ describe("provisioning steps on a real agent process", () => {
       `127.0.0.1:${controller.clusterPort}`,
       "--token",
       token,
-    ]);
+    ]).finally(() => {
+      delete process.env.CORRAL_TEST_SECRET;
+    });
   });
   after(async () => {
     await processes.killAll();
@@ -126,6 +143,24 @@ describe("provisioning steps on a real agent process", () => {
     assert.match(nodeOf(job, "prov-life").steps[0]?.message ?? "", /exit code 3/);
     // Killed before the step's end was reported; SIGKILL takes effect as the kernel tears it down.
     await until("the step's leftover to be gone", () => leftover().length === 0, 5_000);
+  });
+
+  it("a root agent runs exec steps as nobody with a clean environment, and as root only where the plan says root: true", {
+    timeout: 60_000,
+    skip: process.geteuid?.() === 0 ? false : "needs root (the agent drops to nobody only when it is root)",
+  }, async () => {
+    const id = await runPlan("who");
+    const job = await jobFinished(client(), id);
+    assert.equal(job.status, RunStatus.SUCCEEDED, job.message);
+    const nobody = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((line) => line.startsWith("nobody:"))
+      ?.split(":")[2];
+    assert.equal((await readFile(join(out, "plain"), "utf8")).trim(), nobody);
+    assert.equal((await readFile(join(out, "root"), "utf8")).trim(), "0");
+    const env = await readFile(join(out, "plain.env"), "utf8");
+    assert.doesNotMatch(env, /CORRAL_TEST_SECRET/, "the agent's environment is not passed on");
+    assert.match(env, /^USER=nobody$/m);
   });
 
   it("kill -9 of the agent mid-step: the step dies with it, and the restarted agent reaps its group", {

@@ -7,6 +7,8 @@ export interface StepContext {
   readonly runAs?: RunAs;
   /** The data dir's ledger of process groups. */
   readonly recorder?: ProcessRecorder;
+  /** false: `exec` steps that ask for root are refused (corral up --no-root-steps). */
+  readonly rootSteps?: boolean;
   readonly signal: AbortSignal;
   /** Output of the step, as it comes (capped by the runner). */
   output(text: string): void;

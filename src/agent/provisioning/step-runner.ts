@@ -32,6 +32,8 @@ export interface StepRunnerOptions {
   /** Who `exec` steps run as; undefined: the "auto" rule (`nobody` when the agent is root). */
   readonly runAs?: RunAs;
   readonly recorder?: ProcessRecorder;
+  /** false: `exec` steps that ask for root (`root: true` in the plan) fail without running. */
+  readonly rootSteps?: boolean;
 }
 
 /** Output events buffered for a slow consumer are bounded by the per-step output cap plus a few. */
@@ -118,6 +120,7 @@ export async function* runSteps(
         systemdRunDir: options.systemdRunDir ?? "/run/systemd/system",
         ...(options.runAs === undefined ? {} : { runAs: options.runAs }),
         ...(options.recorder === undefined ? {} : { recorder: options.recorder }),
+        ...(options.rootSteps === undefined ? {} : { rootSteps: options.rootSteps }),
       };
       const running = execute(step, ctx).then(
         (result) => result,

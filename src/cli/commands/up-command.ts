@@ -21,6 +21,7 @@ interface UpOptions {
   logLevel: string;
   runAs: string;
   provisionAs?: string;
+  rootSteps: boolean;
 }
 
 function parseLabel(value: string, previous: string[]): string[] {
@@ -62,8 +63,9 @@ export function registerUpCommand(program: Command): void {
     )
     .option(
       "--provision-as <user>",
-      "who provisioning exec steps run as, if not --run-as (e.g. root where plans install packages)",
+      "who provisioning exec steps run as, if not --run-as (steps with root: true in their plan run as root)",
     )
+    .option("--no-root-steps", "refuse provisioning exec steps whose plan asks for root (root: true)")
     .action(async (options: UpOptions) => {
       const { Agent } = await import("../../agent/agent.ts");
       const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
@@ -77,6 +79,7 @@ export function registerUpCommand(program: Command): void {
           insecure: options.insecure,
           logRing,
           runAs: options.runAs,
+          rootSteps: options.rootSteps,
           ...(options.provisionAs === undefined ? {} : { provisionAs: options.provisionAs }),
           labels: Object.fromEntries(
             options.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
