@@ -141,6 +141,8 @@ export class Agent implements AsyncDisposable {
       graceMs: parseDuration(defaults.agent.reapGrace),
       onReaped: (entry) =>
         logger.warn({ pgid: entry.pgid, what: entry.what }, "killed a process group left by the last agent"),
+      onWriteError: (error) =>
+        logger.warn({ error: error.message }, "could not update the ledger of process groups"),
     });
     const store = new IdentityStore(dataDir);
     const identity = await store.loadOrCreate(options.name);

@@ -105,9 +105,11 @@ export class ProcessLedger implements ProcessRecorder {
   readonly #file: string;
   readonly #boot = bootId();
   readonly #entries = new Map<number, LedgerEntry>();
+  readonly #onWriteError: ((error: Error) => void) | undefined;
 
-  private constructor(file: string) {
+  private constructor(file: string, onWriteError?: (error: Error) => void) {
     this.#file = file;
+    this.#onWriteError = onWriteError;
   }
 
   /**
@@ -116,13 +118,19 @@ export class ProcessLedger implements ProcessRecorder {
    */
   static async open(
     file: string,
-    options: { graceMs: number; onReaped?: (entry: LedgerEntry) => void },
+    options: {
+      graceMs: number;
+      onReaped?: (entry: LedgerEntry) => void;
+      /** A later write failed (disk full, data dir gone): the spawn goes on, the group is just not recorded. */
+      onWriteError?: (error: Error) => void;
+    },
   ): Promise<ProcessLedger> {
-    const ledger = new ProcessLedger(file);
+    const ledger = new ProcessLedger(file, options.onWriteError);
     const left = readEntries(file);
     if (left.length > 0) {
       for (const entry of await reapGroups(left, options.graceMs)) options.onReaped?.(entry);
     }
+    // This first write may throw: an agent that cannot keep its ledger does not start.
     ledger.#write();
     return ledger;
   }
@@ -133,11 +141,20 @@ export class ProcessLedger implements ProcessRecorder {
     // the group when it ends, as always.
     if (known === undefined || !/^\d+$/.test(known)) return;
     this.#entries.set(pid, { pgid: pid, startTime: known, bootId: this.#boot, what });
-    this.#write();
+    this.#tryWrite();
   }
 
   forget(pid: number): void {
-    if (this.#entries.delete(pid)) this.#write();
+    if (this.#entries.delete(pid)) this.#tryWrite();
+  }
+
+  /** Called from spawn paths and worker messages, where a throw would take the agent down. */
+  #tryWrite(): void {
+    try {
+      this.#write();
+    } catch (error) {
+      this.#onWriteError?.(error as Error);
+    }
   }
 
   get entries(): readonly LedgerEntry[] {

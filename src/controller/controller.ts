@@ -297,6 +297,8 @@ export class Controller implements AsyncDisposable {
         graceMs: parseDuration(defaults.agent.reapGrace),
         onReaped: (entry) =>
           logger.warn({ pgid: entry.pgid, what: entry.what }, "killed a process group left by the last run"),
+        onWriteError: (error) =>
+          logger.warn({ error: error.message }, "could not update the ledger of process groups"),
       });
       const localPipelines: PipelineManager = await PipelineManager.open({
         recorder: ledger,
