@@ -112,6 +112,17 @@ export const defaults = {
     maxBackoff: "30s",
     dataDir: ".corral/agent",
     localApiAddress: "127.0.0.1:10432",
+    /**
+     * Who pipeline `process` blocks and provisioning `exec` steps run as (`--run-as`): "auto" is
+     * `runAsWhenRoot` for an agent running as root and the agent's own user otherwise; "root" only when
+     * named; any other user name or uid.
+     */
+    runAs: "auto",
+    runAsWhenRoot: "nobody",
+    /** File in the data dir listing the process groups the agent started (reaped by the next agent). */
+    processLedgerFile: "process-groups.json",
+    /** At start, groups left by an earlier agent get SIGTERM, then SIGKILL after this. */
+    reapGrace: "2s",
   },
   /** The node's hardware as the Pi-Controller NodeAgent shows it: GPIO, metrics, health. */
   agentHardware: {

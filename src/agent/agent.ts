@@ -50,7 +50,9 @@ import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "./node-agent/node-agent.ts";
 import { routeByNodeId, routingPipelinesService } from "./pipelines/agent-pipelines.ts";
 import { controllerUdpResolver } from "./pipelines/udp-target-resolver.ts";
+import { ProcessLedger } from "./process-ledger.ts";
 import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
+import { resolveRunAs } from "./run-as.ts";
 import { readLoad, readSystemResources } from "./system-resources.ts";
 
 export interface AgentOptions {
@@ -76,6 +78,15 @@ export interface AgentOptions {
    * default none (defaults.pipelines.processAllow).
    */
   readonly pipelineProcessAllow?: readonly string[];
+  /**
+   * Who pipeline `process` blocks and provisioning `exec` steps run as: a user name or uid, "root", or
+   * "auto" (the default: `nobody` when the agent is root, the agent's own user otherwise).
+   */
+  readonly runAs?: string;
+  /** Who provisioning `exec` steps run as, when not `runAs` and the step does not ask for root. */
+  readonly provisionAs?: string;
+  /** false: provisioning `exec` steps that ask for root (`root: true` in the plan) are refused. */
+  readonly rootSteps?: boolean;
 }
 
 /** The services every agent offers its cluster (NanoPing's NodeService names). */
@@ -126,10 +137,23 @@ export class Agent implements AsyncDisposable {
     }
     const listen = parseHostPort(options.listenAddress, "--listen");
     if (options.token !== undefined) parseToken(options.token);
+    // Checked before anything starts: an agent that cannot drop privileges as configured does not run.
+    const runAs = resolveRunAs(options.runAs ?? defaults.agent.runAs, "--run-as");
+    const provisionAs =
+      options.provisionAs === undefined ? runAs : resolveRunAs(options.provisionAs, "--provision-as");
     const dataDir = resolve(options.dataDir);
     await securePrivateDir(dataDir, (what) =>
       logger.warn(`data dir was readable by other users, tightened: ${what}`),
     );
+    // What an earlier agent on this data dir left running (killed with -9, power to the agent only) is
+    // killed before pipelines start again: otherwise a pipeline would run twice.
+    const ledger = await ProcessLedger.open(resolve(dataDir, defaults.agent.processLedgerFile), {
+      graceMs: parseDuration(defaults.agent.reapGrace),
+      onReaped: (entry) =>
+        logger.warn({ pgid: entry.pgid, what: entry.what }, "killed a process group left by the last agent"),
+      onWriteError: (error) =>
+        logger.warn({ error: error.message }, "could not update the ledger of process groups"),
+    });
     const store = new IdentityStore(dataDir);
     const identity = await store.loadOrCreate(options.name);
     if (options.name !== undefined && options.name !== identity.name) {
@@ -202,6 +226,8 @@ export class Agent implements AsyncDisposable {
           options.pipelineProcessAllow ?? defaults.pipelines.processAllow,
           "--pipeline-allow",
         ),
+        runAs,
+        recorder: ledger,
       });
       closers.unshift(() => pipelines.close());
       const localPipelines = localPipelinesService(pipelines);
@@ -211,7 +237,14 @@ export class Agent implements AsyncDisposable {
       // go-cart-actor's ControlPlane: Ping here, the ownership directory's methods via the controller.
       const cart = agentCartControlPlane(link, () => advertise);
       cluster.add(CartControlPlane, cart);
-      cluster.add(ProvisioningAgentService, provisioningAgentService(logger));
+      cluster.add(
+        ProvisioningAgentService,
+        provisioningAgentService(logger, {
+          runAs: provisionAs,
+          recorder: ledger,
+          ...(options.rootSteps === undefined ? {} : { rootSteps: options.rootSteps }),
+        }),
+      );
       mountReflection(cluster);
       mountHealth(cluster);
 

@@ -4,6 +4,7 @@ import { ServerCredentials } from "@grpc/grpc-js";
 import { createMetricsSampler } from "../agent/metrics-pusher.ts";
 import { AgentLogRing } from "../agent/node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "../agent/node-agent/node-agent.ts";
+import { ProcessLedger } from "../agent/process-ledger.ts";
 import { createLoadReader } from "../agent/system-resources.ts";
 import { formatHostPort, parseHostPort } from "../core/address.ts";
 import { AuditLog } from "../core/audit-log.ts";
@@ -293,7 +294,17 @@ export class Controller implements AsyncDisposable {
         logRing,
       });
       stoppers.push(() => localNode.close());
+      // The controller's own node starts runs and steps like an agent: what a killed controller left
+      // running is reaped before its pipelines start again.
+      const ledger = await ProcessLedger.open(join(config.dataDir, defaults.agent.processLedgerFile), {
+        graceMs: parseDuration(defaults.agent.reapGrace),
+        onReaped: (entry) =>
+          logger.warn({ pgid: entry.pgid, what: entry.what }, "killed a process group left by the last run"),
+        onWriteError: (error) =>
+          logger.warn({ error: error.message }, "could not update the ledger of process groups"),
+      });
       const localPipelines: PipelineManager = await PipelineManager.open({
+        recorder: ledger,
         dataDir: join(config.dataDir, "pipelines"),
         registerLogs: (run) => localNode.logs.registerPipeline(run.id, run.logs),
         // The controller's machine holds the CA key: its node runs process blocks only when its
@@ -423,7 +434,7 @@ export class Controller implements AsyncDisposable {
           { path: config.provisioning.plansDir, label: "operator" },
         ]),
         remote: agentStepRunner(agents),
-        local: localStepRunner(),
+        local: localStepRunner(ledger),
         concurrency: config.provisioning.concurrency,
       });
       await provisioning.start({ recover: leader.isLeader() });

@@ -1,3 +1,4 @@
+import type { ProcessRecorder } from "../agent/process-ledger.ts";
 import { runSteps, type StepEvent } from "../agent/provisioning/step-runner.ts";
 import { eventFromWire, stepToWire } from "../agent/provisioning/step-wire.ts";
 import { CorralError } from "../core/errors.ts";
@@ -43,6 +44,11 @@ export function agentStepRunner(agents: AgentReach): NodeStepRunner {
 }
 
 /** The controller's own node: the same step runner the agents use, in this process. */
-export function localStepRunner(): NodeStepRunner {
-  return (_node, steps, run) => runSteps(steps, { signal: run.signal, maxOutputBytes: run.maxOutputBytes });
+export function localStepRunner(recorder?: ProcessRecorder): NodeStepRunner {
+  return (_node, steps, run) =>
+    runSteps(steps, {
+      signal: run.signal,
+      maxOutputBytes: run.maxOutputBytes,
+      ...(recorder === undefined ? {} : { recorder }),
+    });
 }

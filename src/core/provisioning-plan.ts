@@ -135,6 +135,7 @@ const stepSchema = z
     cwd: z.string().optional(),
     env: z.record(z.string(), scalar).optional(),
     timeout: duration.optional(),
+    root: z.boolean().optional(),
     file: z
       .object({
         path: z.string().min(1),
@@ -361,6 +362,8 @@ function toStep(raw: RawStep, index: number, limits: PlanLimits, at: At): StepSp
   for (const key of ["creates", "unless", "cwd", "env"] as const) {
     if (raw[key] !== undefined && kind !== "exec") at([key], `only an exec step takes ${key}`);
   }
+  if (raw.root !== undefined && kind !== "exec" && raw.waitFor?.exec === undefined)
+    at(["root"], "only an exec step or a waitFor exec condition runs a program as root");
   if (raw.timeout !== undefined && kind !== "exec" && kind !== "systemd")
     at(
       ["timeout"],
@@ -394,6 +397,7 @@ function toStep(raw: RawStep, index: number, limits: PlanLimits, at: At): StepSp
           ...(raw.cwd === undefined ? {} : { cwd: raw.cwd }),
           ...(raw.env === undefined ? {} : { env: raw.env }),
           ...(timeoutMs === undefined ? {} : { timeoutMs }),
+          ...(raw.root === true ? { root: true } : {}),
         },
       };
     }
@@ -472,7 +476,11 @@ function toStep(raw: RawStep, index: number, limits: PlanLimits, at: At): StepSp
           : wait.file !== undefined
             ? { file: wait.file }
             : { tcp: wait.tcp ?? "" };
-      return { name, kind, waitFor: { condition, timeoutMs, intervalMs } };
+      return {
+        name,
+        kind,
+        waitFor: { condition, timeoutMs, intervalMs, ...(raw.root === true ? { root: true } : {}) },
+      };
     }
   }
 }

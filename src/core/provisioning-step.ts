@@ -20,6 +20,11 @@ export interface ExecSpec {
   cwd?: string;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /**
+   * The plan asks for root (package installs, host settings). Without it the step runs as the node's
+   * unprivileged provisioning user; an agent started with --no-root-steps refuses such steps.
+   */
+  root?: boolean;
 }
 
 export interface FileSpec {
@@ -50,6 +55,8 @@ export interface WaitForSpec {
   condition: WaitCondition;
   timeoutMs: number;
   intervalMs: number;
+  /** An exec condition runs as root (see ExecSpec.root). */
+  root?: boolean;
 }
 
 export type StepSpec =

@@ -197,6 +197,7 @@ function renderStep(
             ? {}
             : { env: Object.fromEntries(Object.entries(e.env).map(([k, v]) => [k, text(v)])) }),
           ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+          ...(e.root === true ? { root: true } : {}),
         },
       };
     }

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { ProcessRecorder } from "../agent/process-ledger.ts";
+import { type RunAs, resolveRunAs } from "../agent/run-as.ts";
 import { CorralError } from "../core/errors.ts";
 import { type PipelineGraph, parsePipelineConfig } from "./config.ts";
 import { checkProcessBlocks, type ProcessPolicy } from "./process-policy.ts";
@@ -58,6 +60,10 @@ export interface PipelineManagerOptions {
    * since, must not run). Agents and controllers always pass one; without it nothing is checked.
    */
   readonly processPolicy?: ProcessPolicy;
+  /** Who process blocks run as (the node's `--run-as`); by default the "auto" rule, never root when root. */
+  readonly runAs?: RunAs;
+  /** The data dir's ledger of process groups (reaped by the next agent after a crash). */
+  readonly recorder?: ProcessRecorder;
 }
 
 export interface UdpBlockRef {
@@ -256,7 +262,11 @@ export class PipelineManager {
     if (!parsed.compatible) throw new CorralError("FAILED_PRECONDITION", "incompatible config");
     if (this.#options.processPolicy !== undefined)
       checkProcessBlocks(parsed.graph, this.#options.processPolicy);
+    // Resolved before anything starts: a node without its run-as user refuses the start, changing nothing.
+    const runAs = this.#options.runAs ?? resolveRunAs();
     const run = new PipelineRun({
+      runAs,
+      ...(this.#options.recorder === undefined ? {} : { recorder: this.#options.recorder }),
       graph: parsed.graph,
       restart: record.restartPolicy,
       instructionsTimeoutMs: (record.instructionsTimeout || defaultInstructionsTimeout) * 1000,

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { RingLogSource } from "../agent/node-agent/logs/ring-log-source.ts";
+import type { ProcessRecorder } from "../agent/process-ledger.ts";
+import { type RunAs, resolveRunAs } from "../agent/run-as.ts";
 import type { PipelineGraph } from "./config.ts";
 
 export type RunState = "starting" | "running" | "restarting" | "succeeded" | "failed" | "stopped";
@@ -30,6 +32,10 @@ export interface RunOptions {
   readonly stopGraceMs?: number;
   /** The worker's entry point (tests give a misbehaving one). */
   readonly workerUrl?: URL;
+  /** Who process blocks run as; by default the "auto" rule (`nobody` when the agent is root). */
+  readonly runAs?: RunAs;
+  /** Records each process group in the data dir until it is dead, for the next agent to reap. */
+  readonly recorder?: ProcessRecorder;
 }
 
 /** What happened to a run's cpu_pin. */
@@ -136,10 +142,21 @@ export class PipelineRun {
   }
 
   #spawnWorker(udpTargets: Record<string, { host: string; port: number }>): void {
+    let runAs: RunAs;
+    try {
+      runAs = this.#options.runAs ?? resolveRunAs();
+    } catch (error) {
+      const reason = (error as Error).message;
+      this.log("error", reason);
+      this.#ended({ failed: !this.#stopRequested, reason: this.#stopRequested ? "stopped" : reason });
+      return;
+    }
+    const recorder = this.#options.recorder;
     const worker = new Worker(this.#options.workerUrl ?? workerUrl, {
       workerData: {
         graph: this.#options.graph,
         udpTargets,
+        runAs,
         ...(this.#options.cpuPin === undefined ? {} : { cpuPin: this.#options.cpuPin }),
       },
       stdout: false,
@@ -191,10 +208,14 @@ export class PipelineRun {
           ];
           this.#options.onChange?.(this);
           break;
-        case "child":
-          groups.add(Number(message.pid));
-          this.childGroups.add(Number(message.pid));
+        case "child": {
+          const pid = Number(message.pid);
+          groups.add(pid);
+          this.childGroups.add(pid);
+          const startTime = typeof message.startTime === "string" ? message.startTime : undefined;
+          recorder?.record(pid, `pipeline ${this.id}`, startTime);
           break;
+        }
         case "child-exit":
           // The group may still hold the child's own children: it is killed with the rest at the end.
           break;
@@ -217,6 +238,7 @@ export class PipelineRun {
           // the group is gone already
         }
         this.childGroups.delete(pgid);
+        recorder?.forget(pgid);
       }
       if (!exited && this.#stopRequested) outcome = { failed: false, reason: "stopped" };
       this.#worker = undefined;

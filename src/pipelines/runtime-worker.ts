@@ -8,13 +8,15 @@
  * udp_receiver got its sender's end marker.
  *
  * Messages to the parent: {type:"ready"} | {type:"logs", entries} (each acked) | {type:"stats", blocks} |
- * {type:"pin", cpu, applied, detail} | {type:"endpoint", block, host, port} | {type:"child", pid} |
+ * {type:"pin", cpu, applied, detail} | {type:"endpoint", block, host, port} | {type:"child", pid, startTime} |
  * {type:"child-exit", pid} | {type:"exit", failed, reason, exitCode}. From the parent: {type:"stop"} | {type:"ack"}.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { readFileSync, readlinkSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import { readProcStat } from "../agent/process-ledger.ts";
+import { launchSpec, type RunAs } from "../agent/run-as.ts";
 import { Channel } from "./channel.ts";
 import type { BlockInstance, PipelineGraph } from "./config.ts";
 import { endMarkerCount, isEndMarker, udpEndMarker } from "./udp-marker.ts";
@@ -26,6 +28,8 @@ const data = workerData as {
   graph: PipelineGraph;
   cpuPin?: number;
   udpTargets?: Record<string, { host: string; port: number }>;
+  /** Who process blocks run as (never root unless the node's config says so): see run-as.ts. */
+  runAs: RunAs;
 };
 const graph = data.graph;
 
@@ -242,11 +246,18 @@ async function runSink(block: BlockInstance, c: Counters): Promise<void> {
 function runProcess(block: BlockInstance, c: Counters): Promise<number | null> {
   if (block.settings.type !== "process") return Promise.resolve(0);
   const { argv, env, cwd, output } = block.settings;
-  const [file, ...args] = argv as [string, ...string[]];
+  const file = argv[0] as string;
+  // Clean env, the run-as user, and a parent-death signal: if this thread ends (or the agent is
+  // killed), the program is killed with it. The parent also records the group in the data dir.
+  const launch = launchSpec({
+    argv,
+    runAs: data.runAs,
+    env,
+    ...(cwd === undefined ? {} : { cwd }),
+  });
   return new Promise((resolve) => {
-    const child = spawn(file, args, {
-      ...(cwd === undefined ? {} : { cwd }),
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+    const child = spawn(launch.file, launch.args, {
+      ...launch.options,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
       shell: false,
@@ -255,7 +266,9 @@ function runProcess(block: BlockInstance, c: Counters): Promise<number | null> {
     if (child.pid !== undefined) {
       c.pid = child.pid;
       // The parent kills the group too if this thread cannot (terminated, stuck).
-      port.postMessage({ type: "child", pid: child.pid });
+      // Read now, while the child is at worst an unreaped zombie: the parent records the group with it.
+      const startTime = readProcStat(child.pid)?.startTime;
+      port.postMessage({ type: "child", pid: child.pid, startTime });
     }
     log("info", `${block.name}: started ${file} (pid ${child.pid ?? "?"})`);
     const channel = output === undefined ? undefined : channelOf(output);

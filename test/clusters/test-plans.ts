@@ -2,7 +2,8 @@
  * Plans of local commands standing in for k3s (no real k3s here): the "server" writes a token file in
  * `dir` and prints it as `corral-token: …`; an "agent" records the server URL and token it was given;
  * the uninstall plans remove what they wrote. `failOnce` names a node whose agent step fails on its
- * first run only; `failAlways` one whose agent step always fails.
+ * first run only; `failAlways` one whose agent step always fails. Like the real k3s plans, the steps
+ * ask for root (`root: true`): they read and remove what the agent wrote as root.
  */
 export const testPlans: Readonly<Record<string, string>> = {
   "test-k3s-server.yaml": `name: test-k3s-server
@@ -15,6 +16,7 @@ steps:
     file: { path: "{{dir}}/server-node-token", content: "K10test{{node.name}}::server:{{token}}\\n", mode: "0600" }
   - name: print the node token
     exec: [sed, -n, "s/^/corral-token: /p", "{{dir}}/server-node-token"]
+    root: true
 onFailure: { retries: 1, rollback: test-k3s-server-uninstall }
 `,
   "test-k3s-agent.yaml": `name: test-k3s-agent
@@ -38,6 +40,7 @@ steps:
       - "{{failOnce}}"
       - "{{failAlways}}"
       - "{{dir}}/agent-{{node.name}}.tried"
+    root: true
 onFailure: { retries: 1, rollback: test-k3s-agent-uninstall }
 `,
   "test-k3s-server-uninstall.yaml": `name: test-k3s-server-uninstall
@@ -47,6 +50,7 @@ parameters:
 steps:
   - name: remove the node token
     exec: [rm, -f, "{{dir}}/server-node-token"]
+    root: true
 `,
   "test-k3s-agent-uninstall.yaml": `name: test-k3s-agent-uninstall
 version: 1
@@ -55,6 +59,7 @@ parameters:
 steps:
   - name: remove what the agent wrote
     exec: [rm, -f, "{{dir}}/agent-{{node.name}}.join", "{{dir}}/agent-{{node.name}}.tried"]
+    root: true
 `,
 };
 

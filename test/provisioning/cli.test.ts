@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -41,6 +41,8 @@ describe("corral provision (CLI)", () => {
   const node = "My Controller";
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), "corral-prov-cli-"));
+    // Exec steps run as `nobody` when the tests run as root: they must be able to look in here.
+    await chmod(scratch, 0o755);
     const plansDir = join(scratch, "plans");
     await mkdir(plansDir);
     await writeFile(

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Client } from "@connectrpc/connect";
@@ -25,6 +25,9 @@ export interface ProvisioningCluster {
 
 export async function startProvisioningCluster(agentNames: readonly string[]): Promise<ProvisioningCluster> {
   const scratch = await mkdtemp(join(tmpdir(), "corral-prov-"));
+  // Exec steps run as `nobody` when the tests run as root (the agents' default --provision-as):
+  // they must be able to look into the scratch dir, as they would into a real node's paths.
+  await chmod(scratch, 0o755);
   const plansDir = join(scratch, "plans");
   await mkdir(plansDir);
   const dataDir = join(scratch, "controller");

@@ -10,13 +10,23 @@ import {
   type StepEvent,
   type StepRunnerOptions,
 } from "../../src/agent/provisioning/step-runner.ts";
+import { agentIdentity } from "../../src/agent/run-as.ts";
 import type { StepSpec } from "../../src/core/provisioning-step.ts";
 
 const node = process.execPath;
+/**
+ * These tests are about the runner's mechanics, in the test's own temp dirs: steps run as the test's
+ * user, as a node configured `--provision-as root` would (run-as.test.ts checks the default).
+ */
+const asTestUser = agentIdentity();
 
 async function run(steps: StepSpec[], options: Partial<StepRunnerOptions> = {}): Promise<StepEvent[]> {
   const events: StepEvent[] = [];
-  for await (const event of runSteps(steps, { signal: AbortSignal.timeout(30_000), ...options }))
+  for await (const event of runSteps(steps, {
+    signal: AbortSignal.timeout(30_000),
+    runAs: asTestUser,
+    ...options,
+  }))
     events.push(event);
   return events;
 }
@@ -170,7 +180,7 @@ describe("the agent's step runner", () => {
         { name: "hang", kind: "exec", exec: { argv: parentAndChild(pidFile) } },
         { name: "after", kind: "exec", exec: { argv: ["true"] } },
       ],
-      { signal: abort.signal, killGraceMs: 500 },
+      { signal: abort.signal, killGraceMs: 500, runAs: asTestUser },
     )) {
       events.push(event);
       if (event.output?.includes("started")) abort.abort();
@@ -191,6 +201,7 @@ describe("the agent's step runner", () => {
     const iterator = runSteps([{ name: "hang", kind: "exec", exec: { argv: parentAndChild(pidFile) } }], {
       signal: new AbortController().signal,
       killGraceMs: 500,
+      runAs: asTestUser,
     });
     for await (const event of iterator) if (event.output?.includes("started")) break;
     const [parent, child] = (await readFile(pidFile, "utf8")).split(" ").map(Number);

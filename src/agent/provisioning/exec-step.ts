@@ -1,11 +1,23 @@
 import { stat } from "node:fs/promises";
 import { argvText, type ExecSpec } from "../../core/provisioning-step.ts";
+import { agentIdentity } from "../run-as.ts";
 import { describeExit, runProcess } from "./process-runner.ts";
 import type { StepContext, StepResult } from "./step-context.ts";
 
-/** `exec`: runs argv unless a guard says it is done already (`creates` exists, `unless` exits 0). */
+/**
+ * `exec`: runs argv unless a guard says it is done already (`creates` exists, `unless` exits 0). As the
+ * node's provisioning user, or with the agent's own rights (root on a real node) when the plan says
+ * `root: true` and the node allows root steps.
+ */
 export async function runExecStep(spec: ExecSpec, ctx: StepContext): Promise<StepResult> {
   const timeoutMs = spec.timeoutMs ?? ctx.defaultTimeoutMs;
+  if (spec.root === true && ctx.rootSteps === false)
+    return {
+      status: "failed",
+      message:
+        "this step asks for root and this node refuses root steps (its agent runs with --no-root-steps); run the plan on another node or drop root: true from the step",
+    };
+  const runAs = spec.root === true ? agentIdentity() : ctx.runAs;
   if (spec.creates !== undefined) {
     const exists = await stat(spec.creates).then(
       () => true,
@@ -19,6 +31,8 @@ export async function runExecStep(spec: ExecSpec, ctx: StepContext): Promise<Ste
     timeoutMs,
     killGraceMs: ctx.killGraceMs,
     signal: ctx.signal,
+    ...(runAs === undefined ? {} : { runAs }),
+    ...(ctx.recorder === undefined ? {} : { recorder: ctx.recorder }),
   };
   if (spec.unless !== undefined) {
     const guard = await runProcess({ argv: spec.unless, ...common });

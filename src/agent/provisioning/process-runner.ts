@@ -1,10 +1,17 @@
 import { spawn } from "node:child_process";
 import { StringDecoder } from "node:string_decoder";
+import type { ProcessRecorder } from "../process-ledger.ts";
+import { launchSpec, type RunAs, resolveRunAs } from "../run-as.ts";
 
 /**
  * Runs one program for a provisioning step: argv straight to execve (never a shell), in a process
  * group of its own so that a timeout or a cancellation kills everything it started (SIGTERM to the
  * group, SIGKILL after a grace period). stdout and stderr are handed on as text as they come.
+ *
+ * Nothing it starts outlives the step: when the step ends, however it ends, whatever is left in the
+ * group is killed before the result is answered; the program gets a parent-death signal (it dies with
+ * the agent); and the group is in the data dir's ledger until then, so an agent restarted after a
+ * kill -9 reaps what is left.
  */
 export interface ProcessOptions {
   readonly argv: readonly string[];
@@ -15,6 +22,9 @@ export interface ProcessOptions {
   readonly signal: AbortSignal;
   /** stdout and stderr, interleaved as they arrive. */
   readonly onOutput?: (text: string) => void;
+  /** Who the program runs as; by default the "auto" rule (`nobody` when the agent is root). */
+  readonly runAs?: RunAs;
+  readonly recorder?: ProcessRecorder;
 }
 
 export interface ProcessResult {
@@ -34,7 +44,7 @@ const pipeDrainMs = 2_000;
 
 export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
   return new Promise((resolve) => {
-    const [program, ...args] = options.argv;
+    const program = options.argv[0];
     if (program === undefined || program === "") {
       resolve({
         exitCode: null,
@@ -56,14 +66,34 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
       tail = (tail + text).slice(-2048);
       options.onOutput?.(text);
     };
-    const child = spawn(program, args, {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.env },
+    let runAs: RunAs;
+    try {
+      runAs = options.runAs ?? resolveRunAs();
+    } catch (error) {
+      resolve({
+        exitCode: null,
+        killedBy: null,
+        timedOut: false,
+        cancelled: false,
+        spawnError: `cannot run ${program}: ${(error as Error).message}`,
+        lastLine: "",
+      });
+      return;
+    }
+    const launch = launchSpec({
+      argv: options.argv,
+      runAs,
+      ...(options.env === undefined ? {} : { env: options.env }),
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    });
+    const child = spawn(launch.file, launch.args, {
+      ...launch.options,
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
       shell: false,
       windowsHide: true,
     });
+    if (child.pid !== undefined) options.recorder?.record(child.pid, "provisioning step");
     const decoders = [new StringDecoder("utf8"), new StringDecoder("utf8")] as const;
     child.stdout.on("data", (chunk: Buffer) => output(decoders[0].write(chunk)));
     child.stderr.on("data", (chunk: Buffer) => output(decoders[1].write(chunk)));
@@ -107,8 +137,9 @@ export function runProcess(options: ProcessOptions): Promise<ProcessResult> {
       clearTimeout(drainTimer);
       clearTimeout(killTimer);
       options.signal.removeEventListener("abort", onAbort);
-      // Whatever the group still holds dies with the step when it was killed.
-      if (killing) signalGroup("SIGKILL");
+      // Whatever the group still holds dies with the step, before anyone hears the step ended.
+      signalGroup("SIGKILL");
+      if (child.pid !== undefined) options.recorder?.forget(child.pid);
       output(decoders[0].end());
       output(decoders[1].end());
       child.stdout.destroy();

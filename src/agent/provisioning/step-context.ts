@@ -1,5 +1,14 @@
+import type { ProcessRecorder } from "../process-ledger.ts";
+import type { RunAs } from "../run-as.ts";
+
 /** What every step executor gets, and what it answers. */
 export interface StepContext {
+  /** Who `exec` steps run as (the node's `--provision-as`); undefined: the "auto" rule. */
+  readonly runAs?: RunAs;
+  /** The data dir's ledger of process groups. */
+  readonly recorder?: ProcessRecorder;
+  /** false: `exec` steps that ask for root are refused (corral up --no-root-steps). */
+  readonly rootSteps?: boolean;
   readonly signal: AbortSignal;
   /** Output of the step, as it comes (capped by the runner). */
   output(text: string): void;

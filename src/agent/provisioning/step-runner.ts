@@ -1,6 +1,8 @@
 import { parseDuration } from "../../core/duration.ts";
 import type { StepSpec, StepStatus } from "../../core/provisioning-step.ts";
 import { defaults } from "../../defaults.ts";
+import type { ProcessRecorder } from "../process-ledger.ts";
+import type { RunAs } from "../run-as.ts";
 import { runExecStep } from "./exec-step.ts";
 import { runFileStep } from "./file-step.ts";
 import type { StepContext, StepResult } from "./step-context.ts";
@@ -27,6 +29,11 @@ export interface StepRunnerOptions {
   /** Tests point these at a fake systemctl and a directory of their own. */
   readonly systemctl?: string;
   readonly systemdRunDir?: string;
+  /** Who `exec` steps run as; undefined: the "auto" rule (`nobody` when the agent is root). */
+  readonly runAs?: RunAs;
+  readonly recorder?: ProcessRecorder;
+  /** false: `exec` steps that ask for root (`root: true` in the plan) fail without running. */
+  readonly rootSteps?: boolean;
 }
 
 /** Output events buffered for a slow consumer are bounded by the per-step output cap plus a few. */
@@ -111,6 +118,9 @@ export async function* runSteps(
         killGraceMs: options.killGraceMs ?? parseDuration(defaults.provisioning.killGrace),
         systemctl: options.systemctl ?? "systemctl",
         systemdRunDir: options.systemdRunDir ?? "/run/systemd/system",
+        ...(options.runAs === undefined ? {} : { runAs: options.runAs }),
+        ...(options.recorder === undefined ? {} : { recorder: options.recorder }),
+        ...(options.rootSteps === undefined ? {} : { rootSteps: options.rootSteps }),
       };
       const running = execute(step, ctx).then(
         (result) => result,

@@ -47,6 +47,7 @@ export function stepToWire(step: StepSpec): MessageInitShape<typeof StepSpecSche
             cwd: step.exec.cwd ?? "",
             env: step.exec.env ?? {},
             timeoutMs: ms(step.exec.timeoutMs),
+            root: step.exec.root === true,
           },
         },
       };
@@ -92,6 +93,7 @@ export function stepToWire(step: StepSpec): MessageInitShape<typeof StepSpecSche
             condition,
             timeoutMs: ms(step.waitFor.timeoutMs),
             intervalMs: ms(step.waitFor.intervalMs),
+            root: step.waitFor.root === true,
           },
         },
       };
@@ -117,6 +119,7 @@ export function stepFromWire(message: StepSpecMessage, field: string): StepSpec 
           ...(e.cwd === "" ? {} : { cwd: e.cwd }),
           ...(Object.keys(e.env).length === 0 ? {} : { env: e.env }),
           ...optionalMs(e.timeoutMs),
+          ...(e.root ? { root: true } : {}),
         },
       };
     }
@@ -157,7 +160,12 @@ export function stepFromWire(message: StepSpecMessage, field: string): StepSpec 
       return {
         name: message.name,
         kind: "waitFor",
-        waitFor: { condition, timeoutMs: Number(w.timeoutMs), intervalMs: Number(w.intervalMs) },
+        waitFor: {
+          condition,
+          timeoutMs: Number(w.timeoutMs),
+          intervalMs: Number(w.intervalMs),
+          ...(w.root ? { root: true } : {}),
+        },
       };
     }
     default:

@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import type { SystemdAction, SystemdSpec } from "../../core/provisioning-step.ts";
+import { agentIdentity } from "../run-as.ts";
 import { describeExit, runProcess } from "./process-runner.ts";
 import type { StepContext, StepResult } from "./step-context.ts";
 
@@ -31,7 +32,14 @@ export async function runSystemdStep(spec: SystemdSpec, ctx: StepContext): Promi
     };
   }
   const timeoutMs = spec.timeoutMs ?? ctx.defaultTimeoutMs;
-  const common = { timeoutMs, killGraceMs: ctx.killGraceMs, signal: ctx.signal };
+  // systemctl needs the agent's own rights (root on a real node); its argv is fixed, never a plan's program.
+  const common = {
+    timeoutMs,
+    killGraceMs: ctx.killGraceMs,
+    signal: ctx.signal,
+    runAs: agentIdentity(),
+    ...(ctx.recorder === undefined ? {} : { recorder: ctx.recorder }),
+  };
   const check = alreadyDone[spec.action];
   if (check !== undefined) {
     let state = "";

@@ -1,6 +1,7 @@
 import { stat } from "node:fs/promises";
 import { connect } from "node:net";
 import { argvText, type WaitCondition, type WaitForSpec } from "../../core/provisioning-step.ts";
+import { agentIdentity } from "../run-as.ts";
 import { describeExit, runProcess } from "./process-runner.ts";
 import { type StepContext, type StepResult, sleep } from "./step-context.ts";
 
@@ -12,6 +13,14 @@ const maxConnectMs = 5_000;
  * bounded by the time left, so the step never outlives its timeout by more than the kill grace.
  */
 export async function runWaitForStep(spec: WaitForSpec, ctx: StepContext): Promise<StepResult> {
+  if (spec.root === true && ctx.rootSteps === false)
+    return {
+      status: "failed",
+      message:
+        "this step's check asks for root and this node refuses root steps (its agent runs with --no-root-steps)",
+    };
+  // A plan's program: the node's provisioning user, or the agent's own rights when the plan says root.
+  const runAs = spec.root === true ? agentIdentity() : ctx.runAs;
   const started = Date.now();
   const deadline = started + spec.timeoutMs;
   let checks = 0;
@@ -20,7 +29,11 @@ export async function runWaitForStep(spec: WaitForSpec, ctx: StepContext): Promi
     if (ctx.signal.aborted) return { status: "failed", message: "cancelled" };
     checks++;
     const left = Math.max(1, deadline - Date.now());
-    const outcome = await check(spec.condition, Math.min(left, Math.max(spec.intervalMs, 1_000)), ctx);
+    const outcome = await check(
+      spec.condition,
+      Math.min(left, Math.max(spec.intervalMs, 1_000)),
+      runAs === undefined ? ctx : { ...ctx, runAs },
+    );
     if (outcome === true) {
       const seconds = Math.round((Date.now() - started) / 100) / 10;
       return {
@@ -61,6 +74,8 @@ async function check(condition: WaitCondition, budgetMs: number, ctx: StepContex
       timeoutMs: budgetMs,
       killGraceMs: ctx.killGraceMs,
       signal: ctx.signal,
+      ...(ctx.runAs === undefined ? {} : { runAs: ctx.runAs }),
+      ...(ctx.recorder === undefined ? {} : { recorder: ctx.recorder }),
     });
     return result.exitCode === 0 && !result.timedOut ? true : describeExit(result, budgetMs);
   }

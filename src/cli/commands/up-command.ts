@@ -20,6 +20,9 @@ interface UpOptions {
   pipelineAllow: string[];
   insecure: boolean;
   logLevel: string;
+  runAs: string;
+  provisionAs?: string;
+  rootSteps: boolean;
 }
 
 function parseLabel(value: string, previous: string[]): string[] {
@@ -60,6 +63,16 @@ export function registerUpCommand(program: Command): void {
     )
     .option("--insecure", "allow the plaintext local API on a non-loopback address", false)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
+    .option(
+      "--run-as <user>",
+      `who pipeline process blocks and provisioning exec steps run as: a user, a uid, root, or auto (${defaults.agent.runAsWhenRoot} when the agent is root, else the agent's user)`,
+      defaults.agent.runAs,
+    )
+    .option(
+      "--provision-as <user>",
+      "who provisioning exec steps run as, if not --run-as (steps with root: true in their plan run as root)",
+    )
+    .option("--no-root-steps", "refuse provisioning exec steps whose plan asks for root (root: true)")
     .action(async (options: UpOptions) => {
       const { Agent } = await import("../../agent/agent.ts");
       const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
@@ -73,6 +86,9 @@ export function registerUpCommand(program: Command): void {
           insecure: options.insecure,
           pipelineProcessAllow: options.pipelineAllow,
           logRing,
+          runAs: options.runAs,
+          rootSteps: options.rootSteps,
+          ...(options.provisionAs === undefined ? {} : { provisionAs: options.provisionAs }),
           labels: Object.fromEntries(
             options.label.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
           ),
