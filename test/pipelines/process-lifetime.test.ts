@@ -46,6 +46,12 @@ const grandchild = () => processesRunning(["/bin/sleep", childArg]);
 const until = (what: string, probe: () => boolean, timeoutMs = 20_000) =>
   eventually(async () => (probe() ? true : undefined), timeoutMs, what);
 
+/** The programs these tests' process blocks run, on the node's allow-list (empty by default). */
+const allowPrograms = ["/bin/sh", "/bin/sleep", "/bin/cat"].flatMap((program) => [
+  "--pipeline-allow",
+  program,
+]);
+
 describe("what a pipeline run starts, against a real agent process", () => {
   const processes = new CorralProcesses();
   let dir: string;
@@ -69,7 +75,7 @@ describe("what a pipeline run starts, against a real agent process", () => {
     timeout: 90_000,
   }, async () => {
     const dataDir = join(dir, "agent");
-    let agent: AgentProcess = await startAgentProcess(processes, dataDir);
+    let agent: AgentProcess = await startAgentProcess(processes, dataDir, allowPrograms);
     const nodeId = agent.nodeId;
     let pipelines = plaintextClient(PipelinesService, agent.localApiPort);
     // The block's program (its group's leader) and a grandchild in the same process group: the
@@ -87,7 +93,7 @@ describe("what a pipeline run starts, against a real agent process", () => {
     // The agent is gone; its run's program dies with it (parent-death signal), not at the next start.
     await until("the block's program to die with the agent", () => leader().length === 0);
 
-    agent = await startAgentProcess(processes, dataDir);
+    agent = await startAgentProcess(processes, dataDir, allowPrograms);
     assert.equal(agent.nodeId, nodeId);
     pipelines = plaintextClient(PipelinesService, agent.localApiPort);
     await until(
@@ -119,7 +125,7 @@ describe("what a pipeline run starts, against a real agent process", () => {
     process.env.CORRAL_TEST_SECRET = "agent-only";
     let agent: AgentProcess;
     try {
-      agent = await startAgentProcess(processes, join(dir, "root-agent"));
+      agent = await startAgentProcess(processes, join(dir, "root-agent"), allowPrograms);
     } finally {
       delete process.env.CORRAL_TEST_SECRET;
     }
