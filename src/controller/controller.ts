@@ -36,6 +36,7 @@ import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
 import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
+import { StreamLimits } from "../rpc/stream-limits.ts";
 import { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import { revokedPrefix } from "../security/certificate-inventory.ts";
@@ -193,7 +194,7 @@ export class Controller implements AsyncDisposable {
       const feed = new EventFeed(store);
       const tokens = new TokenRegistry(store, clock);
       const joinRequests = new JoinRequestBook(store, clock, {
-        maxPending: defaults.joinRequests.maxPending,
+        ...config.limits.joinRequests,
         perSourcePerMinute: defaults.joinRequests.perSourcePerMinute,
         keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
       });
@@ -254,8 +255,19 @@ export class Controller implements AsyncDisposable {
         onAuditError: (error) => logger.error({ err: error }, "could not write an audit entry"),
       });
       const observe = observeCalls(logger, metrics);
-      const cluster = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("cluster"))] });
-      const bridge = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("bridge"))] });
+      // One count for every listener: a principal's streams add up wherever they are opened.
+      const streamLimits = new StreamLimits({
+        perConnection: config.limits.streamsPerConnection,
+        perPrincipal: config.limits.streamsPerPrincipal,
+      });
+      const cluster = new RpcServer({
+        interceptors: [observe, authorizeCalls(authorization("cluster"))],
+        streamLimits,
+      });
+      const bridge = new RpcServer({
+        interceptors: [observe, authorizeCalls(authorization("bridge"))],
+        streamLimits,
+      });
       stoppers.push(async () => {
         cluster.forceClose();
         bridge.forceClose();
@@ -532,7 +544,7 @@ export class Controller implements AsyncDisposable {
         address: config.webAddress,
         routes: (router: ConnectRouter) => {
           for (const { service, impl } of browserServices(context)) {
-            addConnectService(router, service, impl, authorization("web"));
+            addConnectService(router, service, impl, authorization("web"), streamLimits);
           }
         },
         metrics,
