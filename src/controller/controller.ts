@@ -193,11 +193,20 @@ export class Controller implements AsyncDisposable {
       const registry = new NodeRegistry(store, clock);
       const feed = new EventFeed(store);
       const tokens = new TokenRegistry(store, clock);
-      const joinRequests = new JoinRequestBook(store, clock, {
-        ...config.limits.joinRequests,
-        perSourcePerMinute: defaults.joinRequests.perSourcePerMinute,
-        keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
-      });
+      const joinRequests = new JoinRequestBook(
+        store,
+        clock,
+        {
+          ...config.limits.joinRequests,
+          perSourcePerMinute: defaults.joinRequests.perSourcePerMinute,
+          keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
+        },
+        (evicted, reason) =>
+          logger.warn(
+            { request: evicted.id, source: evicted.sourceAddress, name: evicted.name.slice(0, 128) },
+            `join request ${reason}`,
+          ),
+      );
       const audit = new AuditLog(store, clock);
       // With etcd, the caller's node and the revocation list are read from a watched mirror rather than
       // from etcd on every call (two etcd reads per heartbeat otherwise); see read-cache.ts.

@@ -101,6 +101,15 @@ export class Admission {
         `join request ${decided.id} was rejected by ${decided.decidedBy ?? "an operator"}${decided.reason ? `: ${decided.reason}` : ""}`,
       );
     }
+    if (decided.state !== "accepted") {
+      // Evicted to make room for another network's request (join-requests.ts), or expired meanwhile.
+      throw new CorralError(
+        decided.decidedBy === "controller" && decided.reason?.startsWith("evicted") === true
+          ? "RESOURCE_EXHAUSTED"
+          : "DEADLINE_EXCEEDED",
+        `join request ${decided.id} ${decided.reason ? `was ${decided.reason}` : `ended ${decided.state}`}; try again later or use a token`,
+      );
+    }
     return this.#admit({ ...input, name });
   }
 
