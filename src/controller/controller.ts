@@ -36,7 +36,7 @@ import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
 import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
-import { StreamLimits } from "../rpc/stream-limits.ts";
+import { controllerStreamLimitKeys, StreamLimits } from "../rpc/stream-limits.ts";
 import { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import { revokedPrefix } from "../security/certificate-inventory.ts";
@@ -265,10 +265,13 @@ export class Controller implements AsyncDisposable {
       });
       const observe = observeCalls(logger, metrics);
       // One count for every listener: a principal's streams add up wherever they are opened.
-      const streamLimits = new StreamLimits({
-        perConnection: config.limits.streamsPerConnection,
-        perPrincipal: config.limits.streamsPerPrincipal,
-      });
+      const streamLimits = new StreamLimits(
+        {
+          perConnection: config.limits.streamsPerConnection,
+          perPrincipal: config.limits.streamsPerPrincipal,
+        },
+        controllerStreamLimitKeys,
+      );
       const cluster = new RpcServer({
         interceptors: [observe, authorizeCalls(authorization("cluster"))],
         streamLimits,

@@ -13,10 +13,22 @@ export interface StreamLimitSettings {
 }
 
 /** Where an operator changes each limit; named in the refusal so the message says what to do. */
-const configKeys = {
+export interface StreamLimitKeys {
+  readonly perConnection: string;
+  readonly perPrincipal: string;
+}
+
+/** The controller's YAML keys. */
+export const controllerStreamLimitKeys: StreamLimitKeys = {
   perConnection: "limits.streamsPerConnection",
   perPrincipal: "limits.streamsPerPrincipal",
-} as const;
+};
+
+/** Servers without a config of their own (an agent's listeners) use the defaults. */
+export const defaultStreamLimitKeys: StreamLimitKeys = {
+  perConnection: "streams.perConnection in src/defaults.ts",
+  perPrincipal: "streams.perPrincipal in src/defaults.ts",
+};
 
 /**
  * Counts the response streams (server streaming and bidi) that are open, per connection and per
@@ -26,18 +38,17 @@ const configKeys = {
  */
 export class StreamLimits {
   readonly settings: StreamLimitSettings;
+  readonly #keys: StreamLimitKeys;
   readonly #byConnection = new Map<string, number>();
   readonly #byPrincipal = new Map<string, number>();
 
-  constructor(settings: StreamLimitSettings = defaults.streams) {
+  constructor(settings: StreamLimitSettings = defaults.streams, keys = defaultStreamLimitKeys) {
     for (const [name, value] of Object.entries(settings)) {
       if (!Number.isInteger(value) || value < 1)
-        throw CorralError.invalidArgument(
-          configKeys[name as keyof StreamLimitSettings],
-          "must be at least 1",
-        );
+        throw CorralError.invalidArgument(keys[name as keyof StreamLimitKeys], "must be at least 1");
     }
     this.settings = settings;
+    this.#keys = keys;
   }
 
   /**
@@ -51,16 +62,16 @@ export class StreamLimits {
     if (onConnection >= perConnection) {
       throw new CorralError(
         "RESOURCE_EXHAUSTED",
-        `this connection already has ${onConnection} streams open, the limit (${configKeys.perConnection}); close a watch or use another connection`,
-        { details: { limit: configKeys.perConnection } },
+        `this connection already has ${onConnection} streams open, the limit (${this.#keys.perConnection}); close a watch or use another connection`,
+        { details: { limit: this.#keys.perConnection } },
       );
     }
     const ofPrincipal = this.#byPrincipal.get(principal) ?? 0;
     if (ofPrincipal >= perPrincipal) {
       throw new CorralError(
         "RESOURCE_EXHAUSTED",
-        `${principal} already has ${ofPrincipal} streams open, the limit (${configKeys.perPrincipal}); close some watches first`,
-        { details: { limit: configKeys.perPrincipal } },
+        `${principal} already has ${ofPrincipal} streams open, the limit (${this.#keys.perPrincipal}); close some watches first`,
+        { details: { limit: this.#keys.perPrincipal } },
       );
     }
     if (connection !== undefined) this.#byConnection.set(connection, onConnection + 1);

@@ -43,7 +43,7 @@ describe("open-stream limits on an agent's local API", () => {
     );
     assert.ok(refused instanceof ConnectError, `stream ${limit + 1} was accepted`);
     assert.equal(refused.code, Code.ResourceExhausted, String(refused));
-    assert.match(refused.message, /limits\.streamsPerConnection/);
+    assert.match(refused.message, /streams\.perConnection/);
     const answer = await health.check({ service: "" }, { timeoutMs: 10_000 });
     assert.ok(answer.status > 0, "the agent still answers");
   });
