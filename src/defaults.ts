@@ -20,6 +20,10 @@ export const defaults = {
   rpc: {
     maxReceiveMessageBytes: 4 * 1024 * 1024,
     maxSendMessageBytes: 16 * 1024 * 1024,
+    /**
+     * HTTP/2's own per-connection cap (grpc-js queues calls beyond it rather than refusing them), kept
+     * above `streams.perConnection` so that a client over the limit hears RESOURCE_EXHAUSTED, not a wait.
+     */
     maxConcurrentStreamsPerConnection: 256,
     keepaliveTime: "30s",
     keepaliveTimeout: "10s",
@@ -101,9 +105,23 @@ export const defaults = {
     /** RenewCertificate with wait: how long it waits for the node to renew at most. */
     renewWait: "2m",
   },
+  /**
+   * Open response streams (server streaming and bidi: watches, heartbeat streams, log tails) a caller may
+   * hold at once; the next is refused with RESOURCE_EXHAUSTED. A node holds a handful, the dashboard a
+   * few watches per tab. Controller YAML: `limits.streamsPerConnection`, `limits.streamsPerPrincipal`.
+   */
+  streams: {
+    perConnection: 100,
+    /** Summed over every connection and listener of one principal (a node, an operator, a token). */
+    perPrincipal: 200,
+  },
   joinRequests: {
     maxPending: 64,
     perSourcePerMinute: 10,
+    /** Pending requests from one source address at once (`limits.joinRequests.perSource`). */
+    perSource: 4,
+    /** … and from one network, an IPv4 /24 or an IPv6 /64 (`limits.joinRequests.perNetwork`). */
+    perNetwork: 16,
     keepDecided: "10m",
   },
   agent: {

@@ -88,6 +88,22 @@ const fileSchema = z
       .object({ processAllow: z.array(z.string()).optional() })
       .strict()
       .optional(),
+    /** What one caller may hold at once (defaults in src/defaults.ts: streams, joinRequests). */
+    limits: z
+      .object({
+        streamsPerConnection: z.number().int().min(1).max(100_000).optional(),
+        streamsPerPrincipal: z.number().int().min(1).max(100_000).optional(),
+        joinRequests: z
+          .object({
+            maxPending: z.number().int().min(1).max(100_000).optional(),
+            perSource: z.number().int().min(1).max(100_000).optional(),
+            perNetwork: z.number().int().min(1).max(100_000).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     metrics: z
       .object({
         interval: duration("metrics.interval").optional(),
@@ -223,6 +239,16 @@ export interface ControllerConfig {
   readonly metrics?: { readonly intervalMs: number; readonly historySamples: number };
   /** The cluster CA: `keyFile` seals its keys in the store (required with etcd). */
   readonly ca?: { readonly keyFile?: string; readonly rotationOverlapMs: number };
+  /** Open streams and pending join requests one caller may hold (defaults in src/defaults.ts). */
+  readonly limits: {
+    readonly streamsPerConnection: number;
+    readonly streamsPerPrincipal: number;
+    readonly joinRequests: {
+      readonly maxPending: number;
+      readonly perSource: number;
+      readonly perNetwork: number;
+    };
+  };
   /** Heartbeat and failure-detection settings (defaults in src/defaults.ts). */
   readonly liveness: {
     readonly minInterval?: string;
@@ -324,6 +350,15 @@ export function resolveControllerConfig(
         baseDir,
       ),
       concurrency: file.provisioning?.concurrency ?? defaults.provisioning.concurrency,
+    },
+    limits: {
+      streamsPerConnection: file.limits?.streamsPerConnection ?? defaults.streams.perConnection,
+      streamsPerPrincipal: file.limits?.streamsPerPrincipal ?? defaults.streams.perPrincipal,
+      joinRequests: {
+        maxPending: file.limits?.joinRequests?.maxPending ?? defaults.joinRequests.maxPending,
+        perSource: file.limits?.joinRequests?.perSource ?? defaults.joinRequests.perSource,
+        perNetwork: file.limits?.joinRequests?.perNetwork ?? defaults.joinRequests.perNetwork,
+      },
     },
     liveness: Object.fromEntries(Object.entries(file.liveness ?? {}).filter(([, v]) => v !== undefined)),
     ca: {

@@ -37,6 +37,7 @@ import { mountHealth } from "../rpc/health/health-service.ts";
 import { observeCalls } from "../rpc/interceptors.ts";
 import { mountReflection } from "../rpc/reflection/reflection-service.ts";
 import { RpcServer } from "../rpc/rpc-server.ts";
+import { controllerStreamLimitKeys, StreamLimits } from "../rpc/stream-limits.ts";
 import { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import { revokedPrefix } from "../security/certificate-inventory.ts";
@@ -196,11 +197,20 @@ export class Controller implements AsyncDisposable {
       const registry = new NodeRegistry(store, clock);
       const feed = new EventFeed(store);
       const tokens = new TokenRegistry(store, clock);
-      const joinRequests = new JoinRequestBook(store, clock, {
-        maxPending: defaults.joinRequests.maxPending,
-        perSourcePerMinute: defaults.joinRequests.perSourcePerMinute,
-        keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
-      });
+      const joinRequests = new JoinRequestBook(
+        store,
+        clock,
+        {
+          ...config.limits.joinRequests,
+          perSourcePerMinute: defaults.joinRequests.perSourcePerMinute,
+          keepDecidedMs: parseDuration(defaults.joinRequests.keepDecided),
+        },
+        (evicted, reason) =>
+          logger.warn(
+            { request: evicted.id, source: evicted.sourceAddress, name: evicted.name.slice(0, 128) },
+            `join request ${reason}`,
+          ),
+      );
       const audit = new AuditLog(store, clock);
       // With etcd, the caller's node and the revocation list are read from a watched mirror rather than
       // from etcd on every call (two etcd reads per heartbeat otherwise); see read-cache.ts.
@@ -258,8 +268,22 @@ export class Controller implements AsyncDisposable {
         onAuditError: (error) => logger.error({ err: error }, "could not write an audit entry"),
       });
       const observe = observeCalls(logger, metrics);
-      const cluster = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("cluster"))] });
-      const bridge = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("bridge"))] });
+      // One count for every listener: a principal's streams add up wherever they are opened.
+      const streamLimits = new StreamLimits(
+        {
+          perConnection: config.limits.streamsPerConnection,
+          perPrincipal: config.limits.streamsPerPrincipal,
+        },
+        controllerStreamLimitKeys,
+      );
+      const cluster = new RpcServer({
+        interceptors: [observe, authorizeCalls(authorization("cluster"))],
+        streamLimits,
+      });
+      const bridge = new RpcServer({
+        interceptors: [observe, authorizeCalls(authorization("bridge"))],
+        streamLimits,
+      });
       stoppers.push(async () => {
         cluster.forceClose();
         bridge.forceClose();
@@ -552,7 +576,7 @@ export class Controller implements AsyncDisposable {
         address: config.webAddress,
         routes: (router: ConnectRouter) => {
           for (const { service, impl } of browserServices(context)) {
-            addConnectService(router, service, impl, authorization("web"));
+            addConnectService(router, service, impl, authorization("web"), streamLimits);
           }
         },
         metrics,

@@ -15,6 +15,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
 import { CorralError } from "../core/errors.ts";
+import { defaults } from "../defaults.ts";
 import type { ControllerMetrics } from "../observability/metrics.ts";
 import { defaultWebRoot, serveStatic } from "./web-static.ts";
 
@@ -83,7 +84,13 @@ export class WebListener implements AsyncDisposable {
     let server: Server | Http2SecureServer;
     if (secure) {
       server = createSecureServer(
-        { cert: options.tls.certificatePem, key: options.tls.privateKeyPem, allowHTTP1: true },
+        {
+          cert: options.tls.certificatePem,
+          key: options.tls.privateKeyPem,
+          allowHTTP1: true,
+          // The per-principal stream limit is counted in connect-routes.ts; this bounds one connection.
+          settings: { maxConcurrentStreams: defaults.rpc.maxConcurrentStreamsPerConnection },
+        },
         handle,
       );
     } else {

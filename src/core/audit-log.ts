@@ -19,6 +19,22 @@ export interface AuditEntry {
 const auditPrefix = "/audit/";
 
 /**
+ * The most characters an entry keeps of each field. An error message may repeat a caller's argument of
+ * megabytes; the store refuses values over 1 MiB, so an entry carrying it whole would be lost. 4 096
+ * characters (at most 12 KiB as UTF-8) say what happened; the rest is counted, not kept.
+ */
+export const auditFieldLimits = { detail: 4096, principal: 512, method: 512, result: 64, peer: 256 } as const;
+
+/** `text` cut to `max` characters, saying how many were left out; a surrogate pair is not split. */
+export function truncateField(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = text.slice(0, max);
+  const last = cut.charCodeAt(cut.length - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut = cut.slice(0, -1);
+  return `${cut}… (${text.length - cut.length} more characters)`;
+}
+
+/**
  * Who changed what, when, and how it ended: one entry per state-changing call, kept in the store so every
  * controller sees the same log, and pruned to a bounded length.
  */
@@ -36,7 +52,14 @@ export class AuditLog {
   async append(entry: Omit<AuditEntry, "at">): Promise<void> {
     const at = this.#clock.now();
     const key = `${auditPrefix}${String(at).padStart(15, "0")}-${randomBytes(4).toString("hex")}`;
-    await this.#store.commit({ ops: [{ type: "put", key, value: JSON.stringify({ at, ...entry }) }] });
+    const bounded: Omit<AuditEntry, "at"> = {
+      principal: truncateField(entry.principal, auditFieldLimits.principal),
+      method: truncateField(entry.method, auditFieldLimits.method),
+      result: truncateField(entry.result, auditFieldLimits.result),
+      ...(entry.detail === undefined ? {} : { detail: truncateField(entry.detail, auditFieldLimits.detail) }),
+      ...(entry.peer === undefined ? {} : { peer: truncateField(entry.peer, auditFieldLimits.peer) }),
+    };
+    await this.#store.commit({ ops: [{ type: "put", key, value: JSON.stringify({ at, ...bounded }) }] });
   }
 
   /** The newest entries, newest first. */

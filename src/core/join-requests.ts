@@ -1,3 +1,4 @@
+import { defaults } from "../defaults.ts";
 import type { Store } from "../store/store.ts";
 import type { Clock } from "./clock.ts";
 import { CorralError } from "./errors.ts";
@@ -9,12 +10,17 @@ import {
   joinRequestPrefix,
   joinRequestSequenceKey,
 } from "./join-request.ts";
+import { sourceNetwork } from "./source-network.ts";
 
 export interface JoinRequestLimits {
   /** Requests waiting at once, cluster-wide. */
   maxPending: number;
   /** New requests one source address may make per minute. */
   perSourcePerMinute: number;
+  /** Requests waiting at once from one source address (default in src/defaults.ts). */
+  perSource?: number;
+  /** … and from one network, an IPv4 /24 or an IPv6 /64. */
+  perNetwork?: number;
   /** How long a decided request stays listed (for tools that want to see what happened). */
   keepDecidedMs: number;
 }
@@ -35,10 +41,19 @@ export class JoinRequestBook {
   /** Request times per source address; old entries are dropped as they pass out of the window. */
   readonly #recentBySource = new Map<string, number[]>();
 
-  constructor(store: Store, clock: Clock, limits: JoinRequestLimits) {
+  /** Told of each request evicted to make room (the controller logs it). */
+  readonly #onEvicted: (evicted: JoinRequestRecord, reason: string) => void;
+
+  constructor(
+    store: Store,
+    clock: Clock,
+    limits: JoinRequestLimits,
+    onEvicted: (evicted: JoinRequestRecord, reason: string) => void = () => {},
+  ) {
     this.#store = store;
     this.#clock = clock;
     this.#limits = limits;
+    this.#onEvicted = onEvicted;
   }
 
   /**
@@ -49,19 +64,15 @@ export class JoinRequestBook {
     const pending = await this.list({ includeDecided: false });
     const existing = pending.find((r) => r.keyFingerprint === input.keyFingerprint);
     if (existing !== undefined) return existing;
-    if (pending.length >= this.#limits.maxPending) {
-      throw new CorralError(
-        "RESOURCE_EXHAUSTED",
-        `${pending.length} join requests are already waiting for an operator; answer some (corral requests ls) or use a token`,
-      );
-    }
     if (pending.some((r) => r.name === input.name)) {
       throw new CorralError(
         "ALREADY_EXISTS",
         `a join request for a node named "${input.name}" is already waiting`,
       );
     }
+    this.#checkSourceShare(pending, input.sourceAddress);
     this.#admitFrom(input.sourceAddress);
+    if (pending.length >= this.#limits.maxPending) await this.#makeRoom(pending, input.sourceAddress);
     for (let attempt = 0; attempt < 32; attempt++) {
       const sequence = await this.#store.get(joinRequestSequenceKey);
       const id = (sequence === undefined ? 0 : Number(sequence.value)) + 1;
@@ -187,6 +198,67 @@ export class JoinRequestBook {
       if (result.succeeded) return decided;
     }
     throw new CorralError("ABORTED", `join request ${id} kept changing; try again`);
+  }
+
+  /**
+   * A few sources must not fill the list for everyone: each source address and each network (/24, /64)
+   * may hold only so many of the waiting requests.
+   */
+  #checkSourceShare(pending: readonly JoinRequestRecord[], source: string): void {
+    const perSource = this.#limits.perSource ?? defaults.joinRequests.perSource;
+    const perNetwork = this.#limits.perNetwork ?? defaults.joinRequests.perNetwork;
+    const fromSource = pending.filter((r) => r.sourceAddress === source).length;
+    if (fromSource >= perSource) {
+      throw new CorralError(
+        "RESOURCE_EXHAUSTED",
+        `${fromSource} join requests from ${source} are already waiting for an operator, the most one address may have (limits.joinRequests.perSource); wait for an answer or use a token`,
+      );
+    }
+    const network = sourceNetwork(source);
+    const fromNetwork = pending.filter((r) => sourceNetwork(r.sourceAddress) === network).length;
+    if (fromNetwork >= perNetwork) {
+      throw new CorralError(
+        "RESOURCE_EXHAUSTED",
+        `${fromNetwork} join requests from ${network} are already waiting for an operator, the most one network may have (limits.joinRequests.perNetwork); wait for an answer or use a token`,
+      );
+    }
+  }
+
+  /**
+   * The list is full. Rather than turn the newcomer away, the oldest request of the network holding the
+   * most is evicted (it ends `expired`, its caller hears RESOURCE_EXHAUSTED), as long as that network
+   * holds more than the newcomer's would after it: a flood from a few networks cannot keep out everyone
+   * else, and a network is never evicted for its own newcomer.
+   */
+  async #makeRoom(pending: readonly JoinRequestRecord[], source: string): Promise<void> {
+    const byNetwork = new Map<string, JoinRequestRecord[]>();
+    for (const record of pending) {
+      const network = sourceNetwork(record.sourceAddress);
+      byNetwork.set(network, [...(byNetwork.get(network) ?? []), record]);
+    }
+    const own = byNetwork.get(sourceNetwork(source))?.length ?? 0;
+    let largest: [string, JoinRequestRecord[]] | undefined;
+    for (const entry of byNetwork) {
+      const [, records] = entry;
+      const best = largest?.[1];
+      // Ties go to the network whose oldest request is older (pending is sorted oldest first).
+      if (best === undefined || records.length > best.length) largest = entry;
+    }
+    const victim = largest?.[1][0];
+    if (largest === undefined || victim === undefined || largest[1].length <= own + 1) {
+      throw new CorralError(
+        "RESOURCE_EXHAUSTED",
+        `${pending.length} join requests are already waiting for an operator, the most there may be (limits.joinRequests.maxPending); answer some (corral requests ls) or use a token`,
+      );
+    }
+    const reason = `evicted to make room: ${pending.length} join requests were waiting (limits.joinRequests.maxPending), ${largest[1].length} of them from ${largest[0]}`;
+    try {
+      const evicted = await this.#decide(victim.id, "expired", "controller", reason);
+      this.#onEvicted(evicted, reason);
+    } catch (error) {
+      // Decided meanwhile (answered, or evicted by another controller): that made room too.
+      if (!(error instanceof CorralError) || error.code !== "FAILED_PRECONDITION") throw error;
+    }
   }
 
   #admitFrom(source: string): void {

@@ -92,25 +92,28 @@ export class TokenRegistry {
   }
 
   /**
+   * Checks a token without spending a use: a join refused for another reason (a name already taken, a
+   * bad CSR) must not cost the operator a use. Throws the refusal `redeem` would.
+   */
+  async check(token: string, expectedRole: TokenRole | "operator-any"): Promise<TokenRecord> {
+    const { id, secret } = parseToken(token);
+    const kv = await this.#store.get(tokenPrefix + id);
+    const record = this.#usable(kv?.value, id, secret, expectedRole);
+    if (record.usesAllowed !== 0 && record.usesLeft <= 0)
+      throw unauthenticated(`token ${id} has no uses left`);
+    return record;
+  }
+
+  /**
    * Checks a token and, for a join token with limited uses, spends one use — atomically, so two nodes
-   * racing for the last use cannot both get in.
+   * racing for the last use cannot both get in. Joins call it only once the node is admitted.
    */
   async redeem(token: string, expectedRole: TokenRole | "operator-any"): Promise<TokenRecord> {
     const { id, secret } = parseToken(token);
     for (let attempt = 0; attempt < 16; attempt++) {
       const kv = await this.#store.get(tokenPrefix + id);
-      if (kv === undefined) throw unauthenticated("the token is not known to this cluster");
-      const record = JSON.parse(kv.value) as TokenRecord;
-      const expected = Buffer.from(record.secretHash, "hex");
-      const given = Buffer.from(hashSecret(secret), "hex");
-      if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-        throw unauthenticated("the token is not known to this cluster");
-      }
-      if (record.revoked) throw unauthenticated(`token ${id} was revoked`);
-      if (this.#clock.now() >= record.expiresAt) throw unauthenticated(`token ${id} expired`);
-      const roleOk = expectedRole === "operator-any" ? record.role !== "node" : record.role === expectedRole;
-      if (!roleOk) throw new CorralError("PERMISSION_DENIED", `token ${id} is a ${record.role} token`);
-      if (record.usesAllowed === 0) return record;
+      const record = this.#usable(kv?.value, id, secret, expectedRole);
+      if (kv === undefined || record.usesAllowed === 0) return record;
       if (record.usesLeft <= 0) throw unauthenticated(`token ${id} has no uses left`);
       const next = { ...record, usesLeft: record.usesLeft - 1 };
       const result = await this.#store.commit({
@@ -120,6 +123,27 @@ export class TokenRegistry {
       if (result.succeeded) return next;
     }
     throw new CorralError("ABORTED", "the token is being used by many callers at once; try again");
+  }
+
+  /** The stored record if the secret matches and the token is live and of the expected role. */
+  #usable(
+    stored: string | undefined,
+    id: string,
+    secret: string,
+    expectedRole: TokenRole | "operator-any",
+  ): TokenRecord {
+    if (stored === undefined) throw unauthenticated("the token is not known to this cluster");
+    const record = JSON.parse(stored) as TokenRecord;
+    const expected = Buffer.from(record.secretHash, "hex");
+    const given = Buffer.from(hashSecret(secret), "hex");
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
+      throw unauthenticated("the token is not known to this cluster");
+    }
+    if (record.revoked) throw unauthenticated(`token ${id} was revoked`);
+    if (this.#clock.now() >= record.expiresAt) throw unauthenticated(`token ${id} expired`);
+    const roleOk = expectedRole === "operator-any" ? record.role !== "node" : record.role === expectedRole;
+    if (!roleOk) throw new CorralError("PERMISSION_DENIED", `token ${id} is a ${record.role} token`);
+    return record;
   }
 
   async list(includeExpired = false): Promise<TokenRecord[]> {

@@ -1,7 +1,9 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { type AuthorizeOptions, authorizeCall } from "./authorize.ts";
+import { principalOf } from "./principal-context.ts";
 import { toConnectError } from "./status.ts";
+import { principalLabel, type StreamLimits } from "./stream-limits.ts";
 
 type AnyHandler = (...args: unknown[]) => unknown;
 
@@ -14,6 +16,7 @@ export function addConnectService<S extends DescService>(
   service: S,
   impl: Partial<ServiceImpl<S>>,
   authorization: AuthorizeOptions,
+  streamLimits?: StreamLimits,
 ): void {
   const wrapped: Record<string, AnyHandler> = {};
   const handlers = impl as Record<string, AnyHandler | undefined>;
@@ -24,7 +27,9 @@ export function addConnectService<S extends DescService>(
     wrapped[method.localName] =
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming"
         ? (request, ctx) =>
-            mapStreamErrors(authorizedStream(bound, request, ctx as HandlerContext, authorization))
+            mapStreamErrors(
+              authorizedStream(bound, request, ctx as HandlerContext, authorization, streamLimits),
+            )
         : async (request, ctx) => {
             try {
               let response: unknown;
@@ -40,18 +45,29 @@ export function addConnectService<S extends DescService>(
   router.service(service, wrapped as Partial<ServiceImpl<S>>);
 }
 
-/** Authorizes before the first message; a refused stream fails before it sends anything. */
+/**
+ * Authorizes before the first message; a refused stream fails before it sends anything. The stream
+ * counts against its principal's open-stream limit until it ends (this transport does not say which
+ * connection carries it; the HTTP/2 settings of the web listener bound that).
+ */
 async function* authorizedStream(
   handler: (request: unknown, ctx: HandlerContext) => unknown,
   request: unknown,
   ctx: HandlerContext,
   authorization: AuthorizeOptions,
+  streamLimits: StreamLimits | undefined,
 ): AsyncGenerator<unknown> {
   let source: AsyncIterable<unknown> | undefined;
+  let release: (() => void) | undefined;
   await authorizeCall(ctx, { ...authorization, audit: authorization.audit }, async () => {
+    release = streamLimits?.open(undefined, principalLabel(principalOf(ctx), ""));
     source = handler(request, ctx) as AsyncIterable<unknown>;
   });
-  if (source !== undefined) yield* source;
+  try {
+    if (source !== undefined) yield* source;
+  } finally {
+    release?.();
+  }
 }
 
 async function* mapStreamErrors<T>(source: AsyncIterable<T>): AsyncGenerator<T> {

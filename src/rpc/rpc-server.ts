@@ -5,6 +5,7 @@ import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import { defaults } from "../defaults.ts";
 import { type CallInterceptor, type MountedService, mountService } from "./grpc-adapter.ts";
+import { limitStreams, StreamLimits } from "./stream-limits.ts";
 
 export interface RpcServerOptions {
   readonly maxReceiveMessageBytes?: number;
@@ -14,7 +15,15 @@ export interface RpcServerOptions {
   readonly keepaliveTimeout?: string;
   readonly keepaliveMinPingInterval?: string;
   readonly interceptors?: readonly CallInterceptor[];
+  /**
+   * Open-stream limits, shared by the listeners that pass the same instance (so a principal's limit
+   * counts its streams on all of them); a server given none counts its own, with the defaults.
+   */
+  readonly streamLimits?: StreamLimits;
 }
+
+/** Tells servers apart in the per-connection counts of a shared StreamLimits. */
+let serverCount = 0;
 
 /**
  * One grpc-js server, possibly bound to several listeners (the TLS cluster listener and the loopback
@@ -47,7 +56,12 @@ export class RpcServer implements AsyncDisposable {
       "grpc.default_compression_algorithm": 2,
     };
     this.#server = new Server(channelOptions);
-    this.#interceptors = options.interceptors ?? [];
+    // Innermost, so the caller is already identified; every listener has it, so no listener serves
+    // streams without bounds.
+    this.#interceptors = [
+      ...(options.interceptors ?? []),
+      limitStreams(options.streamLimits ?? new StreamLimits(), `server-${++serverCount}`),
+    ];
   }
 
   add<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): this {

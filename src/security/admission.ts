@@ -63,8 +63,12 @@ export class Admission {
     if (input.nodeId !== "") await this.#assertNewMember(input.nodeId);
     if (approvedBy !== undefined) return this.#admit({ ...input, name });
     if (input.token !== "") {
-      await this.#o.tokens.redeem(input.token, "node");
-      return this.#admit({ ...input, name });
+      // Checked first, spent last: a join refused on the way (a name taken, a CSR whose signature does
+      // not verify) costs no use. The spend is atomic, so of two joins racing for a token's last use
+      // one is admitted and the other's node is taken out again.
+      const token = input.token;
+      await this.#o.tokens.check(token, "node");
+      return this.#admit({ ...input, name }, () => this.#o.tokens.redeem(token, "node"));
     }
     const request = await this.#o.requests.submit(
       {
@@ -95,6 +99,15 @@ export class Admission {
       throw new CorralError(
         "UNAUTHENTICATED",
         `join request ${decided.id} was rejected by ${decided.decidedBy ?? "an operator"}${decided.reason ? `: ${decided.reason}` : ""}`,
+      );
+    }
+    if (decided.state !== "accepted") {
+      // Evicted to make room for another network's request (join-requests.ts), or expired meanwhile.
+      throw new CorralError(
+        decided.decidedBy === "controller" && decided.reason?.startsWith("evicted") === true
+          ? "RESOURCE_EXHAUSTED"
+          : "DEADLINE_EXCEEDED",
+        `join request ${decided.id} ${decided.reason ? `was ${decided.reason}` : `ended ${decided.state}`}; try again later or use a token`,
       );
     }
     return this.#admit({ ...input, name });
@@ -137,7 +150,8 @@ export class Admission {
     }
   }
 
-  async #admit(input: JoinInput & { name: string }): Promise<Admitted> {
+  /** Registers the node and signs its certificate; `spend` (a token's use) runs last, undone with it. */
+  async #admit(input: JoinInput & { name: string }, spend?: () => Promise<unknown>): Promise<Admitted> {
     const node = await this.#o.registry.register({
       ...(input.nodeId === "" ? {} : { id: input.nodeId }),
       name: input.name,
@@ -151,7 +165,9 @@ export class Admission {
       status: "ready",
     });
     try {
-      return { node, certificate: await this.#sign(node, input.csrPem) };
+      const certificate = await this.#sign(node, input.csrPem);
+      await spend?.();
+      return { node, certificate };
     } catch (error) {
       await this.#o.registry.remove(node.id).catch(() => undefined);
       throw error;
