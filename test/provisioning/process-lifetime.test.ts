@@ -140,7 +140,8 @@ describe("provisioning steps on a real agent process", () => {
     const id = await runPlan("leave");
     const job = await jobFinished(client(), id);
     assert.equal(job.status, RunStatus.FAILED);
-    assert.match(nodeOf(job, "prov-life").steps[0]?.message ?? "", /exit code 3/);
+    const node = nodeOf(job, "prov-life");
+    assert.match(node.steps[0]?.message ?? "", /exit code 3/, `the node's run: ${node.message}`);
     // Killed before the step's end was reported; SIGKILL takes effect as the kernel tears it down.
     await until("the step's leftover to be gone", () => leftover().length === 0, 5_000);
   });
