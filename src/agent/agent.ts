@@ -39,6 +39,7 @@ import { TrustRefresher } from "./ca-trust-refresh.ts";
 import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
 import { IdentityStore, type NodeIdentity } from "./identity-store.ts";
+import { localApiGuard } from "./local-api/edge-checks.ts";
 import { forwardToController } from "./local-api/forward-service.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
@@ -131,7 +132,7 @@ export class Agent implements AsyncDisposable {
     const closers: (() => Promise<void>)[] = [];
     try {
       const clusterTls = new RotatingCertificates();
-      const cluster = new RpcServer({ interceptors: [observeCalls(logger), agentListenerAccess()] });
+      const cluster = new RpcServer({ interceptors: [observeCalls(logger), agentListenerAccess()], logger });
       servers.push(cluster);
       const listenPort = await cluster.listen(
         formatHostPort(listen),
@@ -186,7 +187,11 @@ export class Agent implements AsyncDisposable {
       mountReflection(cluster);
       mountHealth(cluster);
 
-      const localApi = new RpcServer({ interceptors: [observeCalls(logger)] });
+      const localApi = new RpcServer({
+        interceptors: [observeCalls(logger)],
+        logger,
+        requestGuard: localApiGuard,
+      });
       servers.push(localApi);
       localApi.add(HubClientService, agentHubClientService({ link, store, services: () => offeredServices }));
       localApi.add(HubServerService, forwardingHubServerService(link));

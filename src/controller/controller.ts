@@ -254,8 +254,14 @@ export class Controller implements AsyncDisposable {
         onAuditError: (error) => logger.error({ err: error }, "could not write an audit entry"),
       });
       const observe = observeCalls(logger, metrics);
-      const cluster = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("cluster"))] });
-      const bridge = new RpcServer({ interceptors: [observe, authorizeCalls(authorization("bridge"))] });
+      const cluster = new RpcServer({
+        interceptors: [observe, authorizeCalls(authorization("cluster"))],
+        logger,
+      });
+      const bridge = new RpcServer({
+        interceptors: [observe, authorizeCalls(authorization("bridge"))],
+        logger,
+      });
       stoppers.push(async () => {
         cluster.forceClose();
         bridge.forceClose();
@@ -532,7 +538,9 @@ export class Controller implements AsyncDisposable {
         address: config.webAddress,
         routes: (router: ConnectRouter) => {
           for (const { service, impl } of browserServices(context)) {
-            addConnectService(router, service, impl, authorization("web"));
+            addConnectService(router, service, impl, authorization("web"), (error, method) =>
+              logger.error({ method, err: error }, "fault answering a call; answered INTERNAL"),
+            );
           }
         },
         metrics,
