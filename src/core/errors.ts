@@ -74,8 +74,16 @@ export class CorralError extends Error {
     if (error instanceof CorralError) return error;
     if (isAbortError(error))
       return new CorralError(ErrorCode.Canceled, "the call was cancelled", { cause: error });
-    const message = error instanceof Error ? error.message : String(error);
-    return new CorralError(ErrorCode.Internal, message, { cause: error });
+    return new CorralError(ErrorCode.Internal, describe(error), { cause: error });
+  }
+}
+
+/** What was thrown, in words; a value whose `toString` throws (or that has none) is still described. */
+function describe(error: unknown): string {
+  try {
+    return error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    return "a value that cannot be described was thrown";
   }
 }
 
