@@ -17,7 +17,11 @@ import {
   HealthCheckResponse_ServingStatus,
   HealthCheckResponseSchema,
 } from "../../src/gen/grpc/health/v1/health_pb.ts";
-import { GetLocalNodeIdResponseSchema, GetNodeRequestSchema } from "../../src/gen/hub_client_pb.ts";
+import {
+  GetLocalNodeIdResponseSchema,
+  GetNodeRequestSchema,
+  SetNodeRequestSchema,
+} from "../../src/gen/hub_client_pb.ts";
 import { NodeInfoRequestSchema } from "../../src/gen/node_pb.ts";
 import { eventually } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
@@ -252,6 +256,43 @@ describe("one call no longer crashes or stalls a process", { timeout: 300_000 },
       encode(HealthCheckRequestSchema, { service: "Büro\n7" }),
     );
     assert.notEqual(outcome.code, "UNAVAILABLE", outcome.message);
+    await agentServes();
+  });
+
+  it("takes Unicode names and metadata, and refuses control characters and absurd lengths", async () => {
+    const local = caller(agent.localApi, credentials.createInsecure());
+    const nodes = plaintextClient(NodesService, controller.bridgePort);
+    const set = (name: string, place: string) =>
+      local(
+        "/nanopinggrpc.hub.HubClientService/setNode",
+        encode(SetNodeRequestSchema, {
+          name,
+          metadata: { items: { ort: { value: { case: "stringValue", value: place } } } },
+        }),
+      );
+    const accepted = await set("Büro-7", "Köln ☃");
+    assert.equal(accepted.code, "OK", accepted.message);
+    await eventually(
+      async () => {
+        const node = (await nodes.getNode({ node: "Büro-7" })).node;
+        const ort = node?.metadata.ort?.value;
+        return ort?.case === "stringValue" && ort.value === "Köln ☃" ? true : undefined;
+      },
+      15_000,
+      "the metadata on the controller",
+    );
+    for (const [name, why] of [
+      ["Bü\u0007ro", /control characters/],
+      ["B".repeat(200), /is 200 characters; the limit is 128/],
+    ] as const) {
+      const refused = await set(name, "Bonn");
+      assert.equal(refused.code, "INVALID_ARGUMENT", `${JSON.stringify(name)}: ${refused.message}`);
+      assert.match(refused.message, why);
+    }
+    // The refusals changed nothing: the name and the metadata are the accepted ones.
+    const node = (await nodes.getNode({ node: "Büro-7" })).node;
+    assert.equal(node?.name, "Büro-7");
+    assert.deepEqual(node?.metadata.ort?.value, { case: "stringValue", value: "Köln ☃" });
     await agentServes();
   });
 });
