@@ -36,7 +36,7 @@ import { changedKeys, StoreSnapshots } from "./store-snapshot.ts";
  * the agent are child processes, so "still serving" is literal: the same pids answer health checks
  * afterwards. And no refused call changed the store: its SQLite file is read around every call.
  *
- * Bounded: about 3 000 cases (a sweep of every method, then random cases); CORRAL_FUZZ_RUNS=50000
+ * Bounded: about 2 500 cases (a sweep of every method, then 2 000 random ones); CORRAL_FUZZ_RUNS=50000
  * runs that many random cases instead.
  */
 
