@@ -29,6 +29,11 @@ export const defaults = {
     keepaliveTimeout: "10s",
     /** Clients may ping this often without data in flight before being told to back off. */
     keepaliveMinPingInterval: "10s",
+    /**
+     * A text field of a request may hold this many characters (documents such as a pipeline's JSON or
+     * a PEM excepted); longer is refused with INVALID_ARGUMENT before any handler or forwarding.
+     */
+    maxStringFieldChars: 16_384,
   },
   /** Several controllers on one etcd (`store.etcd`). */
   ha: {

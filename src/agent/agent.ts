@@ -42,6 +42,7 @@ import { TrustRefresher } from "./ca-trust-refresh.ts";
 import { agentListenerAccess } from "./cluster-access.ts";
 import { ControllerLink } from "./controller-link.ts";
 import { IdentityStore, type NodeIdentity } from "./identity-store.ts";
+import { localApiGuard } from "./local-api/edge-checks.ts";
 import { forwardToController } from "./local-api/forward-service.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
@@ -176,6 +177,7 @@ export class Agent implements AsyncDisposable {
       };
       const cluster = new RpcServer({
         interceptors: [observeCalls(logger), agentListenerAccess(callerChecks)],
+        logger,
       });
       servers.push(cluster);
       const listenPort = await cluster.listen(
@@ -248,7 +250,11 @@ export class Agent implements AsyncDisposable {
       mountReflection(cluster);
       mountHealth(cluster);
 
-      const localApi = new RpcServer({ interceptors: [observeCalls(logger)] });
+      const localApi = new RpcServer({
+        interceptors: [observeCalls(logger)],
+        logger,
+        requestGuard: localApiGuard,
+      });
       servers.push(localApi);
       localApi.add(HubClientService, agentHubClientService({ link, store, services: () => offeredServices }));
       localApi.add(HubServerService, forwardingHubServerService(link));

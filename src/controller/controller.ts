@@ -279,10 +279,12 @@ export class Controller implements AsyncDisposable {
       const cluster = new RpcServer({
         interceptors: [observe, authorizeCalls(authorization("cluster"))],
         streamLimits,
+        logger,
       });
       const bridge = new RpcServer({
         interceptors: [observe, authorizeCalls(authorization("bridge"))],
         streamLimits,
+        logger,
       });
       stoppers.push(async () => {
         cluster.forceClose();
@@ -576,7 +578,15 @@ export class Controller implements AsyncDisposable {
         address: config.webAddress,
         routes: (router: ConnectRouter) => {
           for (const { service, impl } of browserServices(context)) {
-            addConnectService(router, service, impl, authorization("web"), streamLimits);
+            addConnectService(
+              router,
+              service,
+              impl,
+              authorization("web"),
+              (error, method) =>
+                logger.error({ method, err: error }, "fault answering a call; answered INTERNAL"),
+              streamLimits,
+            );
           }
         },
         metrics,

@@ -1,3 +1,5 @@
+import { shownValue } from "./safe-text.ts";
+
 /**
  * The one error type of corral. Every layer throws it; the RPC layer maps `code` to a gRPC status.
  * The set of codes is closed on purpose: a handler cannot invent a status a client does not expect.
@@ -60,8 +62,11 @@ export class CorralError extends Error {
     return new CorralError(ErrorCode.InvalidArgument, `${field}: ${problem}`, { details: { field } });
   }
 
+  /** The id is quoted shortened and escaped: it is whatever the caller asked for, 100 000 characters or "x\ny". */
   static notFound(what: string, id: string): CorralError {
-    return new CorralError(ErrorCode.NotFound, `${what} "${id}" not found`, { details: { [what]: id } });
+    return new CorralError(ErrorCode.NotFound, `${what} "${shownValue(id)}" not found`, {
+      details: { [what]: id },
+    });
   }
 
   /** Wraps anything thrown into a CorralError; unknown errors become INTERNAL and keep their cause. */
@@ -69,8 +74,16 @@ export class CorralError extends Error {
     if (error instanceof CorralError) return error;
     if (isAbortError(error))
       return new CorralError(ErrorCode.Canceled, "the call was cancelled", { cause: error });
-    const message = error instanceof Error ? error.message : String(error);
-    return new CorralError(ErrorCode.Internal, message, { cause: error });
+    return new CorralError(ErrorCode.Internal, describe(error), { cause: error });
+  }
+}
+
+/** What was thrown, in words; a value whose `toString` throws (or that has none) is still described. */
+function describe(error: unknown): string {
+  try {
+    return error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    return "a value that cannot be described was thrown";
   }
 }
 

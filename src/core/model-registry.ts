@@ -28,6 +28,7 @@ import {
   type PlacementNodeState,
   placeLayers,
 } from "./placement.ts";
+import { shownValue } from "./safe-text.ts";
 
 export interface ModelRegistryOptions {
   /** Compare-and-swap attempts before a write gives up with ABORTED; default 16. */
@@ -427,9 +428,13 @@ function samePlacement(a: ModelRecord, b: ModelRecord): boolean {
 }
 
 function modelNotFound(idOrName: string): CorralError {
-  return new CorralError(ErrorCode.NotFound, `model "${idOrName}" not found (looked up by id and by name)`, {
-    details: { model: idOrName },
-  });
+  return new CorralError(
+    ErrorCode.NotFound,
+    `model "${shownValue(idOrName)}" not found (looked up by id and by name)`,
+    {
+      details: { model: idOrName },
+    },
+  );
 }
 
 function compareText(a: string, b: string): number {

@@ -9,6 +9,7 @@ import { matchesNodeFilter, type NodeFilter, validateNodeFilter } from "./node-f
 import { nodeKey, nodeKeyPrefix, nodeNameKey } from "./node-keys.ts";
 import { applyNodePatch, buildNodeRecord, type NodePatch, type RegisterNodeInput } from "./node-record.ts";
 import { isPlausibleIdOrName } from "./node-validation.ts";
+import { shownValue } from "./safe-text.ts";
 
 export type { NodePatch, RegisterNodeInput } from "./node-record.ts";
 
@@ -226,9 +227,13 @@ function indexedId(index: KeyValue): string {
 }
 
 function notFound(idOrName: string): CorralError {
-  return new CorralError(ErrorCode.NotFound, `node "${idOrName}" not found (looked up by id and by name)`, {
-    details: { node: idOrName },
-  });
+  return new CorralError(
+    ErrorCode.NotFound,
+    `node "${shownValue(idOrName)}" not found (looked up by id and by name)`,
+    {
+      details: { node: idOrName },
+    },
+  );
 }
 
 function compareText(a: string, b: string): number {

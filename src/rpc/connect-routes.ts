@@ -1,21 +1,36 @@
-import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { DescMessage, DescService } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { type AuthorizeOptions, authorizeCall } from "./authorize.ts";
 import { principalOf } from "./principal-context.ts";
+import { checkRequest } from "./request-guard.ts";
 import { toConnectError } from "./status.ts";
 import { principalLabel, type StreamLimits } from "./stream-limits.ts";
 
 type AnyHandler = (...args: unknown[]) => unknown;
 
+/** Where a fault of this layer goes (the error could not even be mapped); the caller hears INTERNAL. */
+export type ConnectFault = (error: unknown, method: string) => void;
+
+const reportToStderr: ConnectFault = (error, method) =>
+  console.error(`corral: fault answering ${method} (answered INTERNAL):`, error);
+
 /**
  * Registers an implementation on a Connect router (gRPC-Web and Connect for browsers) with corral's
- * error mapping: a CorralError keeps its code on this transport too, streams included.
+ * error mapping: a CorralError keeps its code on this transport too, streams included. Requests pass
+ * the same edge checks as on the gRPC listeners (request-guard.ts) once the caller is authorized.
  */
 export function addConnectService<S extends DescService>(
   router: ConnectRouter,
   service: S,
   impl: Partial<ServiceImpl<S>>,
   authorization: AuthorizeOptions,
+  onFault: ConnectFault = reportToStderr,
   streamLimits?: StreamLimits,
 ): void {
   const wrapped: Record<string, AnyHandler> = {};
@@ -24,25 +39,57 @@ export function addConnectService<S extends DescService>(
     const handler = handlers[method.localName];
     if (typeof handler !== "function") continue;
     const bound = handler.bind(impl) as (request: unknown, ctx: HandlerContext) => unknown;
+    const path = `/${service.typeName}/${method.name}`;
+    const mapError = (error: unknown) => connectErrorOf(error, (fault) => onFault(fault, path));
+    const streamedInput = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
+    const checked = (request: unknown) =>
+      streamedInput
+        ? checkEach(method.input, request as AsyncIterable<unknown>)
+        : checkRequest(method.input, request);
     wrapped[method.localName] =
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming"
         ? (request, ctx) =>
             mapStreamErrors(
-              authorizedStream(bound, request, ctx as HandlerContext, authorization, streamLimits),
+              authorizedStream(
+                (req, c) => bound(checked(req), c),
+                request,
+                ctx as HandlerContext,
+                authorization,
+                streamLimits,
+              ),
+              mapError,
             )
         : async (request, ctx) => {
             try {
               let response: unknown;
               await authorizeCall(ctx as HandlerContext, authorization, async () => {
-                response = await bound(request, ctx as HandlerContext);
+                response = await bound(checked(request), ctx as HandlerContext);
               });
               return response;
             } catch (error) {
-              throw toConnectError(error);
+              throw mapError(error);
             }
           };
   }
   router.service(service, wrapped as Partial<ServiceImpl<S>>);
+}
+
+/** The error as the client should see it; if mapping it fails, a plain INTERNAL (and the fault logged). */
+function connectErrorOf(error: unknown, fault: (error: unknown) => void): ConnectError {
+  try {
+    return toConnectError(error);
+  } catch (again) {
+    try {
+      fault(again);
+    } catch {
+      // The logger failed too: nothing left to tell.
+    }
+    return new ConnectError("internal error in the server; its log has the details", Code.Internal);
+  }
+}
+
+async function* checkEach(input: DescMessage, requests: AsyncIterable<unknown>): AsyncGenerator<unknown> {
+  for await (const request of requests) yield checkRequest(input, request);
 }
 
 /**
@@ -70,10 +117,13 @@ async function* authorizedStream(
   }
 }
 
-async function* mapStreamErrors<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+async function* mapStreamErrors<T>(
+  source: AsyncIterable<T>,
+  mapError: (error: unknown) => ConnectError,
+): AsyncGenerator<T> {
   try {
     yield* source;
   } catch (error) {
-    throw toConnectError(error);
+    throw mapError(error);
   }
 }

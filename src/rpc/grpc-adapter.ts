@@ -11,19 +11,21 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import type { ContextValues, ServiceImpl } from "@connectrpc/connect";
-import type {
-  MethodDefinition,
-  ServerDuplexStream,
-  ServerReadableStream,
-  ServerUnaryCall,
-  ServerWritableStream,
-  ServiceDefinition,
-  sendUnaryData,
-  UntypedHandleCall,
-  UntypedServiceImplementation,
+import {
+  type MethodDefinition,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type sendUnaryData,
+  status,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { CorralError } from "../core/errors.ts";
 import { GrpcHandlerContext } from "./call-context.ts";
+import { checkRequest, type GuardOptions, MalformedRequest } from "./request-guard.ts";
 import { toGrpcStatus } from "./status.ts";
 
 /**
@@ -36,6 +38,24 @@ export interface MountOptions {
   readonly interceptors?: readonly CallInterceptor[];
   /** Fresh per-call context values (e.g. the peer's identity is added by an interceptor). */
   readonly contextValues?: () => ContextValues;
+  /**
+   * Where a fault of the RPC layer goes: anything thrown where no handler can answer it (a status
+   * grpc-js refuses, a serializer, an interceptor's bug). The caller is told only INTERNAL.
+   */
+  readonly onFault?: (error: unknown, method: string) => void;
+  /** Bounds every request is checked against before its handler runs (request-guard.ts). */
+  readonly requestGuard?: GuardOptions;
+}
+
+/** What a client hears about a fault: nothing of it (the server's log has the stack). */
+const faultStatus = {
+  code: status.INTERNAL,
+  details: "internal error in the server; its log has the details",
+};
+
+/** Without a logger a fault still leaves a trace, on stderr. */
+function reportToStderr(error: unknown, method: string): void {
+  console.error(`corral: fault answering ${method} (answered INTERNAL):`, error);
 }
 
 export interface MountedService {
@@ -59,7 +79,7 @@ export function mountService<S extends DescService>(
   const implementation: UntypedServiceImplementation = {};
   const handlers = impl as Record<string, AnyHandler | undefined>;
   for (const method of service.methods) {
-    definition[method.localName] = methodDefinition(service, method);
+    definition[method.localName] = methodDefinition(service, method, faultReporter(method, options));
     const handler = handlers[method.localName];
     const bound: AnyHandler =
       typeof handler === "function"
@@ -72,17 +92,55 @@ export function mountService<S extends DescService>(
   return { service, definition, implementation };
 }
 
-function methodDefinition(service: DescService, method: DescMethod): MethodDefinition<unknown, unknown> {
+type Fault = (error: unknown) => void;
+
+function faultReporter(method: DescMethod, options: MountOptions): Fault {
+  const path = `/${method.parent.typeName}/${method.name}`;
+  const report = options.onFault ?? reportToStderr;
+  return (error) => {
+    try {
+      report(error, path);
+    } catch {
+      // The logger itself failed; there is nobody left to tell, and the process must go on.
+    }
+  };
+}
+
+/**
+ * A body that does not decode becomes a MalformedRequest that the call path refuses with
+ * INVALID_ARGUMENT (grpc-js would answer INTERNAL); a response that does not encode is a fault of ours,
+ * logged before grpc-js answers INTERNAL.
+ */
+function methodDefinition(
+  service: DescService,
+  method: DescMethod,
+  fault: Fault,
+): MethodDefinition<unknown, unknown> {
   const input = method.input;
   const output = method.output;
+  const decodeRequest = (bytes: Buffer): unknown => {
+    try {
+      return fromBinary(input, bytes);
+    } catch (error) {
+      return new MalformedRequest(input.typeName, error instanceof Error ? error.message : "undecodable");
+    }
+  };
+  const encodeResponse = (message: unknown): Buffer => {
+    try {
+      return asBuffer(toBinary(output, message as MessageShape<DescMessage>));
+    } catch (error) {
+      fault(error);
+      throw error;
+    }
+  };
   return {
     path: `/${service.typeName}/${method.name}`,
     requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
     responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     originalName: method.localName,
     requestSerialize: (message: unknown) => asBuffer(toBinary(input, message as MessageShape<DescMessage>)),
-    requestDeserialize: (bytes: Buffer) => fromBinary(input, bytes),
-    responseSerialize: (message: unknown) => asBuffer(toBinary(output, message as MessageShape<DescMessage>)),
+    requestDeserialize: decodeRequest,
+    responseSerialize: encodeResponse,
     responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
   };
 }
@@ -104,9 +162,13 @@ function toMessage(schema: DescMessage, value: unknown): MessageShape<DescMessag
 
 function callHandler(method: DescMethod, handler: AnyHandler, options: MountOptions): UntypedHandleCall {
   const interceptors = options.interceptors ?? [];
+  const fault = faultReporter(method, options);
+  const input = method.input;
+  const guard = options.requestGuard;
   const newContext = (call: ConstructorParameters<typeof GrpcHandlerContext>[0]) =>
     new GrpcHandlerContext(call, method, options.contextValues?.());
-  const intercept = (ctx: GrpcHandlerContext, run: () => Promise<void>): Promise<void> => {
+  // async: an interceptor that throws before returning its promise still ends in a rejection.
+  const intercept = async (ctx: GrpcHandlerContext, run: () => Promise<void>): Promise<void> => {
     let next = run;
     for (let i = interceptors.length - 1; i >= 0; i--) {
       const interceptor = interceptors[i] as CallInterceptor;
@@ -115,64 +177,113 @@ function callHandler(method: DescMethod, handler: AnyHandler, options: MountOpti
     }
     return next();
   };
+  // Each entry point is guarded twice: a synchronous throw (making the context) and a rejected run
+  // (a status grpc-js refuses, a callback that throws) both end as INTERNAL, logged, never a crash.
   switch (method.methodKind) {
     case "unary":
       return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-        const ctx = newContext(call);
-        runUnary(ctx, call, callback, intercept, () => handler(call.request as never, ctx as never));
+        const failed = (error: unknown) => answerFault(error, fault, () => callback(faultStatus));
+        try {
+          const ctx = newContext(call);
+          runUnary(ctx, call, callback, intercept, () =>
+            handler(checkRequest(input, call.request, guard) as never, ctx as never),
+          ).catch(failed);
+        } catch (error) {
+          failed(error);
+        }
       };
     case "server_streaming":
       return (call: ServerWritableStream<unknown, unknown>) => {
-        const ctx = newContext(call);
-        void runStream(
-          ctx,
-          call,
-          intercept,
-          () => handler(call.request as never, ctx as never) as AsyncIterable<unknown>,
-        );
+        const failed = (error: unknown) => answerFault(error, fault, () => failStream(call));
+        try {
+          const ctx = newContext(call);
+          runStream(
+            ctx,
+            call,
+            intercept,
+            () =>
+              handler(
+                checkRequest(input, call.request, guard) as never,
+                ctx as never,
+              ) as AsyncIterable<unknown>,
+          ).catch(failed);
+        } catch (error) {
+          failed(error);
+        }
       };
     case "client_streaming":
       return (call: ServerReadableStream<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-        const ctx = newContext(call);
-        runUnary(ctx, call, callback, intercept, () =>
-          handler(readRequests(call, ctx.signal) as never, ctx as never),
-        );
+        const failed = (error: unknown) => answerFault(error, fault, () => callback(faultStatus));
+        try {
+          const ctx = newContext(call);
+          runUnary(ctx, call, callback, intercept, () =>
+            handler(readRequests(call, input, guard, ctx.signal) as never, ctx as never),
+          ).catch(failed);
+        } catch (error) {
+          failed(error);
+        }
       };
     case "bidi_streaming":
       return (call: ServerDuplexStream<unknown, unknown>) => {
-        const ctx = newContext(call);
-        void runStream(
-          ctx,
-          call,
-          intercept,
-          () => handler(readRequests(call, ctx.signal) as never, ctx as never) as AsyncIterable<unknown>,
-        );
+        const failed = (error: unknown) => answerFault(error, fault, () => failStream(call));
+        try {
+          const ctx = newContext(call);
+          runStream(
+            ctx,
+            call,
+            intercept,
+            () =>
+              handler(
+                readRequests(call, input, guard, ctx.signal) as never,
+                ctx as never,
+              ) as AsyncIterable<unknown>,
+          ).catch(failed);
+        } catch (error) {
+          failed(error);
+        }
       };
   }
 }
 
+/** The last resort: log the fault, then answer INTERNAL if the call can still be answered at all. */
+function answerFault(error: unknown, fault: Fault, answer: () => void): void {
+  fault(error);
+  try {
+    answer();
+  } catch (again) {
+    fault(again);
+  }
+}
+
+function failStream(call: WritableCall): void {
+  if (!call.cancelled) call.emit("error", faultStatus);
+}
+
 /** A call with one response (unary or client streaming): the handler's answer, or its error as a status. */
-function runUnary(
+async function runUnary(
   ctx: GrpcHandlerContext,
   call: ServerUnaryCall<unknown, unknown> | ServerReadableStream<unknown, unknown>,
   callback: sendUnaryData<unknown>,
   intercept: (ctx: GrpcHandlerContext, run: () => Promise<void>) => Promise<void>,
   answer: () => unknown,
-): void {
+): Promise<void> {
   let response: unknown;
-  intercept(ctx, async () => {
-    response = toMessage(ctx.method.output, await answer());
-  }).then(
-    () => {
-      ctx.dispose();
-      sendHeadersIfSet(call, ctx);
-      callback(null, response, ctx.takeTrailerMetadata());
-    },
-    (error: unknown) => {
-      ctx.abort(error);
-      callback(toGrpcStatus(error));
-    },
-  );
+  let failure: { error: unknown } | undefined;
+  try {
+    await intercept(ctx, async () => {
+      response = toMessage(ctx.method.output, await answer());
+    });
+  } catch (error) {
+    failure = { error };
+  }
+  if (failure === undefined) {
+    ctx.dispose();
+    sendHeadersIfSet(call, ctx);
+    callback(null, response, ctx.takeTrailerMetadata());
+  } else {
+    ctx.abort(failure.error);
+    callback(toGrpcStatus(failure.error));
+  }
 }
 
 function sendHeadersIfSet(
@@ -242,6 +353,8 @@ async function runStream(
 
 async function* readRequests<T>(
   call: ServerReadableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>,
+  input: DescMessage,
+  guard: GuardOptions | undefined,
   signal: AbortSignal,
 ): AsyncGenerator<T> {
   // destroyOnReturn: false — a plain `for await` destroys the duplex when reading ends, which would
@@ -249,6 +362,6 @@ async function* readRequests<T>(
   const messages = (call as unknown as Readable).iterator({ destroyOnReturn: false }) as AsyncIterable<T>;
   for await (const message of messages) {
     if (signal.aborted) return;
-    yield message;
+    yield checkRequest(input, message, guard);
   }
 }

@@ -4,7 +4,9 @@ import { type ChannelOptions, Server, type ServerCredentials } from "@grpc/grpc-
 import { parseDuration } from "../core/duration.ts";
 import { CorralError } from "../core/errors.ts";
 import { defaults } from "../defaults.ts";
+import type { Logger } from "../observability/logger.ts";
 import { type CallInterceptor, type MountedService, mountService } from "./grpc-adapter.ts";
+import type { GuardOptions } from "./request-guard.ts";
 import { limitStreams, StreamLimits } from "./stream-limits.ts";
 
 export interface RpcServerOptions {
@@ -20,6 +22,10 @@ export interface RpcServerOptions {
    * counts its streams on all of them); a server given none counts its own, with the defaults.
    */
   readonly streamLimits?: StreamLimits;
+  /** Faults of the RPC layer (answered INTERNAL, the process goes on) are logged here, with their stack. */
+  readonly logger?: Logger;
+  /** Bounds on every request, checked before its handler (defaults: request-guard.ts). */
+  readonly requestGuard?: GuardOptions;
 }
 
 /** Tells servers apart in the per-connection counts of a shared StreamLimits. */
@@ -33,6 +39,8 @@ export class RpcServer implements AsyncDisposable {
   readonly #server: Server;
   readonly #mounted: MountedService[] = [];
   readonly #interceptors: readonly CallInterceptor[];
+  readonly #onFault: ((error: unknown, method: string) => void) | undefined;
+  readonly #requestGuard: GuardOptions | undefined;
   #closed = false;
 
   constructor(options: RpcServerOptions = {}) {
@@ -62,13 +70,24 @@ export class RpcServer implements AsyncDisposable {
       ...(options.interceptors ?? []),
       limitStreams(options.streamLimits ?? new StreamLimits(), `server-${++serverCount}`),
     ];
+    this.#requestGuard = options.requestGuard;
+    const logger = options.logger;
+    this.#onFault =
+      logger === undefined
+        ? undefined
+        : (error, method) =>
+            logger.error({ method, err: error }, "fault answering a call; answered INTERNAL");
   }
 
   add<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): this {
     if (this.#mounted.some((m) => m.service.typeName === service.typeName)) {
       throw new CorralError("ALREADY_EXISTS", `service ${service.typeName} is already mounted`);
     }
-    const mounted = mountService(service, impl, { interceptors: this.#interceptors });
+    const mounted = mountService(service, impl, {
+      interceptors: this.#interceptors,
+      ...(this.#onFault === undefined ? {} : { onFault: this.#onFault }),
+      ...(this.#requestGuard === undefined ? {} : { requestGuard: this.#requestGuard }),
+    });
     this.#server.addService(mounted.definition, mounted.implementation);
     this.#mounted.push(mounted);
     return this;
