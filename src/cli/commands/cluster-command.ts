@@ -227,9 +227,14 @@ export function registerClusterCommand(program: Command): void {
       let { cluster: changed } = await connection.call(client.removeClusterNodes({ name, nodes }));
       if (options.wait) {
         const deadline = Date.now() + maxWaitMs;
+        const leaving = (cluster: Cluster | undefined) =>
+          cluster?.members.filter((m) => nodes.includes(m.nodeName) || nodes.includes(m.nodeId)) ?? [];
+        // Until the named nodes are gone, or the uninstall ended for them (they stay when it failed):
+        // the message moves on from "removing" to the uninstall job's while they are still deprovisioning.
         while (
-          changed?.members.some((m) => nodes.includes(m.nodeName) || nodes.includes(m.nodeId)) &&
-          changed.message.startsWith("removing") &&
+          leaving(changed).length > 0 &&
+          (changed?.message.startsWith("removing") ||
+            leaving(changed).some((m) => m.state === MemberState.DEPROVISIONING)) &&
           Date.now() < deadline
         ) {
           await sleep(500);
