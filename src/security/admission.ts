@@ -123,12 +123,14 @@ export class Admission {
    * Join by request without waiting (Pi-Controller's RegisterNode): the caller's latest request for this
    * key, or a new one filed now. An accepted request admits the node with what the operator accepted
    * (not with whatever this call says), and only for the key that filed it: proof of possession is the
-   * CSR's signature, checked by parseCsr.
+   * CSR's signature, checked here before anything about a request is told.
    */
   async joinWithoutWaiting(input: JoinInput): Promise<Admitted | { pending: JoinRequestRecord }> {
     const name = validateNodeName(input.name, "name");
     if (input.nodeId !== "") validateNodeId(input.nodeId, "node_id");
     const csr = parseCsr(input.csrPem);
+    if (!(await csr.verify()))
+      throw CorralError.invalidArgument("csr_pem", "the request's signature does not match its key");
     const keyFingerprint = publicKeyFingerprint(csr.publicKey.rawData);
     const mine = (await this.#o.requests.list({ includeDecided: true }))
       .filter((request) => request.keyFingerprint === keyFingerprint)

@@ -138,6 +138,23 @@ describe("Pi-Controller RegisterNode: what the caller sent is kept, and a strang
     );
   });
 
+  it("refuses a CSR whose signature does not match its key, before telling anything of a request", async () => {
+    const key = await createKeyAndCsr("pi-forged");
+    const lines = key.csrPem.trim().split("\n");
+    // The signature is the DER's tail: change one base64 character of the last body line.
+    const last = lines.length - 2;
+    const line = lines[last] ?? "";
+    const flipped = line.slice(0, 4) + (line[4] === "A" ? "B" : "A") + line.slice(5);
+    const forged = [...lines.slice(0, last), flipped, ...lines.slice(last + 1)].join("\n");
+    const before = await cluster.controller.context.joinRequests.list({ includeDecided: true });
+    await assert.rejects(
+      tlsClient().registerNode({ name: "pi-forged", csrPem: forged }, { timeoutMs: 10_000 }),
+      (e) => codeOf(e) === Code.InvalidArgument && /csr_pem/.test(String(e)),
+    );
+    const afterwards = await cluster.controller.context.joinRequests.list({ includeDecided: true });
+    assert.equal(afterwards.length, before.length, "no request was filed");
+  });
+
   it("tells a rejected stranger so on asking again, and admits nothing", async () => {
     const key = await createKeyAndCsr("pi-unwanted");
     const registration = { name: "pi-unwanted", csrPem: key.csrPem };
