@@ -315,6 +315,11 @@ export const defaults = {
     defaultIntervalSeconds: 5,
     minIntervalSeconds: 1,
     maxIntervalSeconds: 3_600,
+    /**
+     * GetMetrics / StreamMetrics ask the node for a reading (NodeAgent/GetSystemMetrics) and wait this
+     * long at most; a node that does not answer in time is answered from its last heartbeat.
+     */
+    readingTimeout: "2s",
     /** The call metadata a stranger puts a join token in to call RegisterWithCluster on the cluster listener. */
     joinTokenHeader: "corral-join-token",
     /** ExecuteCommand: at most this many arguments, each at most this long. */

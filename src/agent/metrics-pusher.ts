@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -6,10 +5,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { parseDuration } from "../core/duration.ts";
-import type { GpuPoint, MetricsPoint } from "../core/metrics-history.ts";
+import type { MetricsPoint } from "../core/metrics-history.ts";
 import { defaults } from "../defaults.ts";
 import type { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
 import type { Logger } from "../observability/logger.ts";
+import { createGpuReader } from "./gpu-metrics.ts";
+
+/** Kept here too: tests and older callers import it from the pusher. */
+export { parseGpuMetricsCsv } from "./gpu-metrics.ts";
+
 import {
   createCpuSampler,
   createTemperatureReader,
@@ -34,65 +38,6 @@ async function readText(file: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-}
-
-/** nvidia-smi's per-GPU figures, one CSV line per GPU. */
-const gpuQuery = [
-  "--query-gpu=uuid,name,utilization.gpu,memory.used,memory.total,temperature.gpu",
-  "--format=csv,noheader,nounits",
-];
-
-/** Parses the CSV of `gpuQuery`; "[N/A]" figures read as 0 (temperature: absent). */
-export function parseGpuMetricsCsv(text: string): GpuPoint[] {
-  const number = (field: string | undefined) => {
-    const value = Number((field ?? "").trim());
-    return Number.isFinite(value) && (field ?? "").trim() !== "" ? value : undefined;
-  };
-  const gpus: GpuPoint[] = [];
-  for (const line of text.split(/\r?\n/)) {
-    const raw = line.split(",");
-    const fields = raw.map((field) => field.trim());
-    if (fields.length < 6 || !/^(GPU|MIG)-/.test(fields[0] ?? "")) continue;
-    // A name may hold commas: the numbers are the last four fields.
-    const [used, total, temperature] = fields.slice(-3);
-    const utilization = fields.at(-4);
-    const celsius = number(temperature);
-    gpus.push({
-      uuid: fields[0] ?? "",
-      name: raw.slice(1, -4).join(",").trim(),
-      utilizationPercent: number(utilization) ?? 0,
-      memoryUsedBytes: (number(used) ?? 0) * 1024 * 1024,
-      memoryTotalBytes: (number(total) ?? 0) * 1024 * 1024,
-      ...(celsius === undefined ? {} : { temperatureCelsius: celsius }),
-    });
-    if (gpus.length >= 16) break;
-  }
-  return gpus;
-}
-
-function createGpuReader(command: string | false): () => Promise<GpuPoint[]> {
-  // Given up after the first ENOENT: a machine without nvidia-smi is not asked every interval.
-  let absent = command === false;
-  return () =>
-    new Promise((resolve) => {
-      if (absent || command === false) {
-        resolve([]);
-        return;
-      }
-      execFile(
-        command,
-        gpuQuery,
-        { timeout: 5_000, maxBuffer: 256 * 1024, killSignal: "SIGKILL", encoding: "utf8" },
-        (error, stdout) => {
-          if (error !== null) {
-            if ((error as { code?: unknown }).code === "ENOENT") absent = true;
-            resolve([]);
-            return;
-          }
-          resolve(parseGpuMetricsCsv(stdout));
-        },
-      );
-    });
 }
 
 /**

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file picontroller.proto.
  */
 export const file_picontroller: GenFile = /*@__PURE__*/
-  fileDesc("ChJwaWNvbnRyb2xsZXIucHJvdG8SDHBpY29udHJvbGxlciIHCgVFbXB0eSLEAwoNU3lzdGVtTWV0cmljcxIRCgljcHVfdXNhZ2UYASABKAESGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAIgASgEEhkKEW1lbW9yeV91c2VkX2J5dGVzGAMgASgEEhQKDG1lbW9yeV91c2FnZRgEIAEoARIYChBzd2FwX3RvdGFsX2J5dGVzGAUgASgEEhcKD3N3YXBfdXNlZF9ieXRlcxgGIAEoBBImCgVkaXNrcxgHIAMoCzIXLnBpY29udHJvbGxlci5EaXNrVXNhZ2USJwoEbG9hZBgIIAEoCzIZLnBpY29udHJvbGxlci5Mb2FkQXZlcmFnZRIWCg51cHRpbWVfc2Vjb25kcxgJIAEoBBI0CgduZXR3b3JrGAogAygLMiMucGljb250cm9sbGVyLk5ldHdvcmtJbnRlcmZhY2VTdGF0cxIgChN0ZW1wZXJhdHVyZV9jZWxzaXVzGAsgASgBSACIAQESEQoJdGltZXN0YW1wGAwgASgDEg8KB25vZGVfaWQYDSABKAkSEAoIaG9zdG5hbWUYDiABKAkSEQoJY3B1X2NvdW50GA8gASgFQhYKFF90ZW1wZXJhdHVyZV9jZWxzaXVzImYKCURpc2tVc2FnZRINCgVtb3VudBgBIAEoCRISCgpmaWxlc3lzdGVtGAIgASgJEhMKC3RvdGFsX2J5dGVzGAMgASgEEhIKCnVzZWRfYnl0ZXMYBCABKAQSDQoFdXNhZ2UYBSABKAEiOwoLTG9hZEF2ZXJhZ2USDQoFbG9hZDEYASABKAESDQoFbG9hZDUYAiABKAESDgoGbG9hZDE1GAMgASgBInEKFU5ldHdvcmtJbnRlcmZhY2VTdGF0cxIMCgRuYW1lGAEgASgJEhAKCHJ4X2J5dGVzGAIgASgEEhAKCHR4X2J5dGVzGAMgASgEEhIKCnJ4X3BhY2tldHMYBCABKAQSEgoKdHhfcGFja2V0cxgFIAEoBCKMAQoLR1BJT1JlcXVlc3QSCwoDcGluGAEgASgFEiYKBXN0YXRlGAIgASgOMhcucGljb250cm9sbGVyLkdQSU9TdGF0ZRIoCgZhY3Rpb24YAyABKA4yGC5waWNvbnRyb2xsZXIuR1BJT0FjdGlvbhIQCghwdWxzZV9tcxgEIAEoDRIMCgRjaGlwGAUgASgJInYKDEdQSU9SZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIEgsKA3BpbhgCIAEoBRImCgVzdGF0ZRgDIAEoDjIXLnBpY29udHJvbGxlci5HUElPU3RhdGUSDwoHbWVzc2FnZRgEIAEoCRIPCgdiYWNrZW5kGAUgASgJIkgKDkNvbW1hbmRSZXF1ZXN0Eg8KB2NvbW1hbmQYASABKAkSDAoEYXJncxgCIAMoCRIXCg90aW1lb3V0X3NlY29uZHMYAyABKAUikQEKD0NvbW1hbmRSZXNwb25zZRIRCglleGl0X2NvZGUYASABKAUSDgoGc3Rkb3V0GAIgASgJEg4KBnN0ZGVychgDIAEoCRIRCgl0cnVuY2F0ZWQYBCABKAgSEQoJdGltZWRfb3V0GAUgASgIEhMKC2R1cmF0aW9uX21zGAYgASgDEhAKCGF1ZGl0X2lkGAcgASgJImkKCUxvZ0ZpbHRlchIOCgZzb3VyY2UYASABKAkSDQoFbGV2ZWwYAiABKAkSEAoIY29udGFpbnMYAyABKAkSDQoFc2luY2UYBCABKAMSDAoEdGFpbBgFIAEoBRIOCgZmb2xsb3cYBiABKAgisAEKCExvZ0VudHJ5EhEKCXRpbWVzdGFtcBgBIAEoAxINCgVsZXZlbBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEg4KBnNvdXJjZRgEIAEoCRIyCgZmaWVsZHMYBSADKAsyIi5waWNvbnRyb2xsZXIuTG9nRW50cnkuRmllbGRzRW50cnkaLQoLRmllbGRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKyAQoMSGVhbHRoU3RhdHVzEg4KBnN0YXR1cxgBIAEoCRIvCgZjaGVja3MYAiADKAsyHy5waWNvbnRyb2xsZXIuSGVhbHRoQ2hlY2tSZXN1bHQSDwoHdmVyc2lvbhgDIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgEIAEoBBIUCgxncGlvX2JhY2tlbmQYBSABKAkSDwoHbm9kZV9pZBgGIAEoCRIRCgl0aW1lc3RhbXAYByABKAMiQgoRSGVhbHRoQ2hlY2tSZXN1bHQSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSL/AQoQTm9kZVJlZ2lzdHJhdGlvbhIPCgdub2RlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRI6CgZsYWJlbHMYBCADKAsyKi5waWNvbnRyb2xsZXIuTm9kZVJlZ2lzdHJhdGlvbi5MYWJlbHNFbnRyeRIuCglyZXNvdXJjZXMYBSABKAsyGy5waWNvbnRyb2xsZXIuTm9kZVJlc291cmNlcxIPCgd2ZXJzaW9uGAYgASgJEg8KB2Nzcl9wZW0YByABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ8Cg1Ob2RlUmVzb3VyY2VzEhEKCWNwdV9jb3JlcxgBIAEoBRIUCgxtZW1vcnlfYnl0ZXMYAiABKAQSEgoKZGlza19ieXRlcxgDIAEoBBIMCgRncHVzGAQgAygJEhQKDGFyY2hpdGVjdHVyZRgFIAEoCRIKCgJvcxgGIAEoCSKyAQoUUmVnaXN0cmF0aW9uUmVzcG9uc2USDwoHc3VjY2VzcxgBIAEoCBIPCgdub2RlX2lkGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSIgoaaGVhcnRiZWF0X2ludGVydmFsX3NlY29uZHMYBCABKAUSFwoPY2VydGlmaWNhdGVfcGVtGAUgASgJEhoKEmNhX2NlcnRpZmljYXRlX3BlbRgGIAEoCRIOCgZzdGF0dXMYByABKAkiQwoTQ2x1c3RlclN0YXRlUmVxdWVzdBIUCgxyZXF1ZXN0ZXJfaWQYASABKAkSFgoOc2luY2VfcmV2aXNpb24YAiABKAMihwEKFENsdXN0ZXJTdGF0ZVJlc3BvbnNlEhIKCmNsdXN0ZXJfaWQYASABKAkSEAoIcmV2aXNpb24YAiABKAMSJgoFbm9kZXMYAyADKAsyFy5waWNvbnRyb2xsZXIuTm9kZVN0YXRlEg4KBmxlYWRlchgEIAEoCRIRCgl0aW1lc3RhbXAYBSABKAMi0AEKCU5vZGVTdGF0ZRIPCgdub2RlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIOCgZzdGF0dXMYBCABKAkSEQoJbGFzdF9zZWVuGAUgASgDEjMKBmxhYmVscxgGIAMoCzIjLnBpY29udHJvbGxlci5Ob2RlU3RhdGUuTGFiZWxzRW50cnkSDAoEcm9sZRgHIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItMBChNQcm92aXNpb25pbmdSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSEgoKY2x1c3Rlcl9pZBgCIAEoCRIMCgRwbGFuGAMgASgJEkUKCnBhcmFtZXRlcnMYBCADKAsyMS5waWNvbnRyb2xsZXIuUHJvdmlzaW9uaW5nUmVxdWVzdC5QYXJhbWV0ZXJzRW50cnkSDwoHZHJ5X3J1bhgFIAEoCBoxCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJ2ChRQcm92aXNpb25pbmdSZXNwb25zZRIOCgZqb2JfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSLQoFc3RlcHMYBCADKAsyHi5waWNvbnRyb2xsZXIuUHJvdmlzaW9uaW5nU3RlcCJSChBQcm92aXNpb25pbmdTdGVwEg8KB25vZGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZzdGF0dXMYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSKhAQoMSGVhbHRoUmVwb3J0Eg8KB25vZGVfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEi8KBmNoZWNrcxgDIAMoCzIfLnBpY29udHJvbGxlci5IZWFsdGhDaGVja1Jlc3VsdBIRCgl0aW1lc3RhbXAYBCABKAMSLAoHbWV0cmljcxgFIAEoCzIbLnBpY29udHJvbGxlci5TeXN0ZW1NZXRyaWNzKh4KCUdQSU9TdGF0ZRIHCgNMT1cQABIICgRISUdIEAEqLAoKR1BJT0FjdGlvbhIJCgVXUklURRAAEggKBFJFQUQQARIJCgVQVUxTRRACMucCCglOb2RlQWdlbnQSRAoQR2V0U3lzdGVtTWV0cmljcxITLnBpY29udHJvbGxlci5FbXB0eRobLnBpY29udHJvbGxlci5TeXN0ZW1NZXRyaWNzEkQKC0NvbnRyb2xHUElPEhkucGljb250cm9sbGVyLkdQSU9SZXF1ZXN0GhoucGljb250cm9sbGVyLkdQSU9SZXNwb25zZRJNCg5FeGVjdXRlQ29tbWFuZBIcLnBpY29udHJvbGxlci5Db21tYW5kUmVxdWVzdBodLnBpY29udHJvbGxlci5Db21tYW5kUmVzcG9uc2USPwoKU3RyZWFtTG9ncxIXLnBpY29udHJvbGxlci5Mb2dGaWx0ZXIaFi5waWNvbnRyb2xsZXIuTG9nRW50cnkwARI+CgtIZWFsdGhDaGVjaxITLnBpY29udHJvbGxlci5FbXB0eRoaLnBpY29udHJvbGxlci5IZWFsdGhTdGF0dXMy3AIKDENvbnRyb2xQbGFuZRJSCgxSZWdpc3Rlck5vZGUSHi5waWNvbnRyb2xsZXIuTm9kZVJlZ2lzdHJhdGlvbhoiLnBpY29udHJvbGxlci5SZWdpc3RyYXRpb25SZXNwb25zZRJZChBTeW5jQ2x1c3RlclN0YXRlEiEucGljb250cm9sbGVyLkNsdXN0ZXJTdGF0ZVJlcXVlc3QaIi5waWNvbnRyb2xsZXIuQ2x1c3RlclN0YXRlUmVzcG9uc2USXAoTUmVxdWVzdFByb3Zpc2lvbmluZxIhLnBpY29udHJvbGxlci5Qcm92aXNpb25pbmdSZXF1ZXN0GiIucGljb250cm9sbGVyLlByb3Zpc2lvbmluZ1Jlc3BvbnNlEj8KDFJlcG9ydEhlYWx0aBIaLnBpY29udHJvbGxlci5IZWFsdGhSZXBvcnQaEy5waWNvbnRyb2xsZXIuRW1wdHlCLVorZ2l0aHViLmNvbS9jb3JyYWwvcGljb250cm9sbGVyO3BpY29udHJvbGxlcmIGcHJvdG8z");
+  fileDesc("ChJwaWNvbnRyb2xsZXIucHJvdG8SDHBpY29udHJvbGxlciIHCgVFbXB0eSLqAwoNU3lzdGVtTWV0cmljcxIRCgljcHVfdXNhZ2UYASABKAESGgoSbWVtb3J5X3RvdGFsX2J5dGVzGAIgASgEEhkKEW1lbW9yeV91c2VkX2J5dGVzGAMgASgEEhQKDG1lbW9yeV91c2FnZRgEIAEoARIYChBzd2FwX3RvdGFsX2J5dGVzGAUgASgEEhcKD3N3YXBfdXNlZF9ieXRlcxgGIAEoBBImCgVkaXNrcxgHIAMoCzIXLnBpY29udHJvbGxlci5EaXNrVXNhZ2USJwoEbG9hZBgIIAEoCzIZLnBpY29udHJvbGxlci5Mb2FkQXZlcmFnZRIWCg51cHRpbWVfc2Vjb25kcxgJIAEoBBI0CgduZXR3b3JrGAogAygLMiMucGljb250cm9sbGVyLk5ldHdvcmtJbnRlcmZhY2VTdGF0cxIgChN0ZW1wZXJhdHVyZV9jZWxzaXVzGAsgASgBSACIAQESEQoJdGltZXN0YW1wGAwgASgDEg8KB25vZGVfaWQYDSABKAkSEAoIaG9zdG5hbWUYDiABKAkSEQoJY3B1X2NvdW50GA8gASgFEiQKBGdwdXMYECADKAsyFi5waWNvbnRyb2xsZXIuR3B1VXNhZ2VCFgoUX3RlbXBlcmF0dXJlX2NlbHNpdXMitAEKCEdwdVVzYWdlEgwKBHV1aWQYASABKAkSDAoEbmFtZRgCIAEoCRIbChN1dGlsaXphdGlvbl9wZXJjZW50GAMgASgBEhkKEW1lbW9yeV91c2VkX2J5dGVzGAQgASgEEhoKEm1lbW9yeV90b3RhbF9ieXRlcxgFIAEoBBIgChN0ZW1wZXJhdHVyZV9jZWxzaXVzGAYgASgBSACIAQFCFgoUX3RlbXBlcmF0dXJlX2NlbHNpdXMiZgoJRGlza1VzYWdlEg0KBW1vdW50GAEgASgJEhIKCmZpbGVzeXN0ZW0YAiABKAkSEwoLdG90YWxfYnl0ZXMYAyABKAQSEgoKdXNlZF9ieXRlcxgEIAEoBBINCgV1c2FnZRgFIAEoASI7CgtMb2FkQXZlcmFnZRINCgVsb2FkMRgBIAEoARINCgVsb2FkNRgCIAEoARIOCgZsb2FkMTUYAyABKAEicQoVTmV0d29ya0ludGVyZmFjZVN0YXRzEgwKBG5hbWUYASABKAkSEAoIcnhfYnl0ZXMYAiABKAQSEAoIdHhfYnl0ZXMYAyABKAQSEgoKcnhfcGFja2V0cxgEIAEoBBISCgp0eF9wYWNrZXRzGAUgASgEIowBCgtHUElPUmVxdWVzdBILCgNwaW4YASABKAUSJgoFc3RhdGUYAiABKA4yFy5waWNvbnRyb2xsZXIuR1BJT1N0YXRlEigKBmFjdGlvbhgDIAEoDjIYLnBpY29udHJvbGxlci5HUElPQWN0aW9uEhAKCHB1bHNlX21zGAQgASgNEgwKBGNoaXAYBSABKAkidgoMR1BJT1Jlc3BvbnNlEg8KB3N1Y2Nlc3MYASABKAgSCwoDcGluGAIgASgFEiYKBXN0YXRlGAMgASgOMhcucGljb250cm9sbGVyLkdQSU9TdGF0ZRIPCgdtZXNzYWdlGAQgASgJEg8KB2JhY2tlbmQYBSABKAkiSAoOQ29tbWFuZFJlcXVlc3QSDwoHY29tbWFuZBgBIAEoCRIMCgRhcmdzGAIgAygJEhcKD3RpbWVvdXRfc2Vjb25kcxgDIAEoBSKRAQoPQ29tbWFuZFJlc3BvbnNlEhEKCWV4aXRfY29kZRgBIAEoBRIOCgZzdGRvdXQYAiABKAkSDgoGc3RkZXJyGAMgASgJEhEKCXRydW5jYXRlZBgEIAEoCBIRCgl0aW1lZF9vdXQYBSABKAgSEwoLZHVyYXRpb25fbXMYBiABKAMSEAoIYXVkaXRfaWQYByABKAkiaQoJTG9nRmlsdGVyEg4KBnNvdXJjZRgBIAEoCRINCgVsZXZlbBgCIAEoCRIQCghjb250YWlucxgDIAEoCRINCgVzaW5jZRgEIAEoAxIMCgR0YWlsGAUgASgFEg4KBmZvbGxvdxgGIAEoCCKwAQoITG9nRW50cnkSEQoJdGltZXN0YW1wGAEgASgDEg0KBWxldmVsGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSDgoGc291cmNlGAQgASgJEjIKBmZpZWxkcxgFIAMoCzIiLnBpY29udHJvbGxlci5Mb2dFbnRyeS5GaWVsZHNFbnRyeRotCgtGaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrIBCgxIZWFsdGhTdGF0dXMSDgoGc3RhdHVzGAEgASgJEi8KBmNoZWNrcxgCIAMoCzIfLnBpY29udHJvbGxlci5IZWFsdGhDaGVja1Jlc3VsdBIPCgd2ZXJzaW9uGAMgASgJEhYKDnVwdGltZV9zZWNvbmRzGAQgASgEEhQKDGdwaW9fYmFja2VuZBgFIAEoCRIPCgdub2RlX2lkGAYgASgJEhEKCXRpbWVzdGFtcBgHIAEoAyJCChFIZWFsdGhDaGVja1Jlc3VsdBIMCgRuYW1lGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIv8BChBOb2RlUmVnaXN0cmF0aW9uEg8KB25vZGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEjoKBmxhYmVscxgEIAMoCzIqLnBpY29udHJvbGxlci5Ob2RlUmVnaXN0cmF0aW9uLkxhYmVsc0VudHJ5Ei4KCXJlc291cmNlcxgFIAEoCzIbLnBpY29udHJvbGxlci5Ob2RlUmVzb3VyY2VzEg8KB3ZlcnNpb24YBiABKAkSDwoHY3NyX3BlbRgHIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBInwKDU5vZGVSZXNvdXJjZXMSEQoJY3B1X2NvcmVzGAEgASgFEhQKDG1lbW9yeV9ieXRlcxgCIAEoBBISCgpkaXNrX2J5dGVzGAMgASgEEgwKBGdwdXMYBCADKAkSFAoMYXJjaGl0ZWN0dXJlGAUgASgJEgoKAm9zGAYgASgJIsYBChRSZWdpc3RyYXRpb25SZXNwb25zZRIPCgdzdWNjZXNzGAEgASgIEg8KB25vZGVfaWQYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIiChpoZWFydGJlYXRfaW50ZXJ2YWxfc2Vjb25kcxgEIAEoBRIXCg9jZXJ0aWZpY2F0ZV9wZW0YBSABKAkSGgoSY2FfY2VydGlmaWNhdGVfcGVtGAYgASgJEg4KBnN0YXR1cxgHIAEoCRISCgpyZXF1ZXN0X2lkGAggASgEIkMKE0NsdXN0ZXJTdGF0ZVJlcXVlc3QSFAoMcmVxdWVzdGVyX2lkGAEgASgJEhYKDnNpbmNlX3JldmlzaW9uGAIgASgDIocBChRDbHVzdGVyU3RhdGVSZXNwb25zZRISCgpjbHVzdGVyX2lkGAEgASgJEhAKCHJldmlzaW9uGAIgASgDEiYKBW5vZGVzGAMgAygLMhcucGljb250cm9sbGVyLk5vZGVTdGF0ZRIOCgZsZWFkZXIYBCABKAkSEQoJdGltZXN0YW1wGAUgASgDIoACCglOb2RlU3RhdGUSDwoHbm9kZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSDgoGc3RhdHVzGAQgASgJEhEKCWxhc3Rfc2VlbhgFIAEoAxIzCgZsYWJlbHMYBiADKAsyIy5waWNvbnRyb2xsZXIuTm9kZVN0YXRlLkxhYmVsc0VudHJ5EgwKBHJvbGUYByABKAkSLgoJcmVzb3VyY2VzGAggASgLMhsucGljb250cm9sbGVyLk5vZGVSZXNvdXJjZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLTAQoTUHJvdmlzaW9uaW5nUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJEhIKCmNsdXN0ZXJfaWQYAiABKAkSDAoEcGxhbhgDIAEoCRJFCgpwYXJhbWV0ZXJzGAQgAygLMjEucGljb250cm9sbGVyLlByb3Zpc2lvbmluZ1JlcXVlc3QuUGFyYW1ldGVyc0VudHJ5Eg8KB2RyeV9ydW4YBSABKAgaMQoPUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEidgoUUHJvdmlzaW9uaW5nUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEi0KBXN0ZXBzGAQgAygLMh4ucGljb250cm9sbGVyLlByb3Zpc2lvbmluZ1N0ZXAiUgoQUHJvdmlzaW9uaW5nU3RlcBIPCgdub2RlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGc3RhdHVzGAMgASgJEg8KB21lc3NhZ2UYBCABKAkioQEKDEhlYWx0aFJlcG9ydBIPCgdub2RlX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIvCgZjaGVja3MYAyADKAsyHy5waWNvbnRyb2xsZXIuSGVhbHRoQ2hlY2tSZXN1bHQSEQoJdGltZXN0YW1wGAQgASgDEiwKB21ldHJpY3MYBSABKAsyGy5waWNvbnRyb2xsZXIuU3lzdGVtTWV0cmljcyoeCglHUElPU3RhdGUSBwoDTE9XEAASCAoESElHSBABKiwKCkdQSU9BY3Rpb24SCQoFV1JJVEUQABIICgRSRUFEEAESCQoFUFVMU0UQAjLnAgoJTm9kZUFnZW50EkQKEEdldFN5c3RlbU1ldHJpY3MSEy5waWNvbnRyb2xsZXIuRW1wdHkaGy5waWNvbnRyb2xsZXIuU3lzdGVtTWV0cmljcxJECgtDb250cm9sR1BJTxIZLnBpY29udHJvbGxlci5HUElPUmVxdWVzdBoaLnBpY29udHJvbGxlci5HUElPUmVzcG9uc2USTQoORXhlY3V0ZUNvbW1hbmQSHC5waWNvbnRyb2xsZXIuQ29tbWFuZFJlcXVlc3QaHS5waWNvbnRyb2xsZXIuQ29tbWFuZFJlc3BvbnNlEj8KClN0cmVhbUxvZ3MSFy5waWNvbnRyb2xsZXIuTG9nRmlsdGVyGhYucGljb250cm9sbGVyLkxvZ0VudHJ5MAESPgoLSGVhbHRoQ2hlY2sSEy5waWNvbnRyb2xsZXIuRW1wdHkaGi5waWNvbnRyb2xsZXIuSGVhbHRoU3RhdHVzMtwCCgxDb250cm9sUGxhbmUSUgoMUmVnaXN0ZXJOb2RlEh4ucGljb250cm9sbGVyLk5vZGVSZWdpc3RyYXRpb24aIi5waWNvbnRyb2xsZXIuUmVnaXN0cmF0aW9uUmVzcG9uc2USWQoQU3luY0NsdXN0ZXJTdGF0ZRIhLnBpY29udHJvbGxlci5DbHVzdGVyU3RhdGVSZXF1ZXN0GiIucGljb250cm9sbGVyLkNsdXN0ZXJTdGF0ZVJlc3BvbnNlElwKE1JlcXVlc3RQcm92aXNpb25pbmcSIS5waWNvbnRyb2xsZXIuUHJvdmlzaW9uaW5nUmVxdWVzdBoiLnBpY29udHJvbGxlci5Qcm92aXNpb25pbmdSZXNwb25zZRI/CgxSZXBvcnRIZWFsdGgSGi5waWNvbnRyb2xsZXIuSGVhbHRoUmVwb3J0GhMucGljb250cm9sbGVyLkVtcHR5Qi1aK2dpdGh1Yi5jb20vY29ycmFsL3BpY29udHJvbGxlcjtwaWNvbnRyb2xsZXJiBnByb3RvMw");
 
 /**
  * @generated from message picontroller.Empty
@@ -116,6 +116,13 @@ export type SystemMetrics = Message<"picontroller.SystemMetrics"> & {
    * @generated from field: int32 cpu_count = 15;
    */
   cpuCount: number;
+
+  /**
+   * Every GPU nvidia-smi reports, read for this sample; empty without NVIDIA GPUs.
+   *
+   * @generated from field: repeated picontroller.GpuUsage gpus = 16;
+   */
+  gpus: GpuUsage[];
 };
 
 /**
@@ -124,6 +131,50 @@ export type SystemMetrics = Message<"picontroller.SystemMetrics"> & {
  */
 export const SystemMetricsSchema: GenMessage<SystemMetrics> = /*@__PURE__*/
   messageDesc(file_picontroller, 1);
+
+/**
+ * @generated from message picontroller.GpuUsage
+ */
+export type GpuUsage = Message<"picontroller.GpuUsage"> & {
+  /**
+   * @generated from field: string uuid = 1;
+   */
+  uuid: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Percent of time the GPU was busy over nvidia-smi's last sample period, 0-100.
+   *
+   * @generated from field: double utilization_percent = 3;
+   */
+  utilizationPercent: number;
+
+  /**
+   * @generated from field: uint64 memory_used_bytes = 4;
+   */
+  memoryUsedBytes: bigint;
+
+  /**
+   * @generated from field: uint64 memory_total_bytes = 5;
+   */
+  memoryTotalBytes: bigint;
+
+  /**
+   * @generated from field: optional double temperature_celsius = 6;
+   */
+  temperatureCelsius?: number | undefined;
+};
+
+/**
+ * Describes the message picontroller.GpuUsage.
+ * Use `create(GpuUsageSchema)` to create a new message.
+ */
+export const GpuUsageSchema: GenMessage<GpuUsage> = /*@__PURE__*/
+  messageDesc(file_picontroller, 2);
 
 /**
  * @generated from message picontroller.DiskUsage
@@ -160,7 +211,7 @@ export type DiskUsage = Message<"picontroller.DiskUsage"> & {
  * Use `create(DiskUsageSchema)` to create a new message.
  */
 export const DiskUsageSchema: GenMessage<DiskUsage> = /*@__PURE__*/
-  messageDesc(file_picontroller, 2);
+  messageDesc(file_picontroller, 3);
 
 /**
  * @generated from message picontroller.LoadAverage
@@ -187,7 +238,7 @@ export type LoadAverage = Message<"picontroller.LoadAverage"> & {
  * Use `create(LoadAverageSchema)` to create a new message.
  */
 export const LoadAverageSchema: GenMessage<LoadAverage> = /*@__PURE__*/
-  messageDesc(file_picontroller, 3);
+  messageDesc(file_picontroller, 4);
 
 /**
  * @generated from message picontroller.NetworkInterfaceStats
@@ -224,7 +275,7 @@ export type NetworkInterfaceStats = Message<"picontroller.NetworkInterfaceStats"
  * Use `create(NetworkInterfaceStatsSchema)` to create a new message.
  */
 export const NetworkInterfaceStatsSchema: GenMessage<NetworkInterfaceStats> = /*@__PURE__*/
-  messageDesc(file_picontroller, 4);
+  messageDesc(file_picontroller, 5);
 
 /**
  * @generated from message picontroller.GPIORequest
@@ -265,7 +316,7 @@ export type GPIORequest = Message<"picontroller.GPIORequest"> & {
  * Use `create(GPIORequestSchema)` to create a new message.
  */
 export const GPIORequestSchema: GenMessage<GPIORequest> = /*@__PURE__*/
-  messageDesc(file_picontroller, 5);
+  messageDesc(file_picontroller, 6);
 
 /**
  * @generated from message picontroller.GPIOResponse
@@ -306,7 +357,7 @@ export type GPIOResponse = Message<"picontroller.GPIOResponse"> & {
  * Use `create(GPIOResponseSchema)` to create a new message.
  */
 export const GPIOResponseSchema: GenMessage<GPIOResponse> = /*@__PURE__*/
-  messageDesc(file_picontroller, 6);
+  messageDesc(file_picontroller, 7);
 
 /**
  * @generated from message picontroller.CommandRequest
@@ -337,7 +388,7 @@ export type CommandRequest = Message<"picontroller.CommandRequest"> & {
  * Use `create(CommandRequestSchema)` to create a new message.
  */
 export const CommandRequestSchema: GenMessage<CommandRequest> = /*@__PURE__*/
-  messageDesc(file_picontroller, 7);
+  messageDesc(file_picontroller, 8);
 
 /**
  * @generated from message picontroller.CommandResponse
@@ -388,7 +439,7 @@ export type CommandResponse = Message<"picontroller.CommandResponse"> & {
  * Use `create(CommandResponseSchema)` to create a new message.
  */
 export const CommandResponseSchema: GenMessage<CommandResponse> = /*@__PURE__*/
-  messageDesc(file_picontroller, 8);
+  messageDesc(file_picontroller, 9);
 
 /**
  * @generated from message picontroller.LogFilter
@@ -442,7 +493,7 @@ export type LogFilter = Message<"picontroller.LogFilter"> & {
  * Use `create(LogFilterSchema)` to create a new message.
  */
 export const LogFilterSchema: GenMessage<LogFilter> = /*@__PURE__*/
-  messageDesc(file_picontroller, 9);
+  messageDesc(file_picontroller, 10);
 
 /**
  * @generated from message picontroller.LogEntry
@@ -479,7 +530,7 @@ export type LogEntry = Message<"picontroller.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_picontroller, 10);
+  messageDesc(file_picontroller, 11);
 
 /**
  * @generated from message picontroller.HealthStatus
@@ -528,7 +579,7 @@ export type HealthStatus = Message<"picontroller.HealthStatus"> & {
  * Use `create(HealthStatusSchema)` to create a new message.
  */
 export const HealthStatusSchema: GenMessage<HealthStatus> = /*@__PURE__*/
-  messageDesc(file_picontroller, 11);
+  messageDesc(file_picontroller, 12);
 
 /**
  * @generated from message picontroller.HealthCheckResult
@@ -557,7 +608,7 @@ export type HealthCheckResult = Message<"picontroller.HealthCheckResult"> & {
  * Use `create(HealthCheckResultSchema)` to create a new message.
  */
 export const HealthCheckResultSchema: GenMessage<HealthCheckResult> = /*@__PURE__*/
-  messageDesc(file_picontroller, 12);
+  messageDesc(file_picontroller, 13);
 
 /**
  * @generated from message picontroller.NodeRegistration
@@ -610,7 +661,7 @@ export type NodeRegistration = Message<"picontroller.NodeRegistration"> & {
  * Use `create(NodeRegistrationSchema)` to create a new message.
  */
 export const NodeRegistrationSchema: GenMessage<NodeRegistration> = /*@__PURE__*/
-  messageDesc(file_picontroller, 13);
+  messageDesc(file_picontroller, 14);
 
 /**
  * @generated from message picontroller.NodeResources
@@ -652,7 +703,7 @@ export type NodeResources = Message<"picontroller.NodeResources"> & {
  * Use `create(NodeResourcesSchema)` to create a new message.
  */
 export const NodeResourcesSchema: GenMessage<NodeResources> = /*@__PURE__*/
-  messageDesc(file_picontroller, 14);
+  messageDesc(file_picontroller, 15);
 
 /**
  * @generated from message picontroller.RegistrationResponse
@@ -691,11 +742,19 @@ export type RegistrationResponse = Message<"picontroller.RegistrationResponse"> 
   caCertificatePem: string;
 
   /**
-   * "ready" or "pending" (waiting for an operator to accept).
+   * "ready", or "pending": a join request is waiting for an operator; call RegisterNode again with the
+   * same CSR (same key) to collect the certificate once it is accepted.
    *
    * @generated from field: string status = 7;
    */
   status: string;
+
+  /**
+   * The join request waiting for an operator when status is "pending"; 0 otherwise.
+   *
+   * @generated from field: uint64 request_id = 8;
+   */
+  requestId: bigint;
 };
 
 /**
@@ -703,7 +762,7 @@ export type RegistrationResponse = Message<"picontroller.RegistrationResponse"> 
  * Use `create(RegistrationResponseSchema)` to create a new message.
  */
 export const RegistrationResponseSchema: GenMessage<RegistrationResponse> = /*@__PURE__*/
-  messageDesc(file_picontroller, 15);
+  messageDesc(file_picontroller, 16);
 
 /**
  * @generated from message picontroller.ClusterStateRequest
@@ -727,7 +786,7 @@ export type ClusterStateRequest = Message<"picontroller.ClusterStateRequest"> & 
  * Use `create(ClusterStateRequestSchema)` to create a new message.
  */
 export const ClusterStateRequestSchema: GenMessage<ClusterStateRequest> = /*@__PURE__*/
-  messageDesc(file_picontroller, 16);
+  messageDesc(file_picontroller, 17);
 
 /**
  * @generated from message picontroller.ClusterStateResponse
@@ -764,7 +823,7 @@ export type ClusterStateResponse = Message<"picontroller.ClusterStateResponse"> 
  * Use `create(ClusterStateResponseSchema)` to create a new message.
  */
 export const ClusterStateResponseSchema: GenMessage<ClusterStateResponse> = /*@__PURE__*/
-  messageDesc(file_picontroller, 17);
+  messageDesc(file_picontroller, 18);
 
 /**
  * @generated from message picontroller.NodeState
@@ -804,6 +863,13 @@ export type NodeState = Message<"picontroller.NodeState"> & {
    * @generated from field: string role = 7;
    */
   role: string;
+
+  /**
+   * What the node registered with (RegisterNode's resources, as stored; memory in whole MiB).
+   *
+   * @generated from field: picontroller.NodeResources resources = 8;
+   */
+  resources?: NodeResources | undefined;
 };
 
 /**
@@ -811,7 +877,7 @@ export type NodeState = Message<"picontroller.NodeState"> & {
  * Use `create(NodeStateSchema)` to create a new message.
  */
 export const NodeStateSchema: GenMessage<NodeState> = /*@__PURE__*/
-  messageDesc(file_picontroller, 18);
+  messageDesc(file_picontroller, 19);
 
 /**
  * @generated from message picontroller.ProvisioningRequest
@@ -852,7 +918,7 @@ export type ProvisioningRequest = Message<"picontroller.ProvisioningRequest"> & 
  * Use `create(ProvisioningRequestSchema)` to create a new message.
  */
 export const ProvisioningRequestSchema: GenMessage<ProvisioningRequest> = /*@__PURE__*/
-  messageDesc(file_picontroller, 19);
+  messageDesc(file_picontroller, 20);
 
 /**
  * @generated from message picontroller.ProvisioningResponse
@@ -886,7 +952,7 @@ export type ProvisioningResponse = Message<"picontroller.ProvisioningResponse"> 
  * Use `create(ProvisioningResponseSchema)` to create a new message.
  */
 export const ProvisioningResponseSchema: GenMessage<ProvisioningResponse> = /*@__PURE__*/
-  messageDesc(file_picontroller, 20);
+  messageDesc(file_picontroller, 21);
 
 /**
  * @generated from message picontroller.ProvisioningStep
@@ -918,7 +984,7 @@ export type ProvisioningStep = Message<"picontroller.ProvisioningStep"> & {
  * Use `create(ProvisioningStepSchema)` to create a new message.
  */
 export const ProvisioningStepSchema: GenMessage<ProvisioningStep> = /*@__PURE__*/
-  messageDesc(file_picontroller, 21);
+  messageDesc(file_picontroller, 22);
 
 /**
  * @generated from message picontroller.HealthReport
@@ -957,7 +1023,7 @@ export type HealthReport = Message<"picontroller.HealthReport"> & {
  * Use `create(HealthReportSchema)` to create a new message.
  */
 export const HealthReportSchema: GenMessage<HealthReport> = /*@__PURE__*/
-  messageDesc(file_picontroller, 22);
+  messageDesc(file_picontroller, 23);
 
 /**
  * @generated from enum picontroller.GPIOState

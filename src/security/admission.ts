@@ -1,7 +1,13 @@
 import { CorralError } from "../core/errors.ts";
 import type { JoinRequestRecord } from "../core/join-request.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
-import type { MetadataValue, NodeRecord, NodeService, Resources } from "../core/node.ts";
+import {
+  emptyResources,
+  type MetadataValue,
+  type NodeRecord,
+  type NodeService,
+  type Resources,
+} from "../core/node.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import { validateNodeId, validateNodeName } from "../core/node-validation.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
@@ -111,6 +117,52 @@ export class Admission {
       );
     }
     return this.#admit({ ...input, name });
+  }
+
+  /**
+   * Join by request without waiting (Pi-Controller's RegisterNode): the caller's latest request for this
+   * key, or a new one filed now. An accepted request admits the node with what the operator accepted
+   * (not with whatever this call says), and only for the key that filed it: proof of possession is the
+   * CSR's signature, checked here before anything about a request is told.
+   */
+  async joinWithoutWaiting(input: JoinInput): Promise<Admitted | { pending: JoinRequestRecord }> {
+    const name = validateNodeName(input.name, "name");
+    if (input.nodeId !== "") validateNodeId(input.nodeId, "node_id");
+    const csr = parseCsr(input.csrPem);
+    if (!(await csr.verify()))
+      throw CorralError.invalidArgument("csr_pem", "the request's signature does not match its key");
+    const keyFingerprint = publicKeyFingerprint(csr.publicKey.rawData);
+    const mine = (await this.#o.requests.list({ includeDecided: true }))
+      .filter((request) => request.keyFingerprint === keyFingerprint)
+      .at(-1);
+    if (mine?.state === "accepted") {
+      if (mine.nodeId !== "") await this.#assertNewMember(mine.nodeId);
+      return this.#admit({ ...mine, csrPem: input.csrPem, token: "", sourceAddress: input.sourceAddress });
+    }
+    if (mine?.state === "rejected") {
+      throw new CorralError(
+        "UNAUTHENTICATED",
+        `join request ${mine.id} was rejected by ${mine.decidedBy ?? "an operator"}${mine.reason ? `: ${mine.reason}` : ""}; register with a new key or a join token`,
+      );
+    }
+    if (input.nodeId !== "") await this.#assertNewMember(input.nodeId);
+    const pending = await this.#o.requests.submit(
+      {
+        nodeId: input.nodeId,
+        name,
+        metadata: input.metadata,
+        address: input.address,
+        sourceAddress: input.sourceAddress,
+        keyFingerprint,
+        csrPem: input.csrPem,
+        resources: { ...emptyResources(), ...input.resources },
+        services: input.services,
+        labels: input.labels,
+        version: input.version,
+      },
+      this.#o.requestTimeoutMs,
+    );
+    return { pending };
   }
 
   /** A member swaps its certificate for a fresh one, for the same identity. */

@@ -189,7 +189,7 @@ describe("a demo-shaped cluster: the document's examples, and a killed node's la
     await plaintextClient(ModelsService, cluster.bridgePort).removeModel({ model: "tinyllama" });
   });
 
-  it("GetMetrics shows the load real agents send with their heartbeats", async () => {
+  it("GetMetrics shows the load real agents read when asked", async () => {
     const nodeApi = plaintextClient(NodeService, cluster.bridgePort);
     const metrics = await eventually(
       async () => {
@@ -200,13 +200,13 @@ describe("a demo-shaped cluster: the document's examples, and a killed node's la
         return answer.metrics.every((m) => m.error === "") ? answer.metrics : undefined;
       },
       10_000,
-      "a heartbeat with load",
+      "a reading with load",
     );
     const [cpu, memory, share] = metrics;
     assert.ok(cpu !== undefined && cpu.value >= 0 && cpu.value <= 100, `cpu_usage ${cpu?.value}`);
     assert.ok(memory !== undefined && memory.value > 0, `memory_used_mb ${memory?.value}`);
     assert.ok(share !== undefined && share.value > 0 && share.value <= 100, `memory_usage ${share?.value}`);
-    assert.equal(cpu.labels.source, "heartbeat");
+    assert.equal(cpu.labels.source, "node", "read from the agent for this answer");
     assert.ok(Math.abs(Number(cpu.timestamp) - Date.now() / 1000) < 10, "the sample is recent");
   });
 

@@ -77,6 +77,14 @@ export function toSystemMetricsMessage(sample: SystemMetricsSample, nodeId: stri
     nodeId,
     hostname: sample.hostname,
     cpuCount: sample.cpuCount,
+    gpus: sample.gpus.map((gpu) => ({
+      uuid: gpu.uuid,
+      name: gpu.name,
+      utilizationPercent: gpu.utilizationPercent,
+      memoryUsedBytes: u64(gpu.memoryUsedBytes),
+      memoryTotalBytes: u64(gpu.memoryTotalBytes),
+      ...(gpu.temperatureCelsius === undefined ? {} : { temperatureCelsius: gpu.temperatureCelsius }),
+    })),
   });
 }
 

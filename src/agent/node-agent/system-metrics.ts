@@ -4,7 +4,9 @@ import os from "node:os";
 import path from "node:path";
 import si from "systeminformation";
 import { parseDuration } from "../../core/duration.ts";
+import type { GpuPoint } from "../../core/metrics-history.ts";
 import { defaults } from "../../defaults.ts";
+import { createGpuReader } from "../gpu-metrics.ts";
 import { type FsEntry, selectDisks } from "../system-resources.ts";
 
 /** One sample of the node, the fields of picontroller.SystemMetrics (bytes as plain numbers). */
@@ -27,6 +29,8 @@ export interface SystemMetricsSample {
   timestamp: number;
   hostname: string;
   cpuCount: number;
+  /** Every GPU nvidia-smi reports now; empty without NVIDIA GPUs. */
+  gpus: GpuPoint[];
 }
 
 export interface DiskSample {
@@ -240,6 +244,8 @@ export interface SystemMetricsOptions {
   diskTimeoutMs?: number;
   /** The first sample of CPU use waits this long between its two readings; default 100 ms. */
   firstSampleMs?: number;
+  /** nvidia-smi: a name on PATH or a path; false for no GPU figures. Default "nvidia-smi". */
+  nvidiaSmi?: string | false;
   onWarning?: (message: string) => void;
 }
 
@@ -400,9 +406,10 @@ export function createSystemMetricsReader(
   const temperature = createTemperatureReader(options);
   const listFileSystems = options.listFileSystems ?? (() => si.fsSize() as Promise<FsUsageEntry[]>);
   const diskTimeoutMs = options.diskTimeoutMs ?? parseDuration(defaults.agentHardware.diskListTimeout);
+  const gpus = createGpuReader(options.nvidiaSmi ?? "nvidia-smi");
 
   return async () => {
-    const [cpuUsage, meminfo, netdev, loadavg, uptime, celsius, disks] = await Promise.all([
+    const [cpuUsage, meminfo, netdev, loadavg, uptime, celsius, disks, gpuPoints] = await Promise.all([
       cpu(),
       readText(path.join(procDir, "meminfo")),
       readText(path.join(procDir, "net", "dev")),
@@ -410,6 +417,7 @@ export function createSystemMetricsReader(
       readText(path.join(procDir, "uptime")),
       temperature(),
       listFileSystemsWithTimeout(listFileSystems, diskTimeoutMs, warn),
+      gpus(),
     ]);
     let memory = meminfo === undefined ? undefined : memoryFromMeminfo(parseMeminfo(meminfo));
     if (memory === undefined) {
@@ -440,6 +448,7 @@ export function createSystemMetricsReader(
       timestamp: Date.now(),
       hostname: os.hostname(),
       cpuCount: os.cpus().length,
+      gpus: gpuPoints,
     };
   };
 }

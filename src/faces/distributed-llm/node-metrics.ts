@@ -2,59 +2,182 @@ import { create } from "@bufbuild/protobuf";
 import { CorralError } from "../../core/errors.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { type MetricValue, MetricValueSchema } from "../../gen/node_pb.ts";
+import type { SystemMetrics } from "../../gen/picontroller_pb.ts";
 import { unixSeconds } from "./messages.ts";
 
-/** The load a node last reported, and when (ms since the epoch). */
-export interface LoadSample {
-  readonly cpuUsage: number;
+/** One GPU as read with a live reading. */
+export interface GpuReading {
+  readonly utilizationPercent: number;
   readonly memoryUsedMb: number;
-  readonly at: number;
+  readonly memoryTotalMb: number;
 }
+
+/**
+ * What is known of a node's load for one answer, and when it was measured (ms since the epoch).
+ * "node": the node measured it for this answer (its NodeAgent's GetSystemMetrics, CPU over the time since
+ * its previous reading, GPUs by nvidia-smi); "heartbeat": the node could not be asked, so its last
+ * heartbeat's CPU and memory are all there is, and `why` says why.
+ */
+export type NodeReading =
+  | {
+      readonly source: "node";
+      readonly at: number;
+      readonly cpuUsage: number;
+      readonly memoryUsedMb: number;
+      readonly memoryTotalMb: number;
+      readonly cpuCores: number;
+      readonly gpus: readonly GpuReading[];
+    }
+  | {
+      readonly source: "heartbeat";
+      readonly at: number;
+      readonly cpuUsage: number;
+      readonly memoryUsedMb: number;
+      readonly why: string;
+    };
+
+const mib = 1024 * 1024;
+
+export function readingFromSystemMetrics(metrics: SystemMetrics, fallbackAt: number): NodeReading {
+  const timestamp = Number(metrics.timestamp);
+  return {
+    source: "node",
+    at: timestamp > 0 ? timestamp : fallbackAt,
+    cpuUsage: metrics.cpuUsage,
+    memoryUsedMb: Number(metrics.memoryUsedBytes) / mib,
+    memoryTotalMb: Number(metrics.memoryTotalBytes) / mib,
+    cpuCores: metrics.cpuCount,
+    gpus: metrics.gpus.map((gpu) => ({
+      utilizationPercent: gpu.utilizationPercent,
+      memoryUsedMb: Number(gpu.memoryUsedBytes) / mib,
+      memoryTotalMb: Number(gpu.memoryTotalBytes) / mib,
+    })),
+  };
+}
+
+type Missing = { missing: string };
+type Figure = { value: number; source: "node" | "heartbeat" | "resources" } | Missing;
 
 interface MetricSource {
   readonly unit: string;
-  /** Where the figure comes from: the node's last heartbeat, or its resources as registered. */
-  readonly source: "heartbeat" | "resources";
-  /** The value, or a reason why there is none. */
-  readonly read: (node: NodeRecord, load: LoadSample | undefined) => number | { missing: string };
+  /** "reading": from the node's reading (or its registered resources where the reading has no such figure); "placement": the node's model layers as the controller holds them now. */
+  readonly kind: "reading" | "placement";
+  readonly read: (node: NodeRecord, reading: NodeReading | undefined) => Figure | number;
 }
 
-const noLoad = { missing: "no load reported by this node yet (it is sent with the agent's heartbeat)" };
+const noReading: Missing = {
+  missing: "no load reported by this node yet, and the node could not be asked for one",
+};
+
+/** A figure of the live reading only (GPU load): a heartbeat does not carry it. */
+function live(
+  reading: NodeReading | undefined,
+  read: (reading: Extract<NodeReading, { source: "node" }>) => number | Missing,
+): Figure {
+  if (reading === undefined) return noReading;
+  if (reading.source !== "node") return { missing: `no live reading of the node: ${reading.why}` };
+  const value = read(reading);
+  return typeof value === "number" ? { value, source: "node" } : value;
+}
+
+const noGpus: Missing = { missing: "this node reports no GPUs (nvidia-smi found none)" };
+const sum = (values: readonly number[]) => values.reduce((total, value) => total + value, 0);
 
 /**
- * Every metric GetMetrics and StreamMetrics know, by name. Load figures come from the node's latest
- * heartbeat; the others from its resources and from placement (used_layers).
+ * Every metric GetMetrics and StreamMetrics know, by name. Load and capacity figures are read from the
+ * node for each answer (see NodeReading); layer figures are the controller's placement as it is now.
  */
 export const nodeMetrics: Readonly<Record<string, MetricSource>> = {
-  cpu_usage: { unit: "percent", source: "heartbeat", read: (_n, load) => load?.cpuUsage ?? noLoad },
-  memory_used_mb: { unit: "MiB", source: "heartbeat", read: (_n, load) => load?.memoryUsedMb ?? noLoad },
+  cpu_usage: {
+    unit: "percent",
+    kind: "reading",
+    read: (_n, reading) =>
+      reading === undefined ? noReading : { value: reading.cpuUsage, source: reading.source },
+  },
+  memory_used_mb: {
+    unit: "MiB",
+    kind: "reading",
+    read: (_n, reading) =>
+      reading === undefined ? noReading : { value: reading.memoryUsedMb, source: reading.source },
+  },
   memory_usage: {
     unit: "percent",
-    source: "heartbeat",
-    read: (node, load) => {
-      if (load === undefined) return noLoad;
-      if (node.resources.memoryMb === 0) return { missing: "the node reported no memory size" };
-      return Math.min(100, (load.memoryUsedMb / node.resources.memoryMb) * 100);
+    kind: "reading",
+    read: (node, reading) => {
+      if (reading === undefined) return noReading;
+      const total = reading.source === "node" ? reading.memoryTotalMb : node.resources.memoryMb;
+      if (total <= 0) return { missing: "the node reported no memory size" };
+      return { value: Math.min(100, (reading.memoryUsedMb / total) * 100), source: reading.source };
     },
   },
-  cpu_cores: { unit: "cores", source: "resources", read: (node) => node.resources.cpuCores },
-  memory_mb: { unit: "MiB", source: "resources", read: (node) => node.resources.memoryMb },
-  gpus: { unit: "count", source: "resources", read: (node) => node.resources.gpus.length },
+  cpu_cores: {
+    unit: "cores",
+    kind: "reading",
+    read: (node, reading) =>
+      reading?.source === "node" && reading.cpuCores > 0
+        ? { value: reading.cpuCores, source: "node" }
+        : { value: node.resources.cpuCores, source: "resources" },
+  },
+  memory_mb: {
+    unit: "MiB",
+    kind: "reading",
+    read: (node, reading) =>
+      reading?.source === "node" && reading.memoryTotalMb > 0
+        ? { value: reading.memoryTotalMb, source: "node" }
+        : { value: node.resources.memoryMb, source: "resources" },
+  },
+  gpus: {
+    unit: "count",
+    kind: "reading",
+    read: (node, reading) =>
+      reading?.source === "node"
+        ? { value: reading.gpus.length, source: "node" }
+        : { value: node.resources.gpus.length, source: "resources" },
+  },
   gpu_memory_mb: {
     unit: "MiB",
-    source: "resources",
-    read: (node) => node.resources.gpus.reduce((sum, gpu) => sum + gpu.memoryMb, 0),
+    kind: "reading",
+    read: (node, reading) =>
+      reading?.source === "node"
+        ? { value: sum(reading.gpus.map((gpu) => gpu.memoryTotalMb)), source: "node" }
+        : { value: sum(node.resources.gpus.map((gpu) => gpu.memoryMb)), source: "resources" },
   },
-  max_layers: { unit: "layers", source: "resources", read: (node) => node.resources.maxLayers },
-  used_layers: { unit: "layers", source: "resources", read: (node) => node.resources.usedLayers },
+  gpu_memory_used_mb: {
+    unit: "MiB",
+    kind: "reading",
+    read: (_n, reading) =>
+      live(reading, (r) => (r.gpus.length === 0 ? noGpus : sum(r.gpus.map((gpu) => gpu.memoryUsedMb)))),
+  },
+  gpu_memory_usage: {
+    unit: "percent",
+    kind: "reading",
+    read: (_n, reading) =>
+      live(reading, (r) => {
+        const total = sum(r.gpus.map((gpu) => gpu.memoryTotalMb));
+        if (r.gpus.length === 0) return noGpus;
+        if (total <= 0) return { missing: "nvidia-smi reported no GPU memory size" };
+        return Math.min(100, (sum(r.gpus.map((gpu) => gpu.memoryUsedMb)) / total) * 100);
+      }),
+  },
+  gpu_utilization: {
+    unit: "percent",
+    kind: "reading",
+    // The mean over the node's GPUs: one figure per node, as every other metric here.
+    read: (_n, reading) =>
+      live(reading, (r) =>
+        r.gpus.length === 0 ? noGpus : sum(r.gpus.map((gpu) => gpu.utilizationPercent)) / r.gpus.length,
+      ),
+  },
+  max_layers: { unit: "layers", kind: "placement", read: (node) => node.resources.maxLayers },
+  used_layers: { unit: "layers", kind: "placement", read: (node) => node.resources.usedLayers },
   free_layers: {
     unit: "layers",
-    source: "resources",
+    kind: "placement",
     read: (node) => Math.max(0, node.resources.maxLayers - node.resources.usedLayers),
   },
   layer_utilization: {
     unit: "percent",
-    source: "resources",
+    kind: "placement",
     read: (node) =>
       node.resources.maxLayers === 0
         ? 0
@@ -81,13 +204,19 @@ export function requestedMetrics(names: readonly string[], field = "metric_names
   return [...seen];
 }
 
+/** Whether any of these names needs a reading of the node (layer figures alone do not). */
+export function needsReading(names: readonly string[]): boolean {
+  return names.some((name) => Object.hasOwn(nodeMetrics, name) && nodeMetrics[name]?.kind === "reading");
+}
+
 /**
  * One MetricValue per name. A name this API does not know is answered with `error` set (and value 0),
- * never dropped; a known figure the node has not reported yet likewise.
+ * never dropped; a known figure the node has not reported yet likewise. Each value's `source` label
+ * says where it comes from and its timestamp when it was measured.
  */
 export function sampleMetrics(
   node: NodeRecord,
-  load: LoadSample | undefined,
+  reading: NodeReading | undefined,
   names: readonly string[],
   now: number,
 ): { metrics: MetricValue[]; unknown: string[] } {
@@ -104,14 +233,32 @@ export function sampleMetrics(
         error: `unknown metric "${name}"; known: ${metricNames.join(", ")}`,
       });
     }
-    const value = metric.read(node, load);
-    const at = metric.source === "heartbeat" && load !== undefined ? load.at : now;
+    const figure = metric.read(node, reading);
+    if (typeof figure === "number") {
+      return create(MetricValueSchema, {
+        name,
+        unit: metric.unit,
+        timestamp: unixSeconds(now),
+        labels: { ...labels, source: "placement" },
+        value: figure,
+      });
+    }
+    if ("missing" in figure) {
+      return create(MetricValueSchema, {
+        name,
+        unit: metric.unit,
+        timestamp: unixSeconds(now),
+        labels: { ...labels, source: reading?.source ?? "none" },
+        error: figure.missing,
+      });
+    }
+    const at = figure.source === "resources" || reading === undefined ? now : reading.at;
     return create(MetricValueSchema, {
       name,
       unit: metric.unit,
       timestamp: unixSeconds(at),
-      labels: { ...labels, source: metric.source },
-      ...(typeof value === "number" ? { value } : { error: value.missing }),
+      labels: { ...labels, source: figure.source },
+      value: figure.value,
     });
   });
   return { metrics, unknown };

@@ -1,14 +1,25 @@
+import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { parseDuration } from "../../core/duration.ts";
 import { CorralError } from "../../core/errors.ts";
 import type { NodeRecord } from "../../core/node.ts";
+import { defaults } from "../../defaults.ts";
 import type { MetricsStreamResponse, NodeService } from "../../gen/node_pb.ts";
+import { EmptySchema, NodeAgent, type SystemMetrics } from "../../gen/picontroller_pb.ts";
+import { fromConnectError } from "../../rpc/connect-errors.ts";
 import type { FaceContext } from "../face-context.ts";
 import { isMember, nodeInfo, streamIntervalMs, unixSeconds } from "./messages.ts";
-import { type LoadSample, requestedMetrics, sampleMetrics } from "./node-metrics.ts";
+import {
+  type NodeReading,
+  needsReading,
+  readingFromSystemMetrics,
+  requestedMetrics,
+  sampleMetrics,
+} from "./node-metrics.ts";
 import { Wakeup } from "./wakeup.ts";
 
 export function distributedLlmNodeService(context: FaceContext): Partial<ServiceImpl<typeof NodeService>> {
-  const { registry, feed, clock, loads, facts } = context;
+  const { registry, feed, clock, loads, facts, agents } = context;
 
   /** A member named by `node_id` (id or name); a node that left is not found. */
   const member = async (nodeId: string): Promise<NodeRecord> => {
@@ -22,11 +33,41 @@ export function distributedLlmNodeService(context: FaceContext): Partial<Service
     return node;
   };
 
-  /** The controller measures its own machine; every other node's load comes with its heartbeats. */
-  const loadOf = async (node: NodeRecord): Promise<LoadSample | undefined> => {
-    if (node.id === facts.controllerNodeId) return { ...(await context.ownLoad()), at: clock.now() };
-    return loads.latest(node.id);
+  const readingTimeoutMs = parseDuration(defaults.distributedLlm.readingTimeout);
+
+  /**
+   * A reading of the node taken now: the controller's own node by its own NodeAgent, any other by asking
+   * its agent's NodeAgent/GetSystemMetrics over mTLS. A node that cannot be asked (it has no agent
+   * address, or does not answer within `distributedLlm.readingTimeout`) is answered from its last
+   * heartbeat, labelled so, with the reason.
+   */
+  const readingOf = async (node: NodeRecord, ctx: HandlerContext): Promise<NodeReading | undefined> => {
+    let why: string;
+    try {
+      if (node.id === facts.controllerNodeId) {
+        const local = context.localNodeAgent.getSystemMetrics;
+        if (local === undefined)
+          throw new CorralError("UNIMPLEMENTED", "the controller's node serves no metrics");
+        const metrics = (await local.call(context.localNodeAgent, create(EmptySchema), ctx)) as SystemMetrics;
+        return readingFromSystemMetrics(metrics, clock.now());
+      }
+      if (node.port === 0) throw new CorralError("FAILED_PRECONDITION", "it has no agent address to ask");
+      const client = await agents.client(NodeAgent, node);
+      const metrics = await client.getSystemMetrics({}, { signal: ctx.signal, timeoutMs: readingTimeoutMs });
+      return readingFromSystemMetrics(metrics, clock.now());
+    } catch (error) {
+      if (ctx.signal.aborted) throw error;
+      why = `node ${node.name} could not be asked (${fromConnectError(error).message})`;
+    }
+    const load =
+      node.id === facts.controllerNodeId
+        ? { ...(await context.ownLoad()), at: clock.now() }
+        : loads.latest(node.id);
+    return load === undefined ? undefined : { source: "heartbeat", ...load, why };
   };
+
+  const sample = async (node: NodeRecord, names: readonly string[], ctx: HandlerContext, now: number) =>
+    sampleMetrics(node, needsReading(names) ? await readingOf(node, ctx) : undefined, names, now);
 
   return {
     async getNodeInfo(request) {
@@ -50,17 +91,18 @@ export function distributedLlmNodeService(context: FaceContext): Partial<Service
     },
 
     /** `success` is false when a name was not a known metric (each such name carries its `error`). */
-    async getMetrics(request) {
+    async getMetrics(request, ctx) {
       const names = requestedMetrics(request.metricNames);
       const node = await member(request.nodeId);
+      const { metrics, unknown } = await sample(node, names, ctx, clock.now());
       const now = clock.now();
-      const { metrics, unknown } = sampleMetrics(node, await loadOf(node), names, now);
       return { metrics, timestamp: unixSeconds(now), success: unknown.length === 0 };
     },
 
     /**
-     * The node's metrics now, then every `interval_seconds` (default 5, at least 1); the stream ends when
-     * the node leaves the cluster or is removed, or when the caller cancels.
+     * The node's metrics now, then every `interval_seconds` (default 5, at least 1), each message from a
+     * reading taken for it (see readingOf); the stream ends when the node leaves the cluster or is
+     * removed, or when the caller cancels.
      */
     async *streamMetrics(request, ctx: HandlerContext) {
       const names = requestedMetrics(request.metricNames);
@@ -93,7 +135,7 @@ export function distributedLlmNodeService(context: FaceContext): Partial<Service
             const now = clock.now();
             const current = await registry.get(node.id).catch(() => undefined);
             if (current === undefined || !isMember(current)) return;
-            const { metrics } = sampleMetrics(current, await loadOf(current), names, now);
+            const { metrics } = await sample(current, names, ctx, now);
             yield { metrics, timestamp: unixSeconds(now) } satisfies Partial<MetricsStreamResponse>;
           }
           // A change of the node wakes the loop early only to check whether it left.

@@ -9,6 +9,7 @@ import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
 import type { FaceContext } from "../face-context.ts";
 import { peerHost } from "../peer.ts";
+import { nodeResources, registeredResources } from "./registration.ts";
 
 type NodeStateInit = Omit<NodeState, "$typeName" | "$unknown">;
 
@@ -21,6 +22,7 @@ function nodeState(node: NodeRecord): NodeStateInit {
     lastSeen: BigInt(node.lastSeenAt),
     labels: node.labels,
     role: node.role,
+    resources: nodeResources(node),
   };
 }
 
@@ -47,7 +49,9 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
     /**
      * Registration for Pi-Controller-style agents, on the same path as every other join: a join token
      * in the `corral-join-token` metadata admits the node at once; an operator (or the loopback bridge)
-     * may register it directly; anyone else waits for an operator to accept the request.
+     * may register it directly. Anyone else files a join request and is answered at once with status
+     * "pending" and the request's id; calling again with the same CSR (same key) answers "pending" while
+     * it waits, the certificate once an operator has accepted it, UNAUTHENTICATED once rejected.
      */
     async registerNode(request, ctx) {
       if (request.csrPem.trim() === "") {
@@ -61,36 +65,46 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
         principal.kind === "local" || (principal.kind === "operator" && principal.role !== "viewer")
           ? describePrincipal(principal)
           : undefined;
-      const resources = request.resources;
-      const admitted = await admission.join(
-        {
-          nodeId: request.nodeId,
-          name: request.name,
-          metadata: {},
-          address: request.address,
-          csrPem: request.csrPem,
-          token: ctx.requestHeader.get(defaults.distributedLlm.joinTokenHeader) ?? "",
-          resources: {
-            cpuCores: resources?.cpuCores ?? 0,
-            memoryMb: Math.floor(Number(resources?.memoryBytes ?? 0n) / 1_048_576),
-            gpus: (resources?.gpus ?? []).map((name, i) => ({ name, memoryMb: 0, uuid: `gpu-${i}` })),
-          },
-          services: ["RESOURCES"],
-          labels: request.labels,
-          version: request.version,
-          sourceAddress: peerHost(ctx),
-        },
-        ctx.signal,
-        approvedBy,
-      );
+      const registered = registeredResources(request.resources);
+      const input = {
+        nodeId: request.nodeId,
+        name: request.name,
+        metadata: registered.metadata,
+        address: request.address,
+        csrPem: request.csrPem,
+        token: ctx.requestHeader.get(defaults.distributedLlm.joinTokenHeader) ?? "",
+        resources: registered.resources,
+        services: ["RESOURCES" as const],
+        labels: request.labels,
+        version: request.version,
+        sourceAddress: peerHost(ctx),
+      };
+      const heartbeatIntervalSeconds = Math.max(1, Math.round(heartbeats.nextInterval() / 1000));
+      const outcome =
+        approvedBy !== undefined || input.token !== ""
+          ? await admission.join(input, ctx.signal, approvedBy)
+          : await admission.joinWithoutWaiting(input);
+      if ("pending" in outcome) {
+        const { pending } = outcome;
+        return {
+          success: true,
+          nodeId: pending.nodeId,
+          message:
+            `join request ${pending.id} for ${pending.name} is waiting for an operator (corral requests accept ${pending.id}); ` +
+            "call RegisterNode again with the same CSR to collect the certificate once it is accepted",
+          heartbeatIntervalSeconds,
+          status: "pending",
+          requestId: BigInt(pending.id),
+        };
+      }
       return {
         success: true,
-        nodeId: admitted.node.id,
-        message: `node ${admitted.node.name} registered`,
-        heartbeatIntervalSeconds: Math.max(1, Math.round(heartbeats.nextInterval() / 1000)),
-        certificatePem: admitted.certificate.certificatePem,
+        nodeId: outcome.node.id,
+        message: `node ${outcome.node.name} registered`,
+        heartbeatIntervalSeconds,
+        certificatePem: outcome.certificate.certificatePem,
         caCertificatePem: ca.certificatePem,
-        status: admitted.node.status,
+        status: outcome.node.status,
       };
     },
 
@@ -150,6 +164,7 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
                 lastSeen: 0n,
                 labels: {},
                 role: "",
+                resources: undefined,
               });
             } else latest.set(id, nodeState(decodeStoredNode(event.value, event.key)));
           }

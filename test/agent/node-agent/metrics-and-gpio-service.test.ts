@@ -220,6 +220,15 @@ describe("toSystemMetricsMessage", () => {
         timestamp: 1_700_000_000_000,
         hostname: "pi-1",
         cpuCount: 4,
+        gpus: [
+          {
+            uuid: "GPU-1",
+            name: "NVIDIA L4",
+            utilizationPercent: 37,
+            memoryUsedBytes: 2 ** 30,
+            memoryTotalBytes: 24 * 2 ** 30,
+          },
+        ],
       },
       "node-1",
     );
@@ -231,5 +240,8 @@ describe("toSystemMetricsMessage", () => {
     assert.equal(message.network[0]?.txPackets, 4n);
     assert.equal(message.timestamp, 1_700_000_000_000n);
     assert.equal(message.nodeId, "node-1");
+    assert.equal(message.gpus[0]?.utilizationPercent, 37);
+    assert.equal(message.gpus[0]?.memoryTotalBytes, 24n * 2n ** 30n);
+    assert.equal(message.gpus[0]?.temperatureCelsius, undefined);
   });
 });
