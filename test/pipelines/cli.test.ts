@@ -33,7 +33,7 @@ describe("corral pipelines", () => {
     });
 
   it("create (file and stdin), ls, show, update, start, telemetry, logs, stop, rm", {
-    timeout: 120_000,
+    timeout: 240_000,
   }, async () => {
     const file = join(controller.dataDir, "guide.json");
     await writeFile(file, guideConfig);
