@@ -16,6 +16,10 @@ export const defaults = {
     shutdownGrace: "10s",
     /** After a clean stop, how long the process may linger on a library's leftover timer or socket. */
     exitAfterClose: "2s",
+    /** The controller's own node: how often it reads its machine again (CPU, memory, disks, GPUs). */
+    ownResourcesRefresh: "1m",
+    /** The nvidia-smi the controller's own node finds its GPUs with: a name on PATH, or a path. */
+    nvidiaSmi: "nvidia-smi",
   },
   rpc: {
     maxReceiveMessageBytes: 4 * 1024 * 1024,

@@ -34,7 +34,15 @@ const duration = (field: string) =>
 const fileSchema = z
   .object({
     node: z
-      .object({ name: z.string().min(1).max(128).optional() })
+      .object({
+        name: z.string().min(1).max(128).optional(),
+        /** How often the controller's own node reads its machine again. */
+        resourcesRefresh: duration("node.resourcesRefresh").optional(),
+        /** The nvidia-smi that finds the controller machine's GPUs (a name on PATH, or a path). */
+        nvidiaSmi: z.string().min(1).max(4096).optional(),
+        /** Model layers the controller's node may hold; 0 keeps them off the machine that holds the CA key. */
+        maxLayers: z.number().int().min(0).max(256).optional(),
+      })
       .strict()
       .optional(),
     http: z
@@ -235,6 +243,13 @@ export interface ControllerConfig {
    * empty, the default, runs none — the controller holds the CA key).
    */
   readonly pipelines?: { readonly processAllow: readonly string[] };
+  /** The controller's own node: how often its machine is read again, and with which nvidia-smi. */
+  readonly ownNode?: {
+    readonly resourcesRefreshMs: number;
+    readonly nvidiaSmi: string;
+    /** Model layers its node may hold; absent: the agents' rule (GPU memory, or memory, per 512 MiB). */
+    readonly maxLayers?: number;
+  };
   /** Agent metrics: how often agents push, samples kept per node (defaults in src/defaults.ts). */
   readonly metrics?: { readonly intervalMs: number; readonly historySamples: number };
   /** The cluster CA: `keyFile` seals its keys in the store (required with etcd). */
@@ -317,6 +332,11 @@ export function resolveControllerConfig(
   const dataDir = absolute(overrides.dataDir ?? file.dataDir ?? c.dataDir, baseDir);
   const config: ControllerConfig = {
     nodeName: file.node?.name ?? c.nodeName,
+    ownNode: {
+      resourcesRefreshMs: parseDuration(file.node?.resourcesRefresh ?? c.ownResourcesRefresh),
+      nvidiaSmi: file.node?.nvidiaSmi ?? c.nvidiaSmi,
+      ...(file.node?.maxLayers === undefined ? {} : { maxLayers: file.node.maxLayers }),
+    },
     clusterAddress: overrides.clusterAddress ?? file.http?.address ?? c.clusterAddress,
     ...(file.http?.advertiseAddress === undefined ? {} : { advertiseAddress: file.http.advertiseAddress }),
     bridgeAddress: overrides.bridgeAddress ?? file.grpcBridge?.address ?? c.bridgeAddress,

@@ -64,6 +64,7 @@ import { liveControllerAddresses } from "./live-controller-addresses.ts";
 import { Membership } from "./membership.ts";
 import { registerNodeMetricGauges } from "./metrics-gauges.ts";
 import { OwnNodeMetrics } from "./metrics-own-node.ts";
+import { OwnNodeResources } from "./own-node-resources.ts";
 import { PeerReplicator } from "./peer-replicator.ts";
 import { PlacementReconciler } from "./placement-reconciler.ts";
 import { ProvisioningDispatcher } from "./provisioning-dispatcher.ts";
@@ -396,17 +397,32 @@ export class Controller implements AsyncDisposable {
         });
         stoppers.push(async () => presence.close());
       }
+      const ownNode = config.ownNode ?? {
+        resourcesRefreshMs: parseDuration(defaults.controller.ownResourcesRefresh),
+        nvidiaSmi: defaults.controller.nvidiaSmi,
+      };
+      // The controller's node has a machine like any agent's: read before placement starts, kept current.
+      const ownResources = await OwnNodeResources.start({
+        registry,
+        nodeId: controllerNodeId,
+        refreshMs: ownNode.resourcesRefreshMs,
+        nvidiaSmi: ownNode.nvidiaSmi,
+        ...(ownNode.maxLayers === undefined ? {} : { maxLayers: ownNode.maxLayers }),
+        logger,
+      });
+      stoppers.push(() => ownResources.close());
+      const loads = new NodeLoads();
       const ownMetrics = new OwnNodeMetrics({
         history: metricsHistory,
         nodeId: controllerNodeId,
         intervalMs: metricsSettings.intervalMs,
-        sample: createMetricsSampler(),
+        sample: createMetricsSampler({ nvidiaSmi: ownNode.nvidiaSmi }),
         nodeIds: async () => new Set((await registry.list()).nodes.map((node) => node.id)),
         logger,
+        loads,
       });
       stoppers.push(() => ownMetrics.close());
       const models = new ModelRegistry(store, clock, registry);
-      const loads = new NodeLoads();
       // Re-places model layers when nodes go down, leave or are drained (the leader's job; one controller today).
       const placement = new PlacementReconciler({
         models: leaderStore === store ? models : new ModelRegistry(leaderStore, clock, registry),

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { MetricsHistory, MetricsPoint } from "../core/metrics-history.ts";
+import type { NodeLoads } from "../core/node-load.ts";
 import type { Logger } from "../observability/logger.ts";
 
 export interface OwnNodeMetricsOptions {
@@ -10,13 +11,19 @@ export interface OwnNodeMetricsOptions {
   /** Ids of the nodes that exist: history of any other node is dropped. */
   readonly nodeIds: () => Promise<ReadonlySet<string>>;
   readonly logger: Logger;
+  /**
+   * Where agents' heartbeat loads are kept: the controller's node reports its own there on every sample,
+   * so cluster figures (available memory) count its machine like any other.
+   */
+  readonly loads?: NodeLoads;
 }
 
 /** How often the history drops removed nodes. */
 const pruneEveryMs = 60_000;
 
 /**
- * The controller is a node too: it samples itself into the history on the agents' interval, and drops
+ * The controller is a node too: it samples itself into the history (and its load, as agents send theirs
+ * with heartbeats) on the agents' interval, and drops
  * the history of nodes that were removed.
  */
 export class OwnNodeMetrics implements AsyncDisposable {
@@ -34,7 +41,13 @@ export class OwnNodeMetrics implements AsyncDisposable {
     let lastPrune = Date.now();
     while (!signal.aborted) {
       try {
-        this.#o.history.record(this.#o.nodeId, [await this.#o.sample()]);
+        const point = await this.#o.sample();
+        this.#o.history.record(this.#o.nodeId, [point]);
+        this.#o.loads?.record(this.#o.nodeId, {
+          cpuUsage: point.cpuPercent,
+          memoryUsedMb: Math.round(point.memoryUsedBytes / (1024 * 1024)),
+          at: point.timeUnixMs,
+        });
         if (Date.now() - lastPrune >= pruneEveryMs) {
           lastPrune = Date.now();
           this.#o.history.retain(await this.#o.nodeIds());

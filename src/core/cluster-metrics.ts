@@ -5,7 +5,10 @@ export interface ClusterTotals {
   totalNodes: number;
   healthyNodes: number;
   totalMemoryMb: number;
-  /** Memory of the nodes that can take work now (ready). */
+  /**
+   * Memory free now on the nodes that can take work (ready): each one's size less the memory in use in
+   * its latest load reading. A ready node that has sent no load yet adds nothing (nothing is known free).
+   */
   availableMemoryMb: number;
   totalGpus: number;
   totalLayers: number;
@@ -14,7 +17,10 @@ export interface ClusterTotals {
   utilization: number;
 }
 
-export function clusterTotals(nodes: readonly NodeRecord[]): ClusterTotals {
+/** A node's memory in use now (MiB), from its latest load reading; undefined when it has sent none. */
+export type MemoryInUse = (nodeId: string) => number | undefined;
+
+export function clusterTotals(nodes: readonly NodeRecord[], memoryInUse: MemoryInUse): ClusterTotals {
   const members = nodes.filter((node) => node.status !== "left");
   const healthy = members.filter((node) => node.status === "ready");
   const sum = (list: readonly NodeRecord[], pick: (node: NodeRecord) => number) =>
@@ -25,7 +31,10 @@ export function clusterTotals(nodes: readonly NodeRecord[]): ClusterTotals {
     totalNodes: members.length,
     healthyNodes: healthy.length,
     totalMemoryMb: sum(members, (node) => node.resources.memoryMb),
-    availableMemoryMb: sum(healthy, (node) => node.resources.memoryMb),
+    availableMemoryMb: sum(healthy, (node) => {
+      const used = memoryInUse(node.id);
+      return used === undefined ? 0 : Math.max(0, node.resources.memoryMb - used);
+    }),
     totalGpus: sum(members, (node) => node.resources.gpus.length),
     totalLayers,
     allocatedLayers,

@@ -25,11 +25,15 @@ describe("Distributed LLM services on an agent's local API, forwarded to the con
       (e: unknown) => e instanceof ConnectError && e.code === Code.Unavailable,
     );
     await joinWithToken(cluster, node);
+    // NodeInfo.node_id is the node's lasting id; the call takes the name too.
     const info = await local.getNodeInfo({ nodeId: "llm-1" });
-    assert.equal(info.node?.nodeId, "llm-1");
+    assert.equal(info.node?.nodeId, node.agent.identity.nodeId);
     assert.equal(info.node?.status, "ready");
     const peers = await local.getPeers({ requesterId: "llm-1", includeSelf: true });
-    assert.deepEqual(peers.peers.map((p) => p.nodeId).sort(), ["My Controller", "llm-1"]);
+    assert.deepEqual(
+      peers.peers.map((p) => p.nodeId).sort(),
+      [cluster.controller.context.facts.controllerNodeId, node.agent.identity.nodeId].sort(),
+    );
     await assert.rejects(
       local.getNodeInfo({ nodeId: "nobody" }),
       (e: unknown) => e instanceof ConnectError && e.code === Code.NotFound,

@@ -29,6 +29,22 @@ describe("controller config", () => {
     assert.deepEqual(config.store, { kind: "sqlite", path: "/srv/corral/.corral/controller/corral.db" });
   });
 
+  it("reads the controller node's machine options, with defaults, and names a bad one", () => {
+    const plain = resolveControllerConfig({}, "/x");
+    assert.deepEqual(plain.ownNode, { resourcesRefreshMs: 60_000, nvidiaSmi: "nvidia-smi" });
+    const set = resolveControllerConfig(
+      { node: { resourcesRefresh: "30s", nvidiaSmi: "/opt/nvidia/bin/nvidia-smi", maxLayers: 0 } },
+      "/x",
+    );
+    assert.deepEqual(set.ownNode, {
+      resourcesRefreshMs: 30_000,
+      nvidiaSmi: "/opt/nvidia/bin/nvidia-smi",
+      maxLayers: 0,
+    });
+    rejectsWith({ node: { maxLayers: -1 } }, /node\.maxLayers/);
+    rejectsWith({ node: { resourcesRefresh: "soon" } }, /node\.resourcesRefresh/);
+  });
+
   it("reads store.etcd, and names the key of a bad one", () => {
     const config = resolveControllerConfig(
       {

@@ -17,7 +17,8 @@ describe("controller over the loopback bridge", () => {
   let cluster: TestController;
 
   before(async () => {
-    cluster = await startTestController({ node: { name: "My Controller" } });
+    // The controller's own node holds no model layers here: the layer figures below are the agents'.
+    cluster = await startTestController({ node: { name: "My Controller", maxLayers: 0 } });
     const registry = cluster.controller.context.registry;
     await registry.register({
       name: "agent-1",
@@ -94,16 +95,19 @@ describe("controller over the loopback bridge", () => {
 
   it("answers Distributed LLM calls with the document's codes, addressing nodes by name", async () => {
     const nodes = plaintextClient(NodeService, cluster.bridgePort);
+    // NodeInfo.node_id is the node's lasting id; calls take the id or the name.
+    const idOf = async (name: string) => (await cluster.controller.context.registry.get(name)).id;
     const info = await nodes.getNodeInfo({ nodeId: "agent-1" });
     assert.equal(info.success, true);
-    assert.equal(info.node?.nodeId, "agent-1");
+    assert.equal(info.node?.nodeId, await idOf("agent-1"));
     assert.equal(info.node?.status, "ready");
     assert.equal(info.node?.resources?.gpus[0]?.name, "A100");
     await assert.rejects(nodes.getNodeInfo({ nodeId: "" }), (e) => codeOf(e) === Code.InvalidArgument);
     await assert.rejects(nodes.getNodeInfo({ nodeId: "no-such-node" }), (e) => codeOf(e) === Code.NotFound);
     const peers = await nodes.getPeers({ requesterId: "agent-1", includeSelf: false });
     assert.equal(peers.totalCount, peers.peers.length);
-    assert.ok(!peers.peers.some((p) => p.nodeId === "agent-1"));
+    const agent1 = await idOf("agent-1");
+    assert.ok(!peers.peers.some((p) => p.nodeId === agent1));
     const withSelf = await nodes.getPeers({ requesterId: "agent-1", includeSelf: true });
     assert.equal(withSelf.totalCount, peers.totalCount + 1);
 
@@ -115,7 +119,7 @@ describe("controller over the loopback bridge", () => {
     });
     assert.deepEqual(
       found.discoveredNodes.map((n) => n.nodeId),
-      ["agent-1"],
+      [await idOf("agent-1")],
     );
     await assert.rejects(
       discovery.discoverNodes({ filter: { minCpuCores: -1n } }),
@@ -134,7 +138,7 @@ describe("controller over the loopback bridge", () => {
     const list = await tui.getNodeList({ includeMetrics: true, filter: { statuses: ["suspect"] } });
     assert.deepEqual(
       list.nodes.map((n) => n.nodeId),
-      ["agent-2"],
+      [await idOf("agent-2")],
     );
     assert.equal(list.clusterMetrics?.totalNodes, 3);
     await assert.rejects(

@@ -55,13 +55,17 @@ describe("Distributed LLM API against a real controller (gzip both ways)", () =>
   let discovery: Client<typeof DiscoveryService>;
   let tui: Client<typeof TUIService>;
   let models: Client<typeof ModelsService>;
+  /** NodeInfo.node_id of the controller's node: its id (nodes registered here chose theirs, "agent-1"…). */
+  let controllerId: string;
 
   before(async () => {
     // The nodes registered here never heartbeat: a long interval keeps them ready for the whole test.
+    // The controller's own node holds no model layers here, so placement figures are the three nodes'.
     cluster = await startTestController({
-      node: { name: "My Controller" },
+      node: { name: "My Controller", maxLayers: 0 },
       liveness: { minInterval: "10m" },
     });
+    controllerId = cluster.controller.context.facts.controllerNodeId;
     nodeApi = plaintextClient(NodeService, cluster.bridgePort);
     discovery = plaintextClient(DiscoveryService, cluster.bridgePort);
     tui = plaintextClient(TUIService, cluster.bridgePort);
@@ -96,7 +100,7 @@ describe("Distributed LLM API against a real controller (gzip both ways)", () =>
 
   it("GetPeers: include_self and total_count", async () => {
     const others = await nodeApi.getPeers({ requesterId: "agent-1" });
-    assert.deepEqual(others.peers.map((p) => p.nodeId).sort(), ["My Controller", "agent-2", "agent-3"]);
+    assert.deepEqual(others.peers.map((p) => p.nodeId).sort(), [controllerId, "agent-2", "agent-3"].sort());
     assert.equal(others.totalCount, 3);
     const all = await nodeApi.getPeers({ requesterId: "agent-1", includeSelf: true });
     assert.equal(all.totalCount, 4);
@@ -105,12 +109,10 @@ describe("Distributed LLM API against a real controller (gzip both ways)", () =>
   it("DiscoverNodes {requester_id: tui-client-1, known_nodes: []}: everyone; known nodes and filters exclude", async () => {
     const all = await discovery.discoverNodes({ requesterId: "tui-client-1", knownNodes: [] });
     assert.equal(all.success, true);
-    assert.deepEqual(all.discoveredNodes.map((n) => n.nodeId).sort(), [
-      "My Controller",
-      "agent-1",
-      "agent-2",
-      "agent-3",
-    ]);
+    assert.deepEqual(
+      all.discoveredNodes.map((n) => n.nodeId).sort(),
+      [controllerId, "agent-1", "agent-2", "agent-3"].sort(),
+    );
     const fresh = await discovery.discoverNodes({
       requesterId: "tui-client-1",
       knownNodes: ["agent-1", "My Controller"],

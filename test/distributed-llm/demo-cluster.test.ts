@@ -147,17 +147,17 @@ describe("a demo-shaped cluster: the document's examples, and a killed node's la
       assert.fail(`no JSON summary (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
     }
     assert.equal(result.code, 0, `${result.stderr}\n${JSON.stringify(summary.failures)}`);
-    // The document's Python example prints exactly this.
-    assert.equal(first, "Node: agent-1, Status: ready");
+    // The document's Python example, asked by name; node_id is the node's lasting id.
+    const { registry } = cluster.controller.context;
+    const idOf = async (name: string) => (await registry.get(name)).id;
+    assert.equal(first, `Node: ${await idOf("agent-1")}, Status: ready`);
     assert.equal(summary.GetNodeInfo.success, true);
     assert.ok(summary.GetNodeInfo.node.resources.max_layers > 0);
     assert.equal(summary.DiscoverNodes.success, true);
-    assert.deepEqual(summary.DiscoverNodes.discovered_nodes.map((n) => n.node_id).sort(), [
-      "My Controller",
-      "agent-1",
-      "agent-2",
-      "agent-3",
-    ]);
+    assert.deepEqual(
+      summary.DiscoverNodes.discovered_nodes.map((n) => n.node_id).sort(),
+      (await Promise.all(["My Controller", "agent-1", "agent-2", "agent-3"].map(idOf))).sort(),
+    );
     assert.equal(summary.GetPeers.total_count, 4);
     assert.deepEqual(
       summary.GetMetrics.metrics.map((m) => m.name),
@@ -219,9 +219,11 @@ describe("a demo-shaped cluster: the document's examples, and a killed node's la
     const placed = await models.addModel({ name: "spread", layerCount, assign: true });
     assert.equal(placed.model?.state, PlacementState.PLACED, placed.model?.message);
     assert.equal(placed.model?.assignments.length, 2);
-    const victimName = placed.model?.assignments[0]?.nodeName ?? "";
+    // The controller's node takes layers like any node: the victim is an agent holding some.
+    const victimRange = placed.model?.assignments.find((range) => agents.has(range.nodeName));
+    const victimName = victimRange?.nodeName ?? "";
     const victim = await registry.get(victimName);
-    const held = placed.model?.assignments[0]?.count ?? 0;
+    const held = victimRange?.count ?? 0;
 
     const events: ClusterEvent[] = [];
     const watching = new AbortController();
@@ -272,7 +274,7 @@ describe("a demo-shaped cluster: the document's examples, and a killed node's la
         `moved at ${firstMove}, marked down at ${downAt}: suspect nodes keep their layers`,
       );
       // Only what the killed node held moved; used_layers says the same as the assignments, everywhere.
-      for (const kept of placed.model?.assignments.slice(1) ?? []) {
+      for (const kept of placed.model?.assignments.filter((range) => range !== victimRange) ?? []) {
         assert.ok(
           moved.assignments.some(
             (r) =>

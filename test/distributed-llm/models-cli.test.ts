@@ -41,8 +41,9 @@ describe("corral models (the CLI against a real controller)", () => {
   const run = (...args: string[]) => corralRun(["--server", `127.0.0.1:${cluster.bridgePort}`, ...args]);
 
   before(async () => {
-    // The nodes below never heartbeat: a long interval keeps them ready for the whole test.
-    cluster = await startTestController({ liveness: { minInterval: "10m" } });
+    // The nodes below never heartbeat: a long interval keeps them ready for the whole test. The
+    // controller's own node holds no layers here, so capacity is exactly the two nodes'.
+    cluster = await startTestController({ node: { maxLayers: 0 }, liveness: { minInterval: "10m" } });
     const registry = cluster.controller.context.registry;
     await registry.register({
       name: "gpu-1",

@@ -4,7 +4,7 @@ import type { ModelRecord } from "../../core/model.ts";
 import { describeRanges } from "../../core/model-registry.ts";
 import { defaults } from "../../defaults.ts";
 import type { FaceContext } from "../face-context.ts";
-import { isMember, namesOf } from "./messages.ts";
+import { isMember, memoryInUse, namesOf } from "./messages.ts";
 import { describeLayerMoves } from "./placement-text.ts";
 
 /**
@@ -53,7 +53,7 @@ const commands: Readonly<Record<string, CommandSpec>> = {
         context.models.drained(),
       ]);
       const members = nodes.filter(isMember);
-      const totals = clusterTotals(members);
+      const totals = clusterTotals(members, memoryInUse(context.loads));
       const byStatus = count(members.map((node) => node.status));
       const byState = count(models.map((model) => model.state));
       if (json) {
@@ -86,7 +86,8 @@ const commands: Readonly<Record<string, CommandSpec>> = {
       if (json) {
         return JSON.stringify(
           members.map((node) => ({
-            node_id: node.name,
+            node_id: node.id,
+            name: node.name,
             status: node.status,
             drained: drained.has(node.id),
             used_layers: node.resources.usedLayers,
@@ -124,7 +125,8 @@ const commands: Readonly<Record<string, CommandSpec>> = {
             layer_count: model.layerCount,
             state: model.state,
             node_assignments: model.assignments.map((range) => ({
-              node_id: nameOf(range.nodeId),
+              node_id: range.nodeId,
+              node: nameOf(range.nodeId),
               start: range.start,
               count: range.count,
             })),

@@ -2,12 +2,12 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { clusterTotals } from "../../core/cluster-metrics.ts";
 import { CorralError } from "../../core/errors.ts";
 import type { NodeRecord, Resources } from "../../core/node.ts";
-import { validateNodeName, validateResources } from "../../core/node-validation.ts";
+import { validateNodeId, validateNodeName, validateResources } from "../../core/node-validation.ts";
 import { defaults } from "../../defaults.ts";
 import type { DiscoveryService, ResourceInfo } from "../../gen/node_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import type { FaceContext } from "../face-context.ts";
-import { clusterMetrics, isMember, modelInfo, namesOf, nodeInfo, resourcePredicate } from "./messages.ts";
+import { clusterMetrics, isMember, memoryInUse, modelInfo, nodeInfo, resourcePredicate } from "./messages.ts";
 import { describeLayerMoves } from "./placement-text.ts";
 
 export function distributedLlmDiscoveryService(
@@ -57,6 +57,7 @@ export function distributedLlmDiscoveryService(
       let node: NodeRecord;
       if (current === undefined) {
         node = await registry.register({
+          ...(await callersId(context, name, existing)),
           name,
           role: "agent",
           address: request.address,
@@ -135,15 +136,42 @@ export function distributedLlmDiscoveryService(
     async getClusterInfo() {
       const [{ nodes }, { models: list }] = await Promise.all([registry.list(), models.list()]);
       const members = nodes.filter(isMember);
-      const nameOf = namesOf(nodes);
       return {
         clusterId: facts.clusterId,
         nodes: members.map(nodeInfo),
-        models: list.map((model) => modelInfo(model, nameOf)),
-        metrics: clusterMetrics(clusterTotals(members)),
+        models: list.map(modelInfo),
+        metrics: clusterMetrics(clusterTotals(members, memoryInUse(context.loads))),
       };
     },
   };
+}
+
+/**
+ * The id a node registered here gets: the `node_id` the caller chose, when it can be an id (no whitespace)
+ * and no other node holds it, so that NodeInfo.node_id reads back what was sent and stays so after a
+ * rename; a fresh UUID otherwise. A node that left under that id gives it up to the new registration.
+ */
+async function callersId(
+  { registry }: FaceContext,
+  name: string,
+  existing: NodeRecord | undefined,
+): Promise<{ id?: string }> {
+  try {
+    validateNodeId(name, "node_id");
+  } catch {
+    return {};
+  }
+  const holder =
+    existing?.id === name
+      ? existing
+      : await registry.get(name).then(
+          (node) => (node.id === name ? node : undefined),
+          () => undefined,
+        );
+  if (holder === undefined) return { id: name };
+  if (isMember(holder)) return {};
+  await registry.remove(holder.id);
+  return { id: name };
 }
 
 /** Who may register `name`; a stranger's join token is spent only once everything else checked out. */

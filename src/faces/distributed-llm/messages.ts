@@ -1,8 +1,9 @@
 import { create } from "@bufbuild/protobuf";
-import type { ClusterTotals } from "../../core/cluster-metrics.ts";
+import type { ClusterTotals, MemoryInUse } from "../../core/cluster-metrics.ts";
 import { CorralError } from "../../core/errors.ts";
 import type { ModelRecord } from "../../core/model.ts";
 import type { NodeRecord } from "../../core/node.ts";
+import type { NodeLoads } from "../../core/node-load.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type ClusterMetrics,
@@ -15,12 +16,13 @@ import {
 } from "../../gen/node_pb.ts";
 
 /**
- * Distributed LLM has one identifier per node; corral shows the node's name there, because the
- * document's own examples address nodes as "agent-1", and the core resolves names and ids alike.
+ * Distributed LLM has one identifier per node: corral shows the node's id there, which stays the same for
+ * the node's whole life (a rename through NanoPing's setNode does not change it). Every method that takes
+ * a `node_id` also takes the node's name, as the document's own examples address nodes ("agent-1").
  */
 export function nodeInfo(node: NodeRecord): NodeInfo {
   return create(NodeInfoSchema, {
-    nodeId: node.name,
+    nodeId: node.id,
     address: node.address,
     port: node.port,
     resources: {
@@ -37,6 +39,11 @@ export function nodeInfo(node: NodeRecord): NodeInfo {
     status: node.status,
     lastSeen: unixSeconds(node.lastSeenAt),
   });
+}
+
+/** Memory in use by node, from the loads nodes report (agents with heartbeats, the controller itself). */
+export function memoryInUse(loads: NodeLoads): MemoryInUse {
+  return (nodeId) => loads.latest(nodeId)?.memoryUsedMb;
 }
 
 export function clusterMetrics(totals: ClusterTotals): ClusterMetrics {
@@ -85,9 +92,9 @@ export function isMember(node: NodeRecord): boolean {
 
 /**
  * ModelInfo: `node_assignments` names the nodes that hold the model's layers, in layer order (one entry
- * per contiguous range), by the same identifier NodeInfo.node_id uses (the node's name).
+ * per contiguous range), by the same identifier NodeInfo.node_id uses (the node's id).
  */
-export function modelInfo(model: ModelRecord, nameOf: (nodeId: string) => string): ModelInfo {
+export function modelInfo(model: ModelRecord): ModelInfo {
   return create(ModelInfoSchema, {
     id: model.id,
     name: model.name,
@@ -95,11 +102,11 @@ export function modelInfo(model: ModelRecord, nameOf: (nodeId: string) => string
     layerCount: model.layerCount,
     filePath: model.filePath,
     sizeBytes: BigInt(model.sizeBytes),
-    nodeAssignments: model.assignments.map((range) => nameOf(range.nodeId)),
+    nodeAssignments: model.assignments.map((range) => range.nodeId),
   });
 }
 
-/** A lookup from node id to the name the Distributed LLM API shows (the id itself when unknown). */
+/** A lookup from node id to the node's name, for text meant for people (the id itself when unknown). */
 export function namesOf(nodes: readonly NodeRecord[]): (nodeId: string) => string {
   const byId = new Map(nodes.map((node) => [node.id, node.name]));
   return (nodeId) => byId.get(nodeId) ?? nodeId;

@@ -222,7 +222,7 @@ export function sampleMetrics(
 ): { metrics: MetricValue[]; unknown: string[] } {
   const unknown: string[] = [];
   const metrics = names.map((name) => {
-    const labels = { node_id: node.name };
+    const labels = { node_id: node.id };
     const metric = Object.hasOwn(nodeMetrics, name) ? nodeMetrics[name] : undefined;
     if (metric === undefined) {
       unknown.push(name);

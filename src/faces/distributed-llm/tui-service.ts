@@ -9,8 +9,8 @@ import { executeCommand } from "./commands.ts";
 import {
   clusterMetrics,
   isMember,
+  memoryInUse,
   modelInfo,
-  namesOf,
   nodeInfo,
   resourcePredicate,
   streamIntervalMs,
@@ -27,12 +27,11 @@ export function distributedLlmTuiService(context: FaceContext): Partial<ServiceI
   const update = async (type: UpdateType): Promise<ClusterUpdate> => {
     const timestamp = unixSeconds(clock.now());
     if (type === "models") {
-      const [{ nodes }, { models: list }] = await Promise.all([registry.list(), models.list()]);
-      const nameOf = namesOf(nodes);
+      const { models: list } = await models.list();
       return create(ClusterUpdateSchema, {
         updateType: type,
         timestamp,
-        models: list.map((model) => modelInfo(model, nameOf)),
+        models: list.map(modelInfo),
       });
     }
     const members = (await registry.list()).nodes.filter(isMember);
@@ -41,7 +40,7 @@ export function distributedLlmTuiService(context: FaceContext): Partial<ServiceI
       : create(ClusterUpdateSchema, {
           updateType: type,
           timestamp,
-          metrics: clusterMetrics(clusterTotals(members)),
+          metrics: clusterMetrics(clusterTotals(members, memoryInUse(context.loads))),
         });
   };
 
@@ -70,20 +69,21 @@ export function distributedLlmTuiService(context: FaceContext): Partial<ServiceI
       );
       return {
         nodes: listed.map(nodeInfo),
-        ...(request.includeMetrics ? { clusterMetrics: clusterMetrics(clusterTotals(members)) } : {}),
+        ...(request.includeMetrics
+          ? { clusterMetrics: clusterMetrics(clusterTotals(members, memoryInUse(context.loads))) }
+          : {}),
       };
     },
 
     /** Every model; with `node_id`, only those with layers on that node. */
     async getModelList(request) {
-      const [{ nodes }, { models: list }] = await Promise.all([registry.list(), models.list()]);
-      const nameOf = namesOf(nodes);
-      if (request.nodeId.trim() === "") return { models: list.map((model) => modelInfo(model, nameOf)) };
+      const { models: list } = await models.list();
+      if (request.nodeId.trim() === "") return { models: list.map(modelInfo) };
       const node = await registry.get(request.nodeId.trim());
       return {
         models: list
           .filter((model) => model.assignments.some((range) => range.nodeId === node.id))
-          .map((model) => modelInfo(model, nameOf)),
+          .map((model) => modelInfo(model)),
       };
     },
 
