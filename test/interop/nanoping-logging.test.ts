@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Role, TokensService } from "../../src/gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../../src/gen/hub_client_pb.ts";
 import { NodeService } from "../../src/gen/hub_node_pb.ts";
@@ -279,6 +280,58 @@ describe("NanoPing node data and LoggingService on a controller and two agents",
         open(viaAgent1, { nodeId: agent2.nodeId, request: { case: "appLogStreamRequest", value: {} } }),
       ),
       Code.PermissionDenied,
+    );
+  });
+
+  it("a viewer's log stream ends at its next batch once the viewer's token is revoked", async () => {
+    const tokens = plaintextClient(TokensService, hub.bridgePort);
+    const viewer = await tokens.createToken({ role: Role.VIEWER, description: "log reader" });
+    const ca = await readFile(join(root, "hub", "data", "admin", "ca.crt"), "utf8");
+    const bearer: Interceptor = (next) => (request) => {
+      request.header.set("authorization", `Bearer ${viewer.token}`);
+      return next(request);
+    };
+    const asViewer = createClient(
+      LoggingService,
+      createGrpcTransport({ baseUrl: `https://${hub.cluster}`, nodeOptions: { ca }, interceptors: [bearer] }),
+    );
+    // A run that keeps going until it is stopped (the guide's blocks, many slow packets).
+    const config = JSON.parse(guideConfig) as {
+      plumr_config: { pipeline: Record<string, Record<string, Record<string, unknown>>> };
+    };
+    const source = config.plumr_config.pipeline["uniform_traffic_source-1"]?.uniform_traffic_source;
+    if (source !== undefined) Object.assign(source, { total_packets: 1_000_000_000, interval: 1000 });
+    const pipelines = plaintextClient(PipelinesService, hub.bridgePort);
+    const { pipeline } = await pipelines.createPipeline({
+      nodeId: agent1.nodeId,
+      name: "logging-revoked-reader",
+      jsonConfig: JSON.stringify(config),
+      restartPolicy: { restartPolicy: { case: "never", value: {} } },
+      optionalDefaultLoggingLevel: { case: "defaultLoggingLevel", value: Level.DEBUG },
+    });
+    const which = { case: "id" as const, value: pipeline?.id ?? "" };
+    const { runId } = await pipelines.startPipeline({ nodeId: agent1.nodeId, pipelineIdentifier: which });
+    const stream = asViewer
+      .openLogStream({
+        nodeId: agent1.nodeId,
+        options: { optionalLines: { case: "lines", value: everything } },
+        request: { case: "pipelineRunLogStreamRequest", value: { pipelineRunId: runId } },
+      })
+      [Symbol.asyncIterator]();
+    // The viewer reads until the run has said it started: the stream is open and authorized.
+    for (let i = 0; i < 100; i++) {
+      const next = await stream.next();
+      assert.equal(next.done, false, "the run's log ended before it started");
+      if (next.value?.messages.some((m) => m.message.startsWith("run started"))) break;
+    }
+    await tokens.revokeToken({ id: viewer.info?.id ?? "" });
+    // Stopping the run writes its last lines and ends its log: the revoked reader gets none of them.
+    await pipelines.stopPipeline({ nodeId: agent1.nodeId, pipelineIdentifier: which });
+    await assert.rejects(
+      async () => {
+        for (let i = 0; i < 100; i++) if ((await stream.next()).done) return;
+      },
+      (error: unknown) => ConnectError.from(error).code === Code.Unauthenticated,
     );
   });
 });
