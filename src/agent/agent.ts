@@ -10,6 +10,7 @@ import { parseToken } from "../core/tokens.ts";
 import { defaults } from "../defaults.ts";
 import { agentCartControlPlane, forwardingMembersService } from "../faces/cart-actor/agent-control-plane.ts";
 import { localPipelineRunsService } from "../faces/corral/pipeline-runs-service.ts";
+import { localLoggingService } from "../faces/nanoping/logging-service.ts";
 import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
 import { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
@@ -19,6 +20,7 @@ import { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
 import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
+import { LoggingService } from "../gen/logging_pb.ts";
 import {
   DiscoveryService as DllmDiscoveryService,
   NodeService as DllmNodeService,
@@ -90,8 +92,13 @@ export interface AgentOptions {
   readonly rootSteps?: boolean;
 }
 
-/** The services every agent offers its cluster (NanoPing's NodeService names). */
-const offeredServices: NodeService[] = ["RESOURCES", "LOGGING", "PIPELINES"];
+/**
+ * The services every agent offers its cluster (NanoPing's NodeService names): only ones it serves.
+ * RESOURCES is not among them: NanoPing's resources API was never decoded (nanoping-wire.md), so
+ * corral has nothing to serve under that name; a node's resources are in corral's and Distributed
+ * LLM's APIs instead.
+ */
+const offeredServices: NodeService[] = ["LOGGING", "PIPELINES"];
 
 /**
  * The agent on a node: its identity (data dir), its tie to the controller, its local API on loopback
@@ -234,6 +241,8 @@ export class Agent implements AsyncDisposable {
       closers.unshift(() => pipelines.close());
       const localPipelines = localPipelinesService(pipelines);
       cluster.add(PipelinesService, localPipelines);
+      const localLogging = localLoggingService({ appLog: logRing, pipelines });
+      cluster.add(LoggingService, localLogging);
       const localPipelineRuns = localPipelineRunsService(pipelines);
       cluster.add(PipelineRunsService, localPipelineRuns);
       // go-cart-actor's ControlPlane: Ping here, the ownership directory's methods via the controller.
@@ -268,6 +277,10 @@ export class Agent implements AsyncDisposable {
       localApi.add(
         PipelinesService,
         routingPipelinesService(() => identity.nodeId, localPipelines, link),
+      );
+      localApi.add(
+        LoggingService,
+        routeByNodeId(LoggingService, () => identity.nodeId, localLogging, link),
       );
       localApi.add(
         PipelineRunsService,

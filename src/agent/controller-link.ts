@@ -84,6 +84,8 @@ export class ControllerLink implements AsyncDisposable {
   readonly #callsOnly = new Map<string, number>();
   #stop = new AbortController();
   #joining = false;
+  /** setNode changed name or metadata while the controller could not be told. */
+  #identityPending = false;
   #closed = false;
 
   constructor(options: ControllerLinkOptions) {
@@ -337,6 +339,13 @@ export class ControllerLink implements AsyncDisposable {
         if (this.state.value !== "CONNECTED")
           this.#o.logger.info({ controller: this.controllerAddress }, "connected to the controller");
         this.state.set("CONNECTED");
+        if (this.#identityPending) {
+          this.#identityPending = false;
+          await this.#sendIdentity().catch((error: unknown) => {
+            this.#identityPending = true;
+            this.#o.logger.warn({ err: error }, "could not send the node's name and metadata; retrying");
+          });
+        }
         backoff.reset();
         delay =
           answer.nextIn === undefined
@@ -420,9 +429,25 @@ export class ControllerLink implements AsyncDisposable {
     this.#o.onCredentials?.(next);
   }
 
-  /** Pushes name and metadata changes made on the node (NanoPing's setNode) to the controller. */
+  /**
+   * Pushes name and metadata changes made on the node (NanoPing's setNode) to the controller. While
+   * not connected they are kept for the next heartbeat that gets through, so the controller (and so
+   * every other node's getNode/getNodes) never keeps an older answer than the node gives itself.
+   */
   async pushIdentity(): Promise<void> {
-    if (this.state.value !== "CONNECTED") return;
+    if (this.state.value !== "CONNECTED") {
+      this.#identityPending = true;
+      this.#o.logger.info("not connected: the name and metadata go to the controller once it answers");
+      return;
+    }
+    this.#identityPending = false;
+    await this.#sendIdentity().catch((error: unknown) => {
+      this.#identityPending = true;
+      throw error;
+    });
+  }
+
+  async #sendIdentity(): Promise<void> {
     await this.client(AgentService)
       .updateSelf({
         fields: ["name", "metadata"],

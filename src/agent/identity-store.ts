@@ -88,7 +88,9 @@ export class IdentityStore {
 
   async #write(file: string, contents: string): Promise<void> {
     const path = join(this.dir, file);
-    const temporary = `${path}.tmp-${process.pid}`;
+    // One temporary file per write: two saves at once (setNode while the link stores the identity)
+    // must not share one, or the second rename finds it gone.
+    const temporary = `${path}.tmp-${process.pid}-${randomUUID()}`;
     await writeSecretFile(temporary, contents);
     await rename(temporary, path);
   }

@@ -35,7 +35,8 @@ export async function ensureControllerNode(
   key = controllerNodeKey,
 ): Promise<string> {
   const stored = await store.get(key);
-  const services = ["HUB_SERVER", "RESOURCES", "PIPELINES"] as const;
+  // Only what the controller's node serves: NanoPing's RESOURCES API was never decoded, so not offered.
+  const services = ["HUB_SERVER", "LOGGING", "PIPELINES"] as const;
   // A controller node of this name kept under another key (an older layout) is this controller's.
   const adopted =
     stored === undefined

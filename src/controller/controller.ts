@@ -24,6 +24,7 @@ import { defaults } from "../defaults.ts";
 import { localPipelineRunsService } from "../faces/corral/pipeline-runs-service.ts";
 import { controllerUdpTargets } from "../faces/corral/pipeline-udp-targets.ts";
 import type { FaceContext } from "../faces/face-context.ts";
+import { localLoggingService } from "../faces/nanoping/logging-service.ts";
 import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import { ControllerPeerService } from "../gen/corral/v1/peers_pb.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -557,6 +558,7 @@ export class Controller implements AsyncDisposable {
         localHardware: localNode.hardwareImpl,
         health: nodeHealth,
         localPipelines: localPipelinesService(localPipelines),
+        localLogging: localLoggingService({ appLog: logRing, pipelines: localPipelines }),
         localPipelineRuns: localPipelineRunsService(localPipelines),
         joinRequests,
         tokens,

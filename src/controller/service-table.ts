@@ -23,6 +23,7 @@ import { distributedLlmTuiService } from "../faces/distributed-llm/tui-service.t
 import type { FaceContext } from "../faces/face-context.ts";
 import { controllerHubClientService } from "../faces/nanoping/hub-client-service.ts";
 import { hubServerService } from "../faces/nanoping/hub-server-service.ts";
+import { controllerLoggingService } from "../faces/nanoping/logging-relay.ts";
 import { controllerPipelinesService } from "../faces/nanoping/pipelines-relay.ts";
 import { relayToNode } from "../faces/node-relay.ts";
 import { piControlPlane } from "../faces/picontroller/control-plane-service.ts";
@@ -47,6 +48,7 @@ import { SessionService } from "../gen/corral/v1/session_pb.ts";
 import { TokensService } from "../gen/corral/v1/tokens_pb.ts";
 import { HubClientService } from "../gen/hub_client_pb.ts";
 import { HubServerService } from "../gen/hub_server_pb.ts";
+import { LoggingService } from "../gen/logging_pb.ts";
 import { DiscoveryService, NodeService, TUIService } from "../gen/node_pb.ts";
 import { NodeAgent, ControlPlane as PiControlPlane } from "../gen/picontroller_pb.ts";
 import { PipelinesService } from "../gen/pipelines_pb.ts";
@@ -97,6 +99,7 @@ export function grpcServices(context: FaceContext): ServiceEntry[] {
     entry(HubServerService, hubServerService(context)),
     entry(HubClientService, controllerHubClientService(context)),
     entry(PipelinesService, controllerPipelinesService(context, context.localPipelines ?? {})),
+    entry(LoggingService, controllerLoggingService(context, context.localLogging ?? {})),
     entry(CartControlPlane, cartActorControlPlane(context)),
     entry(PiControlPlane, { ...piControlPlane(context), ...piRequestProvisioning(context) }),
     entry(NodeAgent, relayToNode(NodeAgent, context, context.localNodeAgent)),

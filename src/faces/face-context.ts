@@ -15,6 +15,7 @@ import type { ProvisioningEngine } from "../core/provisioning-engine.ts";
 import type { TokenRegistry } from "../core/tokens.ts";
 import type { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
 import type { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
+import type { LoggingService } from "../gen/logging_pb.ts";
 import type { NodeAgent } from "../gen/picontroller_pb.ts";
 import type { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Admission } from "../security/admission.ts";
@@ -88,6 +89,8 @@ export interface FaceContext {
   readonly health: NodeHealthBook;
   /** The controller's own node's NanoPing PipelinesService (runs its pipelines here). */
   readonly localPipelines?: Partial<ServiceImpl<typeof PipelinesService>>;
+  /** The controller's own node's NanoPing LoggingService (its own log and its pipeline runs' logs). */
+  readonly localLogging?: Partial<ServiceImpl<typeof LoggingService>>;
   /** The controller's own node's corral.v1.PipelineRunsService (run state of its pipelines). */
   readonly localPipelineRuns?: Partial<ServiceImpl<typeof PipelineRunsService>>;
   readonly joinRequests: JoinRequestBook;

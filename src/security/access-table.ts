@@ -186,6 +186,9 @@ export const accessTable: Readonly<Record<string, AccessRule>> = {
   "/nanopinggrpc.pipeline.PipelinesService/streamPipelines": readConfigs,
   "/nanopinggrpc.pipeline.PipelinesService/openLogStream": readRunsOfSelf,
   "/nanopinggrpc.pipeline.PipelinesService/openTelemetryStream": readRunsOfSelf,
+  // A node's own log and its runs' logs: read like NodeAgent StreamLogs (people; not other nodes).
+  "/nanopinggrpc.logging.LoggingService/openLogStream": peopleRead,
+  "/nanopinggrpc.logging.LoggingService/downloadLogFile": peopleRead,
 
   // go-cart-actor
   "/messages.ControlPlane/Ping": read,

@@ -36,6 +36,7 @@ const everyService = [
   "nanopinggrpc.hub.HubClientService",
   "nanopinggrpc.hub.HubServerService",
   "nanopinggrpc.pipeline.PipelinesService",
+  "nanopinggrpc.logging.LoggingService",
   "distributed_llm.NodeService",
   "distributed_llm.DiscoveryService",
   "distributed_llm.TUIService",

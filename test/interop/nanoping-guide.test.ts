@@ -72,10 +72,13 @@ interface GuideSummary {
   authenticated_after?: boolean;
   requests?: { request_id: string; node: GuideNode }[];
   answers_sent?: number;
+  /** The first batch of each LOGGING node's own log (LoggingService/openLogStream), by node name. */
+  logs?: Record<string, { level: string; message: string; data: string }[] | { code: string }>;
   nodes: {
     all?: GuideNode[];
     metadata_type?: GuideNode[];
     metadata_type_as_bytes?: GuideNode[];
+    logging?: GuideNode[];
     resources?: GuideNode[];
     pipelines?: GuideNode[] | { code: string; details: string };
   };
@@ -184,12 +187,17 @@ describe("NanoPing's integration guide, from Python, against real corral process
     assert.deepEqual(me?.metadata, summary.set_node?.metadata);
     assert.deepEqual(names(summary.nodes.metadata_type), ["My NanoPing Client"]);
     assert.deepEqual(names(summary.nodes.metadata_type_as_bytes), []);
-    assert.ok(
-      names(summary.nodes.resources).includes("My NanoPing Client"),
-      JSON.stringify(summary.nodes.resources),
-    );
-    for (const node of summary.nodes.resources ?? [])
-      assert.ok(node.services.includes("RESOURCES"), node.name);
+    // Only served services are advertised: LOGGING on every node, RESOURCES (never decoded) on none.
+    assert.deepEqual(names(summary.nodes.logging), ["My Controller", "My NanoPing Client"]);
+    assert.deepEqual(summary.nodes.resources, []);
+    // Each LOGGING node's own log, read through the hub; pino's fields arrive as `data`.
+    for (const name of ["My Controller", "My NanoPing Client"]) {
+      const log = summary.logs?.[name];
+      assert.ok(
+        Array.isArray(log) && log.some((m) => m.data.startsWith("{")),
+        `${name}: ${JSON.stringify(log)}`,
+      );
+    }
     // PIPELINES comes with a later feature: printed by the script, not asserted here.
 
     assert.match(result.stdout, /^Connection state: UNAUTHENTICATED$/m);

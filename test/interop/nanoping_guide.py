@@ -90,7 +90,15 @@ def generate_stubs(out_dir):
     if result.returncode != 0:
         raise SetupError("protoc failed (%d): %s" % (result.returncode, (result.stderr or result.stdout).strip()))
     sys.path.insert(0, out_dir)
-    names = ["hub_node_pb2", "hub_client_pb2", "hub_client_pb2_grpc", "hub_server_pb2", "hub_server_pb2_grpc"]
+    names = [
+        "hub_node_pb2",
+        "hub_client_pb2",
+        "hub_client_pb2_grpc",
+        "hub_server_pb2",
+        "hub_server_pb2_grpc",
+        "logging_pb2",
+        "logging_pb2_grpc",
+    ]
     try:
         return {name: importlib.import_module(name) for name in names}
     except Exception as error:  # noqa: BLE001 - any import problem is a setup problem
@@ -349,12 +357,20 @@ def print_nodes_step(client_channel, pb, summary, controller_name, timeout):
     names = [n["name"] for n in nodes["metadata_type_as_bytes"]]
     check(summary, names == [], "getNodes type=bytes(my-type): %r, expected none (oneof type differs)" % (names,))
 
+    # Only services a node serves are advertised: corral serves LOGGING (nanopinggrpc.logging) on every
+    # node, and not RESOURCES, whose API NanoPing never published in the decoded protos.
+    nodes["logging"] = get_nodes(hub, pb, timeout, service_filters=[hn.LOGGING])
+    print_nodes("Nodes with Logging service enabled:", nodes["logging"])
+    names = [n["name"] for n in nodes["logging"]]
+    check(summary, CLIENT_NAME in names and controller_name in names, "getNodes [LOGGING]: %r lacks %r or %r" % (names, CLIENT_NAME, controller_name))
     nodes["resources"] = get_nodes(hub, pb, timeout, service_filters=[hn.RESOURCES])
-    print_nodes("Nodes with Resources service enabled:", nodes["resources"])
-    names = [n["name"] for n in nodes["resources"]]
-    check(summary, CLIENT_NAME in names, "getNodes [RESOURCES]: %r lacks %r" % (names, CLIENT_NAME))
-    for node in nodes["resources"]:
-        check(summary, "RESOURCES" in node["services"], "getNodes [RESOURCES] returned %s offering %s" % (node["name"], node["services"]))
+    check(summary, nodes["resources"] == [], "getNodes [RESOURCES]: %r, expected none" % ([n["name"] for n in nodes["resources"]],))
+
+    # getNode on the client node's own API answers for every node exactly as getNodes does.
+    client = pb["hub_client_pb2_grpc"].HubClientServiceStub(client_channel)
+    for listed in nodes["all"]:
+        asked = client.getNode(pb["hub_client_pb2"].GetNodeRequest(node_id=listed["id"]), timeout=timeout)
+        check(summary, node_json(asked.node, pb) == listed, "getNode(%s): %r, getNodes said %r" % (listed["name"], node_json(asked.node, pb), listed))
 
     # PIPELINES comes with a later feature: printed as the guide prints it, not asserted.
     try:
@@ -364,6 +380,28 @@ def print_nodes_step(client_channel, pb, summary, controller_name, timeout):
         nodes["pipelines"] = {"code": code_name(error), "details": details(error)}
         say("Nodes with Pipelines service enabled: (%s: %s)" % (code_name(error), details(error)))
         say()
+
+
+def logging_step(channel, pb, summary, timeout):
+    """LoggingService/openLogStream of each LOGGING node's own log: the first batch, then cancel."""
+    lg = pb["logging_pb2"]
+    stub = pb["logging_pb2_grpc"].LoggingServiceStub(channel)
+    summary["logs"] = {}
+    for node in summary["nodes"].get("logging", []):
+        request = lg.OpenLogStreamRequest(
+            node_id=node["id"], options=lg.Options(lines=20), app_log_stream_request=lg.OpenAppLogStreamRequest()
+        )
+        stream = stub.openLogStream(request, timeout=timeout)
+        try:
+            batch = next(iter(stream))
+            summary["logs"][node["name"]] = [
+                {"level": lg.Level.Name(m.level), "message": m.message, "data": m.data} for m in batch.messages
+            ]
+        except grpc.RpcError as error:
+            summary["logs"][node["name"]] = {"code": code_name(error), "details": details(error)}
+        finally:
+            stream.cancel()
+        check(summary, isinstance(summary["logs"][node["name"]], list) and len(summary["logs"][node["name"]]) > 0, "openLogStream(%s): %r" % (node["name"], summary["logs"][node["name"]]))
 
 
 def run(args, pb, summary):
@@ -444,6 +482,9 @@ def run(args, pb, summary):
 
         # 6. Nodes, through the client node's API.
         print_nodes_step(client_channel, pb, summary, args.controller_name, timeout)
+
+        # Not in the guide: every LOGGING node's own log, through the hub (the controller's bridge).
+        logging_step(controller_channel, pb, summary, timeout)
     finally:
         if answerer is not None:
             answerer.close()

@@ -4,8 +4,7 @@ import type { NodeRecord, NodeService } from "../../core/node.ts";
 import { emptyResources } from "../../core/node.ts";
 import { validateMetadata, validateNodeName } from "../../core/node-validation.ts";
 import { metadataFromItem, nanopingNode } from "../../faces/nanoping/node-message.ts";
-import { NodesService } from "../../gen/corral/v1/nodes_pb.ts";
-import { ConnectionState, type HubClientService } from "../../gen/hub_client_pb.ts";
+import { ConnectionState, HubClientService } from "../../gen/hub_client_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
 import type { ControllerLink } from "../controller-link.ts";
 import type { IdentityStore } from "../identity-store.ts";
@@ -54,25 +53,20 @@ export function agentHubClientService({
       return { nodeId: link.identity.nodeId, isAuthenticated: link.authenticated };
     },
 
-    async getNode(request) {
+    /**
+     * Another node is asked of the controller's own HubClientService/getNode, which builds the answer
+     * from the registry with the same builder as getNodes: the same node reads the same whichever way.
+     */
+    async getNode(request, ctx) {
       if (isSelf(request.nodeId)) return { node: nanopingNode(localNode()) };
       const response = await link
-        .client(NodesService)
-        .getNode({ node: request.nodeId })
+        .client(HubClientService)
+        .getNode({ nodeId: request.nodeId }, { signal: ctx.signal })
         .catch((error: unknown) => {
           throw fromConnectError(error);
         });
       if (response.node === undefined) throw CorralError.notFound("node", request.nodeId);
-      const node = response.node;
-      return {
-        node: {
-          id: node.id,
-          name: node.name,
-          online: node.status === 2,
-          services: [],
-          metadata: { items: {} },
-        },
-      };
+      return { node: response.node };
     },
 
     /** Replaces the node's name and all of its metadata; a node sets only its own information. */

@@ -212,7 +212,7 @@ const tick = Symbol("tick");
  * Groups what is already there into one batch (up to `max`): a burst of lines goes out as a few
  * messages rather than one message per line, so a reader keeps up with a fast writer.
  */
-async function* batched<T>(source: AsyncIterable<T>, max: number): AsyncGenerator<T[]> {
+export async function* batched<T>(source: AsyncIterable<T>, max: number): AsyncGenerator<T[]> {
   const it = source[Symbol.asyncIterator]();
   let next = it.next();
   try {

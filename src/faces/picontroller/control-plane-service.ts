@@ -74,7 +74,7 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
         csrPem: request.csrPem,
         token: ctx.requestHeader.get(defaults.distributedLlm.joinTokenHeader) ?? "",
         resources: registered.resources,
-        services: ["RESOURCES" as const],
+        services: [],
         labels: request.labels,
         version: request.version,
         sourceAddress: peerHost(ctx),
