@@ -314,12 +314,17 @@ export class Controller implements AsyncDisposable {
         },
         controllerNodeKeyOf(etcd === undefined ? undefined : config.nodeName),
       );
+      const ownNode = config.ownNode ?? {
+        resourcesRefreshMs: parseDuration(defaults.controller.ownResourcesRefresh),
+        nvidiaSmi: defaults.controller.nvidiaSmi,
+      };
       const localNode = await createNodeAgent({
         dataDir: config.dataDir,
         nodeId: () => controllerNodeId,
         controllerState: () => "CONNECTED",
         logger,
         logRing,
+        nvidiaSmi: ownNode.nvidiaSmi,
       });
       stoppers.push(() => localNode.close());
       // The controller's own node starts runs and steps like an agent: what a killed controller left
@@ -398,10 +403,6 @@ export class Controller implements AsyncDisposable {
         });
         stoppers.push(async () => presence.close());
       }
-      const ownNode = config.ownNode ?? {
-        resourcesRefreshMs: parseDuration(defaults.controller.ownResourcesRefresh),
-        nvidiaSmi: defaults.controller.nvidiaSmi,
-      };
       // The controller's node has a machine like any agent's: read before placement starts, kept current.
       const ownResources = await OwnNodeResources.start({
         registry,

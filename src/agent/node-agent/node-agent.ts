@@ -12,6 +12,7 @@ import { createGpioBackend } from "./gpio/select-backend.ts";
 import { LogSourceRegistry } from "./logs/log-source-registry.ts";
 import type { AgentLogRing } from "./logs/ring-log-source.ts";
 import { metricsAndGpioService } from "./metrics-and-gpio-service.ts";
+import { createSystemMetricsReader } from "./system-metrics.ts";
 
 export interface NodeAgentOptions {
   readonly dataDir: string;
@@ -20,6 +21,8 @@ export interface NodeAgentOptions {
   readonly logger: Logger;
   /** The node's own log lines (fed by the logger's tee). */
   readonly logRing: AgentLogRing;
+  /** nvidia-smi for GetSystemMetrics' GPU figures (a name on PATH or a path; default nvidia-smi). */
+  readonly nvidiaSmi?: string;
 }
 
 /** Pi-Controller's NodeAgent on this machine: metrics, GPIO, allow-listed exec and logs, with their parts. */
@@ -81,6 +84,9 @@ export async function createNodeAgent(options: NodeAgentOptions): Promise<LocalN
       dataDir: options.dataDir,
       startedAt: Date.now(),
       controllerState: options.controllerState,
+      ...(options.nvidiaSmi === undefined
+        ? {}
+        : { readMetrics: createSystemMetricsReader({ nvidiaSmi: options.nvidiaSmi }) }),
     }),
     ...execAndLogsService({ executor, logs }),
   };

@@ -123,7 +123,8 @@ export const nodeMetrics: Readonly<Record<string, MetricSource>> = {
     kind: "reading",
     read: (node, reading) =>
       reading?.source === "node" && reading.memoryTotalMb > 0
-        ? { value: reading.memoryTotalMb, source: "node" }
+        ? // Whole MiB, as NodeInfo.resources.memory_mb gives the same machine.
+          { value: Math.floor(reading.memoryTotalMb), source: "node" }
         : { value: node.resources.memoryMb, source: "resources" },
   },
   gpus: {
