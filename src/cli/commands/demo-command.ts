@@ -109,6 +109,8 @@ export function registerDemoCommand(program: Command): void {
 
       const bridge = controller.addresses.bridge.replace("127.0.0.1", "localhost");
       const next = specs.length + 1;
+      // The CLI's default server is the documented bridge; elsewhere it must be named.
+      const cli = portBase === undefined ? "" : ` --server ${controller.addresses.bridge}`;
       process.stdout.write(
         `\ncorral demo cluster is up (data in ${dataDir})\n\n` +
           `  controller "${config.nodeName}"\n` +
@@ -123,16 +125,16 @@ export function registerDemoCommand(program: Command): void {
             )
             .join("") +
           "\nTry:\n" +
-          "  npx corral status\n" +
-          "  npx corral nodes ls\n" +
+          `  npx corral${cli} status\n` +
+          `  npx corral${cli} nodes ls\n` +
           `  grpcurl -plaintext ${bridge} list\n` +
           `  grpcurl -plaintext -d '{"node_id": "agent-1"}' ${bridge} distributed_llm.NodeService/GetNodeInfo\n` +
           `  curl ${controller.webUrl}/metrics\n\n` +
           "Add a node by request and accept it:\n" +
           `  npx corral up --name agent-${next} --grpc 127.0.0.1:${addresses.firstLocalPort + next - 1} ` +
           `--listen 127.0.0.1:${addresses.firstListenPort + next - 1} --data-dir ${join(options.dataDir, `agent-${next}`)} --join ${addresses.cluster}\n` +
-          "  npx corral requests ls\n" +
-          `  npx corral requests accept agent-${next}\n\n` +
+          `  npx corral${cli} requests ls\n` +
+          `  npx corral${cli} requests accept agent-${next}\n\n` +
           "Ctrl-C stops the cluster (twice: at once).\n",
       );
       await closeOnSignals(async () => {
