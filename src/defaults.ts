@@ -297,6 +297,16 @@ export const defaults = {
      * controller `pipelines.processAllow`. Empty: the node runs no process blocks.
      */
     processAllow: [] as readonly string[],
+    /**
+     * performance_mode on (NanoPing's default): the run's worker thread, and the process blocks it
+     * starts, at this nice value where the node may raise priority (CAP_SYS_NICE, e.g. root); else they
+     * keep the agent's. Sources pace packets by busy-waiting (setImmediate) the last `busyWaitMs` to each
+     * packet's due time instead of sleeping on a timer.
+     */
+    performanceNice: -10,
+    busyWaitMs: 2,
+    /** performance_mode off: the run gives way to the node's other work (always allowed). */
+    backgroundNice: 10,
   },
   /** Clusters of nodes provisioned with k3s (`corral cluster`). */
   clusters: {

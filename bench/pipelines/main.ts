@@ -12,13 +12,17 @@
  *   (3) a slow openLogStream reader (one message per 5 ms) while a process writes far more lines than
  *       the run's log ring holds: the process's RSS before, at peak and after (bounded: the ring holds
  *       10 000 lines and a reader a whole ring behind is ended with RESOURCE_EXHAUSTED).
+ *   (4) performance_mode on against off, same run, rounds alternating: a timed source (one 64-byte
+ *       packet per ms) into a sink; how far from its due time each packet went out (p50/p99 of
+ *       |sent − due|), the sink's latency, and the CPU time the run cost (busy-wait is not free).
+ *       Both unpinned here (the manager pins every run either way), so only the mode differs.
  *
  *   npm run bench:pipelines [-- --quick]
  *
  * Bounded: fixed counts, and a timer ends the whole run.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -133,9 +137,85 @@ console.log(
     .join(", ")})`,
 );
 
+// (4) performance_mode on vs off ---------------------------------------------------------------------
+
+const timedPackets = quick ? 1_000 : 3_000;
+
+async function timedRound(performanceMode: boolean) {
+  const parsed = parsePipelineConfig(
+    JSON.stringify({
+      version: 13,
+      plumr_config: {
+        pipeline: {
+          sink: { traffic_sink: { input: "[sink|in:0]-[source|out:0]", mtu: 1500 } },
+          source: {
+            uniform_traffic_source: {
+              output: "[sink|in:0]-[source|out:0]",
+              total_packets: timedPackets,
+              interval: 1000,
+              packet_size: 64,
+            },
+          },
+        },
+      },
+    }),
+  );
+  if (!parsed.compatible) throw new Error("config");
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const run = new PipelineRun({
+    graph: parsed.graph,
+    restart: { kind: "never", maxRestarts: 0 },
+    instructionsTimeoutMs: 30_000,
+    performanceMode,
+  });
+  await run.done;
+  const wallMs = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
+  const source = run.stats.source;
+  const sink = run.stats.sink;
+  if (run.state !== "succeeded" || sink?.packets_received !== timedPackets || source === undefined)
+    throw new Error(`timed run ${run.state} (${run.exitReason})`);
+  return {
+    pacing: String(source.pacing),
+    errorP50: Number(source.pacing_error_p50_ms),
+    errorP99: Number(source.pacing_error_p99_ms),
+    latencyP50: Number(sink.latency_p50_ms),
+    latencyP99: Number(sink.latency_p99_ms),
+    // CPU of this whole process (the run's worker thread included) per wall second.
+    cpuShare: (cpu.user + cpu.system) / 1000 / wallMs,
+  };
+}
+
+const timed = {
+  on: [] as Awaited<ReturnType<typeof timedRound>>[],
+  off: [] as Awaited<ReturnType<typeof timedRound>>[],
+};
+// Three rounds at least: one round can land on a burst of other work on the machine.
+for (let i = 0; i < Math.max(3, rounds); i++) {
+  timed.on.push(await timedRound(true));
+  timed.off.push(await timedRound(false));
+}
+const us = (ms: number) => `${Math.round(ms * 1000).toLocaleString("en-US")} µs`;
+console.log(
+  `(4) performance_mode, a source timed at 1 packet/ms (${fmt(timedPackets)} packets) → sink, ${timed.on.length} rounds each, alternating (medians)`,
+);
+for (const [mode, results] of [
+  ["on ", timed.on],
+  ["off", timed.off],
+] as const) {
+  const m = (pick: (r: (typeof results)[number]) => number) => median(results.map(pick));
+  console.log(
+    `    ${mode} (${results[0]?.pacing} pacing): sent vs due p50 ${us(m((r) => r.errorP50))}, p99 ${us(m((r) => r.errorP99))}; ` +
+      `sink latency p50 ${us(m((r) => r.latencyP50))}, p99 ${us(m((r) => r.latencyP99))}; CPU ${(m((r) => r.cpuShare) * 100).toFixed(0)}% of a core`,
+  );
+}
+
 // (2) log lines to an openLogStream client ---------------------------------------------------------
 
 const dir = mkdtempSync(join(tmpdir(), "corral-bench-pipelines-"));
+// Process blocks run as an unprivileged user (`nobody` when the bench runs as root): it must read these.
+chmodSync(dir, 0o755);
 const file = join(dir, "lines.txt");
 const burstFile = join(dir, "burst.txt");
 const lineText = (i: number) => `line-${String(i).padStart(7, "0")} the quick brown fox jumps over it`;
@@ -153,7 +233,8 @@ async function catRate(path: string, expected: number): Promise<number> {
   return (lines / (performance.now() - started)) * 1000;
 }
 
-const controller = await startTestController();
+// Figures (2) and (3) run `/bin/sh -c "… cat …"` as process blocks: the node must allow it.
+const controller = await startTestController({ pipelines: { processAllow: ["/bin/sh"] } });
 const nodeId = controller.controller.context.facts.controllerNodeId;
 const client = plaintextClient(PipelinesService, controller.bridgePort);
 let created = 0;

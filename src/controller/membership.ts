@@ -53,6 +53,14 @@ export class Membership implements AsyncDisposable {
   #heard = new Map<string, number>();
   /** The latest remote time applied per node, so a batch seen twice counts once. */
   readonly #remote = new Map<string, number>();
+  /**
+   * When each agent was last really heard from (a heartbeat here, or one another controller heard).
+   * Unlike the tracker's time, which starts at "now" for every stored node so that a restart gives
+   * them a full grace period, this one is never invented: a node not heard since this controller
+   * started keeps its stored last-seen time, older than the controller's start, and `corral status`
+   * and the demo tell it from a node that is up.
+   */
+  readonly #heardAt = new Map<string, number>();
 
   constructor(options: MembershipOptions) {
     this.#o = options;
@@ -64,7 +72,7 @@ export class Membership implements AsyncDisposable {
         ? options.clock.now()
         : this.#controllers.has(id)
           ? undefined
-          : this.#tracker.lastSeen(id),
+          : this.#heardAt.get(id),
     );
   }
 
@@ -96,7 +104,9 @@ export class Membership implements AsyncDisposable {
       this.#tracker.track(nodeId, node.status);
     }
     const transition = this.#tracker.heartbeat(nodeId);
-    this.#heard.set(nodeId, this.#o.clock.now());
+    const now = this.#o.clock.now();
+    this.#heard.set(nodeId, now);
+    this.#heardAt.set(nodeId, now);
     if (transition !== undefined)
       await this.#apply(this.#o.registry, transition.nodeId, transition.to, transition.from);
     return this.nextInterval();
@@ -118,6 +128,7 @@ export class Membership implements AsyncDisposable {
     if (!this.#isAgent(nodeId) || this.#tracker.status(nodeId) === undefined) return;
     if (at <= (this.#remote.get(nodeId) ?? 0)) return;
     this.#remote.set(nodeId, at);
+    if (at > (this.#heardAt.get(nodeId) ?? 0)) this.#heardAt.set(nodeId, at);
     if (at <= (this.#tracker.lastSeen(nodeId) ?? 0)) return;
     const transition = this.#tracker.heartbeat(nodeId);
     if (transition !== undefined && this.#o.isLeader?.() !== false)
@@ -137,8 +148,9 @@ export class Membership implements AsyncDisposable {
     return this.#o.sweepRegistry ?? this.#o.registry;
   }
 
+  /** When the node was last really heard from (see `#heardAt`); undefined when not since this start. */
   lastSeen(nodeId: string): number | undefined {
-    return this.#tracker.lastSeen(nodeId);
+    return this.#heardAt.get(nodeId);
   }
 
   async #sweep(): Promise<void> {
@@ -202,14 +214,18 @@ export class Membership implements AsyncDisposable {
       const node = event.node;
       if (node?.role === "controller" && event.type !== "node.deleted") this.#controllers.add(node.id);
       if (node === undefined || !this.#isAgent(node.id)) continue;
-      if (event.type === "node.deleted") this.#tracker.forget(node.id);
-      else if (
+      if (event.type === "node.deleted") {
+        this.#tracker.forget(node.id);
+        this.#heardAt.delete(node.id);
+      } else if (
         node.status === "ready" &&
         this.#tracker.status(node.id) !== undefined &&
         this.#tracker.status(node.id) !== "ready"
-      )
+      ) {
         // Another controller heard it come back just now: as good as a heartbeat here.
         this.#tracker.heartbeat(node.id);
+        this.#heardAt.set(node.id, this.#o.clock.now());
+      }
       // Statuses written by any controller (e.g. the leader's sweep) are taken in.
       else this.#tracker.track(node.id, node.status);
     }

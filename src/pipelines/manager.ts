@@ -5,6 +5,7 @@ import type { ProcessRecorder } from "../agent/process-ledger.ts";
 import { type RunAs, resolveRunAs } from "../agent/run-as.ts";
 import { CorralError } from "../core/errors.ts";
 import { type PipelineGraph, parsePipelineConfig } from "./config.ts";
+import { chooseCpu } from "./cpu-choice.ts";
 import { checkProcessBlocks, type ProcessPolicy } from "./process-policy.ts";
 import { PipelineRun, type RestartPolicy } from "./run.ts";
 
@@ -264,6 +265,7 @@ export class PipelineManager {
       checkProcessBlocks(parsed.graph, this.#options.processPolicy);
     // Resolved before anything starts: a node without its run-as user refuses the start, changing nothing.
     const runAs = this.#options.runAs ?? resolveRunAs();
+    const pin = this.#cpuFor(record);
     const run = new PipelineRun({
       runAs,
       ...(this.#options.recorder === undefined ? {} : { recorder: this.#options.recorder }),
@@ -271,7 +273,8 @@ export class PipelineManager {
       restart: record.restartPolicy,
       instructionsTimeoutMs: (record.instructionsTimeout || defaultInstructionsTimeout) * 1000,
       ...(this.#options.backoffMs === undefined ? {} : { backoffMs: this.#options.backoffMs }),
-      ...(record.cpuPin === undefined ? {} : { cpuPin: record.cpuPin }),
+      ...pin,
+      performanceMode: record.performanceMode,
       ...(this.#options.stopGraceMs === undefined ? {} : { stopGraceMs: this.#options.stopGraceMs }),
       resolveTargets: (signal) => this.#resolveTargets(parsed.graph, signal),
       onChange: (changed) => this.#runChanged(record.id, changed),
@@ -290,6 +293,23 @@ export class PipelineManager {
       }
     }
     return run;
+  }
+
+  /** The pipeline's cpu_pin, or (unset: NanoPing's "chosen automatically") the least loaded CPU. */
+  #cpuFor(record: PipelineRecord): { cpuPin?: number; cpuPinReason?: string } {
+    if (record.cpuPin !== undefined) return { cpuPin: record.cpuPin };
+    const pinned = new Map<number, number>();
+    for (const run of this.#current.values()) {
+      const cpu = run.pinnedCpu;
+      if (run.live && cpu !== undefined) pinned.set(cpu, (pinned.get(cpu) ?? 0) + 1);
+    }
+    try {
+      const choice = chooseCpu(pinned);
+      return { cpuPin: choice.cpu, cpuPinReason: choice.reason };
+    } catch {
+      // No /proc (not Linux): the run goes unpinned, as it would anywhere the OS cannot pin.
+      return {};
+    }
   }
 
   /** Each udp_sender's address; a target not listening yet is asked again until `signal` aborts. */

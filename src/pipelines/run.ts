@@ -23,6 +23,13 @@ export interface RunOptions {
   readonly onChange?: (run: PipelineRun) => void;
   /** Pin the run (its worker's process and every process block) to this CPU where the OS allows. */
   readonly cpuPin?: number;
+  /** Why `cpuPin` (when the node chose it), shown first in the pin report's detail. */
+  readonly cpuPinReason?: string;
+  /**
+   * NanoPing's performance_mode (default true): busy-wait pacing of sources and a raised priority
+   * for the worker and its process blocks; off, timer pacing and a lowered priority.
+   */
+  readonly performanceMode?: boolean;
   /**
    * Addresses for the run's udp_sender blocks, asked again before every attempt (the receiving run
    * may have restarted on another port). A rejection fails the attempt.
@@ -94,6 +101,11 @@ export class PipelineRun {
     this.#spawn();
   }
 
+  /** The CPU this run is pinned to (asked or chosen), for choosing the next run's. */
+  get pinnedCpu(): number | undefined {
+    return this.#options.cpuPin;
+  }
+
   get live(): boolean {
     return this.state === "starting" || this.state === "running" || this.state === "restarting";
   }
@@ -158,6 +170,8 @@ export class PipelineRun {
         udpTargets,
         runAs,
         ...(this.#options.cpuPin === undefined ? {} : { cpuPin: this.#options.cpuPin }),
+        ...(this.#options.cpuPinReason === undefined ? {} : { cpuPinReason: this.#options.cpuPinReason }),
+        performanceMode: this.#options.performanceMode ?? true,
       },
       stdout: false,
       stderr: false,

@@ -14,9 +14,11 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { readFileSync, readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { readProcStat } from "../agent/process-ledger.ts";
 import { launchSpec, type RunAs } from "../agent/run-as.ts";
+import { defaults } from "../defaults.ts";
 import { Channel } from "./channel.ts";
 import type { BlockInstance, PipelineGraph } from "./config.ts";
 import { endMarkerCount, isEndMarker, udpEndMarker } from "./udp-marker.ts";
@@ -27,11 +29,16 @@ const port = parentPort;
 const data = workerData as {
   graph: PipelineGraph;
   cpuPin?: number;
+  /** Why this CPU, when the node chose it (the pipeline gave none). */
+  cpuPinReason?: string;
+  /** NanoPing's performance_mode: see `prioritise` and `runSource`. */
+  performanceMode?: boolean;
   udpTargets?: Record<string, { host: string; port: number }>;
   /** Who process blocks run as (never root unless the node's config says so): see run-as.ts. */
   runAs: RunAs;
 };
 const graph = data.graph;
+const performanceMode = data.performanceMode ?? true;
 
 /**
  * Log lines go to the parent in batches, at most `maxUnacked` batches in flight: while the parent is
@@ -77,6 +84,10 @@ interface Counters {
   lastAt: number;
   exitCode?: number | null;
   pid?: number;
+  /** A source's pacing error per packet (ms, |sent − due|), a bounded sample. */
+  pacing?: number[];
+  /** A process block's nice value as started (inherited from this thread). */
+  nice?: number;
   dropped?: number;
   peerSent?: number;
 }
@@ -122,21 +133,45 @@ const sinkMtu = (link: string): number => {
   return 1472;
 };
 
+/**
+ * Performance mode's pacing: sleep on a timer until `busyWaitMs` before `due`, then spin on the clock,
+ * yielding to the event loop (setImmediate) between looks so other blocks, stop and acks still run.
+ * A packet goes out within microseconds of its due time instead of a timer tick late or early, at the
+ * cost of one busy CPU while a source is timed (the reason runs are pinned and spread).
+ */
+async function busyWaitUntil(due: number): Promise<void> {
+  const ahead = due - performance.now();
+  if (ahead > defaults.pipelines.busyWaitMs) await sleep(ahead - defaults.pipelines.busyWaitMs);
+  while (performance.now() < due && !stopping) await yieldLoop();
+}
+
 /** Packets: u32 sequence, f64 send time (ms, performance clock + origin), padding. */
 async function runSource(block: BlockInstance, c: Counters): Promise<void> {
   if (block.settings.type !== "uniform_traffic_source") return;
   const { output, totalPackets, intervalUs } = block.settings;
   const size = Math.min(block.settings.packetSize || 64, sinkMtu(output));
   const channel = channelOf(output);
+  const pacing: number[] = [];
+  c.pacing = pacing;
   const start = performance.now();
   for (let seq = 0; seq < totalPackets && !stopping; seq++) {
     const due = start + (seq * intervalUs) / 1000;
-    const ahead = due - performance.now();
-    if (ahead > 1) await sleep(ahead);
-    else if (seq % 256 === 255) await yieldLoop();
+    if (performanceMode) await busyWaitUntil(due);
+    else {
+      // Timer pacing: sleep while more than a timer tick ahead; setTimeout's granularity is ~1 ms.
+      const ahead = due - performance.now();
+      if (ahead > 1) await sleep(ahead);
+      else if (seq % 256 === 255) await yieldLoop();
+    }
     const packet = Buffer.alloc(size);
+    const sentAt = performance.now();
+    if (intervalUs > 0) {
+      const error = Math.abs(sentAt - due);
+      if (pacing.length < 4096) pacing.push(error);
+      else pacing[seq % 4096] = error;
+    }
     packet.writeUInt32BE(seq >>> 0, 0);
-    packet.writeDoubleBE(performance.timeOrigin + performance.now(), 4);
+    packet.writeDoubleBE(performance.timeOrigin + sentAt, 4);
     await channel.push(packet);
     c.packetsSent++;
     c.bytes += size;
@@ -265,6 +300,8 @@ function runProcess(block: BlockInstance, c: Counters): Promise<number | null> {
     children.add(child);
     if (child.pid !== undefined) {
       c.pid = child.pid;
+      const nice = niceOf(child.pid);
+      if (nice !== undefined) c.nice = nice;
       // The parent kills the group too if this thread cannot (terminated, stuck).
       // Read now, while the child is at worst an unreaped zombie: the parent records the group with it.
       const startTime = readProcStat(child.pid)?.startTime;
@@ -351,6 +388,51 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
+/** A source's pacing, as telemetry: how it paces, and how far from due its packets went out. */
+function pacingStats(errors: readonly number[]): Record<string, number | string> {
+  const sorted = [...errors].sort((a, b) => a - b);
+  return {
+    pacing: performanceMode ? "busy-wait" : "timer",
+    pacing_error_p50_ms: percentile(sorted, 50),
+    pacing_error_p99_ms: percentile(sorted, 99),
+  };
+}
+
+/** Field 19 of /proc/<pid>/stat; undefined when it cannot be read (gone, not Linux). */
+function niceOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const nice = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+    return Number.isInteger(nice) ? nice : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * performance_mode's priority: this worker thread (and so every process block it starts: fork copies
+ * the calling thread's nice value, as it does its CPU mask) at `performanceNice` when on, where the
+ * node may raise priority; at `backgroundNice` when off. Refused raises leave the agent's priority
+ * and say so in the run's log.
+ */
+function prioritise(): void {
+  const wanted = performanceMode ? defaults.pipelines.performanceNice : defaults.pipelines.backgroundNice;
+  const mode = `performance_mode ${performanceMode ? "on" : "off"}`;
+  const pacing = performanceMode ? "busy-wait pacing" : "timer pacing";
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    // Linux's setpriority(PRIO_PROCESS, tid) sets one thread's nice value.
+    setPriority(tid, wanted);
+    log("info", `${mode}: ${pacing}, worker thread ${tid} at nice ${wanted}`);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    log(
+      "warn",
+      `${mode}: ${pacing}; nice ${wanted} not applied (${code}): the run keeps the agent's priority`,
+    );
+  }
+}
+
 function report(): void {
   const blocks: Record<string, Record<string, number | string>> = {};
   for (const [name, c] of counters) {
@@ -367,6 +449,8 @@ function report(): void {
       latency_p99_ms: percentile(sorted, 99),
       throughput_pps: (c.type === "traffic_sink" ? c.packetsReceived : c.packetsSent) / seconds,
       ...(c.pid === undefined ? {} : { pid: c.pid }),
+      ...(c.nice === undefined ? {} : { nice: c.nice }),
+      ...(c.pacing === undefined ? {} : pacingStats(c.pacing)),
       ...(c.dropped === undefined ? {} : { dropped: c.dropped }),
       ...(c.peerSent === undefined ? {} : { peer_sent: c.peerSent }),
     };
@@ -393,6 +477,7 @@ function pin(cpu: number): void {
       )?.[1];
       applied = allowed === String(cpu);
       detail = `taskset -p -c ${cpu} ${tid} (worker thread; process blocks inherit it): Cpus_allowed_list ${allowed ?? "?"}`;
+      if (data.cpuPinReason !== undefined) detail = `${data.cpuPinReason}; ${detail}`;
     }
   } catch (error) {
     detail = `not applied: ${(error as Error).message.split("\n")[0]}`;
@@ -417,6 +502,7 @@ function onlineCpus(): Set<number> | undefined {
 
 async function main(): Promise<void> {
   if (data.cpuPin !== undefined) pin(data.cpuPin);
+  prioritise();
   const tasks: Promise<unknown>[] = [];
   const processes: Promise<number | null>[] = [];
   for (const block of graph.blocks) {

@@ -164,4 +164,39 @@ describe("corral pipelines", () => {
     assert.equal((await corral(["pipelines", "rm", pipeline.id])).code, 0);
     assert.doesNotMatch((await corral(["pipelines", "ls"])).stdout, /cli-guide/);
   });
+
+  it("sets performance_mode and cpu_pin; a run without a pin shows the CPU the node chose", {
+    timeout: 60_000,
+  }, async () => {
+    const created = await corral(
+      ["pipelines", "create", "--name", "cli-gentle", "--performance-mode", "off"],
+      guideConfig,
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /performance mode:\s+false/);
+    const started = await corral(["pipelines", "start", "cli-gentle"]);
+    assert.equal(started.code, 0, started.stderr);
+    let shown = "";
+    for (let i = 0; i < 100 && !/cpu pin:\s+\d+ \(applied: chosen automatically/.test(shown); i++) {
+      shown = (await corral(["pipelines", "show", "cli-gentle"])).stdout;
+      if (!/cpu pin:\s+\d/.test(shown)) await sleep(100);
+    }
+    assert.match(shown, /cpu pin:\s+\d+ \(applied: chosen automatically/);
+
+    const updated = await corral([
+      "pipelines",
+      "update",
+      "cli-gentle",
+      "--performance-mode",
+      "on",
+      "--cpu-pin",
+      "0",
+    ]);
+    assert.equal(updated.code, 0, updated.stderr);
+    assert.match(updated.stdout, /performance mode:\s+true/);
+    const bad = await corral(["pipelines", "update", "cli-gentle", "--performance-mode", "fast"]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--performance-mode: "fast" is not on or off/);
+    assert.equal((await corral(["pipelines", "rm", "cli-gentle"])).code, 0);
+  });
 });

@@ -7,8 +7,30 @@ import { createLogger } from "../../observability/logger.ts";
 import { DemoAgents } from "../demo-agents.ts";
 import { closeOnSignals } from "../shutdown.ts";
 
-const clusterAddress = "127.0.0.1:7443";
-const firstAgentListenPort = 7444;
+const clusterPort = 7443;
+
+/**
+ * The demo's addresses: the documented ones, or with `--port-base P` (two demos side by side, tests)
+ * cluster P, bridge P+1, web P+2, agent listeners from P+10 and local APIs from P+30.
+ */
+function demoAddresses(portBase: number | undefined) {
+  const at = (port: number) => `127.0.0.1:${port}`;
+  if (portBase === undefined)
+    return {
+      cluster: at(clusterPort),
+      bridge: defaults.controller.bridgeAddress,
+      web: defaults.controller.webAddress,
+      firstListenPort: clusterPort + 1,
+      firstLocalPort: defaults.demo.agentLocalApiFirstPort,
+    };
+  return {
+    cluster: at(portBase),
+    bridge: at(portBase + 1),
+    web: at(portBase + 2),
+    firstListenPort: portBase + 10,
+    firstLocalPort: portBase + 30,
+  };
+}
 
 /**
  * `npm start`: a whole cluster on this machine — a controller and three agents that join by token —
@@ -25,7 +47,11 @@ export function registerDemoCommand(program: Command): void {
     .option("--data-dir <dir>", "where the demo keeps its state", defaults.demo.dataDir)
     .option("--agents <n>", "how many agents to start", String(defaults.demo.agents))
     .option("--log-level <level>", "trace, debug, info, warn, error", "warn")
-    .action(async (options: { dataDir: string; agents: string; logLevel: string }) => {
+    .option(
+      "--port-base <port>",
+      "move every address off the documented ones: cluster at this port, bridge +1, web +2, agents +10 and +30",
+    )
+    .action(async (options: { dataDir: string; agents: string; logLevel: string; portBase?: string }) => {
       const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
       const logRing = new AgentLogRing();
       const logger = createLogger({ level: options.logLevel, name: "demo", tee: logRing.ingest });
@@ -33,13 +59,18 @@ export function registerDemoCommand(program: Command): void {
       if (!Number.isInteger(agentCount) || agentCount < 0 || agentCount > 20) {
         throw new Error(`--agents must be a whole number from 0 to 20, not "${options.agents}"`);
       }
+      const portBase = options.portBase === undefined ? undefined : Number(options.portBase);
+      if (portBase !== undefined && !(Number.isInteger(portBase) && portBase >= 1024 && portBase <= 65_000)) {
+        throw new Error(`--port-base must be a port from 1024 to 65000, not "${options.portBase}"`);
+      }
+      const addresses = demoAddresses(portBase);
       const dataDir = resolve(options.dataDir);
       const config = resolveControllerConfig(
         {
           node: { name: defaults.controller.nodeName },
-          http: { address: clusterAddress },
-          grpcBridge: { address: defaults.controller.bridgeAddress },
-          web: { address: defaults.controller.webAddress },
+          http: { address: addresses.cluster },
+          grpcBridge: { address: addresses.bridge },
+          web: { address: addresses.web },
           hubServer: {
             authenticationByRequest: { timeout: defaults.controller.authenticationByRequestTimeout },
           },
@@ -54,8 +85,8 @@ export function registerDemoCommand(program: Command): void {
       const agents = new DemoAgents(logger);
       const specs = DemoAgents.specs(
         agentCount,
-        defaults.demo.agentLocalApiFirstPort,
-        firstAgentListenPort,
+        addresses.firstLocalPort,
+        addresses.firstListenPort,
         dataDir,
       );
       const { token } = await controller.context.tokens.create({
@@ -67,14 +98,19 @@ export function registerDemoCommand(program: Command): void {
         caFingerprint: controller.ca.fingerprint,
       });
       for (const spec of specs) agents.start(spec, controller.addresses.cluster, token);
+      // Ready means heard from by this controller: on a second start the store still says "ready"
+      // for every agent, before any of them runs again.
       const ready = await waitForReady(
         controller.context.registry,
         specs.map((s) => s.name),
+        controller.context.facts.startedAt,
         60_000,
       );
 
       const bridge = controller.addresses.bridge.replace("127.0.0.1", "localhost");
       const next = specs.length + 1;
+      // The CLI's default server is the documented bridge; elsewhere it must be named.
+      const cli = portBase === undefined ? "" : ` --server ${controller.addresses.bridge}`;
       process.stdout.write(
         `\ncorral demo cluster is up (data in ${dataDir})\n\n` +
           `  controller "${config.nodeName}"\n` +
@@ -89,16 +125,16 @@ export function registerDemoCommand(program: Command): void {
             )
             .join("") +
           "\nTry:\n" +
-          "  npx corral status\n" +
-          "  npx corral nodes ls\n" +
+          `  npx corral${cli} status\n` +
+          `  npx corral${cli} nodes ls\n` +
           `  grpcurl -plaintext ${bridge} list\n` +
           `  grpcurl -plaintext -d '{"node_id": "agent-1"}' ${bridge} distributed_llm.NodeService/GetNodeInfo\n` +
           `  curl ${controller.webUrl}/metrics\n\n` +
           "Add a node by request and accept it:\n" +
-          `  npx corral up --name agent-${next} --grpc 127.0.0.1:${defaults.demo.agentLocalApiFirstPort + next - 1} ` +
-          `--listen 127.0.0.1:${firstAgentListenPort + next - 1} --data-dir ${join(options.dataDir, `agent-${next}`)} --join ${clusterAddress}\n` +
-          "  npx corral requests ls\n" +
-          `  npx corral requests accept agent-${next}\n\n` +
+          `  npx corral up --name agent-${next} --grpc 127.0.0.1:${addresses.firstLocalPort + next - 1} ` +
+          `--listen 127.0.0.1:${addresses.firstListenPort + next - 1} --data-dir ${join(options.dataDir, `agent-${next}`)} --join ${addresses.cluster}\n` +
+          `  npx corral${cli} requests ls\n` +
+          `  npx corral${cli} requests accept agent-${next}\n\n` +
           "Ctrl-C stops the cluster (twice: at once).\n",
       );
       await closeOnSignals(async () => {
@@ -108,16 +144,20 @@ export function registerDemoCommand(program: Command): void {
     });
 }
 
+/** Waits (bounded) until each named node is ready and has been heard from since `startedAt`. */
 async function waitForReady(
-  registry: { list(): Promise<{ nodes: { name: string; status: string }[] }> },
+  registry: { list(): Promise<{ nodes: { name: string; status: string; lastSeenAt: number }[] }> },
   names: readonly string[],
+  startedAt: number,
   timeoutMs: number,
 ): Promise<Set<string>> {
   const deadline = Date.now() + timeoutMs;
   const ready = new Set<string>();
   while (Date.now() < deadline && ready.size < names.length) {
     const { nodes } = await registry.list();
-    for (const node of nodes) if (names.includes(node.name) && node.status === "ready") ready.add(node.name);
+    for (const node of nodes)
+      if (names.includes(node.name) && node.status === "ready" && node.lastSeenAt >= startedAt)
+        ready.add(node.name);
     if (ready.size < names.length) await sleep(200);
   }
   return ready;

@@ -36,6 +36,8 @@ interface SettingsOptions extends NodeOption {
   auto?: boolean;
   manual?: boolean;
   forceRestart?: boolean;
+  performanceMode?: string;
+  cpuPin?: string;
 }
 
 type Pipelines = Client<typeof PipelinesService>;
@@ -81,6 +83,21 @@ export function parseRestart(text: string): MessageInitShape<typeof RestartPolic
   if (match[1] === "never") return { restartPolicy: { case: "never", value: {} } };
   if (match[1] === "always") return { restartPolicy: { case: "always", value: { maxRestarts: max } } };
   return { restartPolicy: { case: "onFailure", value: { maxRestarts: max } } };
+}
+
+/** `on` or `off` (NanoPing's performance_mode). */
+function parsePerformanceMode(text: string): boolean {
+  if (text === "on") return true;
+  if (text === "off") return false;
+  throw CorralError.invalidArgument("--performance-mode", `"${text}" is not on or off`);
+}
+
+/** A CPU number, or `auto` (unset: the node chooses one per run). */
+function parseCpuPin(text: string): { case: "cpuPin"; value: number } | { case: undefined } {
+  if (text === "auto") return { case: undefined };
+  if (!/^\d{1,4}$/.test(text))
+    throw CorralError.invalidArgument("--cpu-pin", `"${text}" is not a CPU number or auto`);
+  return { case: "cpuPin", value: Number(text) };
 }
 
 function restartText(policy: RestartPolicy | undefined): string {
@@ -292,7 +309,9 @@ export function registerPipelinesCommand(program: Command): void {
       .option("--name <name>", "the pipeline's name")
       .option("--restart <policy>", "never, always:N or on-failure:N")
       .option("--auto", "start on create and whenever the node starts")
-      .option("--manual", "start only when asked (the default)");
+      .option("--manual", "start only when asked (the default)")
+      .option("--performance-mode <on|off>", "on (the default): busy-wait pacing, raised priority")
+      .option("--cpu-pin <cpu|auto>", "pin runs to this CPU; auto (the default): the node chooses");
 
   settingsOptions(pipelines.command("create").description("create a pipeline")).action(
     async (options: SettingsOptions, command: Command) => {
@@ -308,6 +327,15 @@ export function registerPipelinesCommand(program: Command): void {
           startupPolicy: {
             startupPolicy: options.auto ? { case: "auto", value: {} } : { case: "manual", value: {} },
           },
+          ...(options.performanceMode === undefined
+            ? {}
+            : {
+                optionalPerformanceMode: {
+                  case: "performanceMode",
+                  value: parsePerformanceMode(options.performanceMode),
+                },
+              }),
+          ...(options.cpuPin === undefined ? {} : { optionalCpuPin: parseCpuPin(options.cpuPin) }),
         }),
       );
       if (pipeline === undefined) throw new CorralError("INTERNAL", "create answered no pipeline");
@@ -341,8 +369,14 @@ export function registerPipelinesCommand(program: Command): void {
         },
         defaultLoggingLevel: current.defaultLoggingLevel,
         instructionsTimeout: current.instructionsTimeout,
-        optionalCpuPin: current.optionalCpuPin,
-        optionalPerformanceMode: { case: "performanceMode", value: current.performanceMode },
+        optionalCpuPin: options.cpuPin === undefined ? current.optionalCpuPin : parseCpuPin(options.cpuPin),
+        optionalPerformanceMode: {
+          case: "performanceMode",
+          value:
+            options.performanceMode === undefined
+              ? current.performanceMode
+              : parsePerformanceMode(options.performanceMode),
+        },
         optionalNodeReferenceId: current.optionalNodeReferenceId,
         forceRestart: options.forceRestart === true,
       }),

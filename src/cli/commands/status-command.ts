@@ -1,7 +1,8 @@
 import { toJson } from "@bufbuild/protobuf";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
 import { ClusterService, GetClusterStatusResponseSchema } from "../../gen/corral/v1/cluster_pb.ts";
+import { NodeRole, NodeStatus, NodesService } from "../../gen/corral/v1/nodes_pb.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson } from "../output.ts";
 import { certificateWarningLines } from "./certs-command.ts";
@@ -9,6 +10,24 @@ import { certificateWarningLines } from "./certs-command.ts";
 function formatBytes(bytes: number): string {
   if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KiB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/**
+ * Ready nodes this controller has not heard from since it started: after a restart the store still
+ * says "ready" for them until they heartbeat or their grace period runs out. Other controllers' nodes
+ * count as heard (their liveness is their lease, not a heartbeat).
+ */
+function notHeardSince(
+  nodes: readonly { role: NodeRole; lastSeenAt?: Timestamp | undefined }[],
+  startedAt: Timestamp | undefined,
+): number {
+  if (startedAt === undefined) return 0;
+  const since = timestampMs(startedAt);
+  return nodes.filter(
+    (node) =>
+      node.role !== NodeRole.CONTROLLER &&
+      (node.lastSeenAt === undefined || timestampMs(node.lastSeenAt) < since),
+  ).length;
 }
 
 export function registerStatusCommand(program: Command): void {
@@ -24,6 +43,10 @@ export function registerStatusCommand(program: Command): void {
         return;
       }
       const n = status.nodes;
+      const { nodes: readyNodes } = await connection.call(
+        connection.client(NodesService).listNodes({ filter: { statuses: [NodeStatus.READY] } }),
+      );
+      const waiting = notHeardSince(readyNodes, status.startedAt);
       process.stdout.write(
         `cluster     ${status.clusterId}\n` +
           `controller  ${status.controllerName} (corral ${status.version})\n` +
@@ -31,7 +54,9 @@ export function registerStatusCommand(program: Command): void {
           `store       ${status.store}, revision ${status.revision}\n` +
           `leader      ${status.isLeader ? "this controller" : status.leader || "none elected"}` +
           `${status.isLeader && status.leader !== "" ? ` (${status.leader})` : ""}\n` +
-          `nodes       ${n?.total ?? 0} total: ${n?.ready ?? 0} ready, ${n?.pending ?? 0} pending, ` +
+          `nodes       ${n?.total ?? 0} total: ${Math.max(0, (n?.ready ?? 0) - waiting)} ready, ` +
+          `${waiting === 0 ? "" : `${waiting} not heard from since this controller started, `}` +
+          `${n?.pending ?? 0} pending, ` +
           `${n?.suspect ?? 0} suspect, ${n?.down ?? 0} down, ${n?.left ?? 0} left\n`,
       );
       const health = status.storeHealth;

@@ -140,7 +140,7 @@ export type PipelineRun = Message<"corral.v1.PipelineRun"> & {
   finishedAt?: Timestamp | undefined;
 
   /**
-   * Unset when the pipeline has no cpu_pin.
+   * The pipeline's cpu_pin, or (unset there) the CPU the node chose, with what was done.
    *
    * @generated from field: corral.v1.CpuPinStatus cpu_pin = 9;
    */
