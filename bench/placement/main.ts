@@ -28,7 +28,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { ManualClock } from "../../src/core/clock.ts";
+import { ManualClock } from "../../src/base/clock.ts";
 import { ModelRegistry } from "../../src/core/model-registry.ts";
 import { NodeRegistry } from "../../src/core/node-registry.ts";
 import {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PeerCertificate } from "node:tls";
-import { CorralError } from "../core/errors.ts";
+import { Backoff } from "../base/backoff.ts";
+import { CorralError } from "../base/errors.ts";
 import type { NodeRecord } from "../core/node.ts";
 import { AgentService, type WatchAccessResponse } from "../gen/corral/v1/agent_pb.ts";
 import { NodeRole } from "../gen/corral/v1/nodes_pb.ts";
@@ -9,7 +10,6 @@ import { fromConnectError } from "../rpc/connect-errors.ts";
 import { normalizeSerial } from "../security/certificate-inventory.ts";
 import type { Principal } from "../security/principal.ts";
 import { type PrincipalLookups, resolveCertificatePrincipal } from "../security/principal-resolver.ts";
-import { Backoff } from "./backoff.ts";
 import type { ControllerLink } from "./controller-link.ts";
 
 type Member = Pick<NodeRecord, "id" | "role" | "status">;

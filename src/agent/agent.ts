@@ -2,9 +2,9 @@ import { networkInterfaces } from "node:os";
 import { resolve } from "node:path";
 import type { PeerCertificate } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
-import { parseDuration } from "../core/duration.ts";
-import { CorralError } from "../core/errors.ts";
+import { formatHostPort, isLoopbackHost, parseHostPort } from "../base/address.ts";
+import { parseDuration } from "../base/duration.ts";
+import { CorralError } from "../base/errors.ts";
 import type { NodeService } from "../core/node.ts";
 import { parseToken } from "../core/tokens.ts";
 import { defaults } from "../defaults.ts";
@@ -28,6 +28,8 @@ import {
 } from "../gen/node_pb.ts";
 import { NodeAgent } from "../gen/picontroller_pb.ts";
 import { PipelinesService } from "../gen/pipelines_pb.ts";
+import { ProcessLedger } from "../host/process-ledger.ts";
+import { resolveRunAs } from "../host/run-as.ts";
 import type { Logger } from "../observability/logger.ts";
 import { PipelineManager } from "../pipelines/manager.ts";
 import { processPolicy } from "../pipelines/process-policy.ts";
@@ -53,9 +55,7 @@ import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
 import { createNodeAgent } from "./node-agent/node-agent.ts";
 import { routeByNodeId, routingPipelinesService } from "./pipelines/agent-pipelines.ts";
 import { controllerUdpResolver } from "./pipelines/udp-target-resolver.ts";
-import { ProcessLedger } from "./process-ledger.ts";
 import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
-import { resolveRunAs } from "./run-as.ts";
 import { readLoad, readSystemResources } from "./system-resources.ts";
 
 export interface AgentOptions {

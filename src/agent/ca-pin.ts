@@ -1,7 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import { connect, type DetailedPeerCertificate } from "node:tls";
-import type { HostPort } from "../core/address.ts";
-import { CorralError } from "../core/errors.ts";
+import type { HostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 import { certificateFingerprint } from "../security/pem.ts";
 
 export interface PinnedCa {

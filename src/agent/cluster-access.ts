@@ -1,5 +1,5 @@
 import type { PeerCertificate } from "node:tls";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { CallInterceptor } from "../rpc/grpc-adapter.ts";
 import { principalKey, principalRecheckKey } from "../rpc/principal-context.ts";
 import { normalizeSerial } from "../security/certificate-inventory.ts";

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { asObject } from "../core/json-fields.ts";
 import type { MetadataValue } from "../core/node.ts";
 import { metadataValueFromJson, metadataValueToJson } from "../core/node-codec.ts";

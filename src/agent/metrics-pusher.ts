@@ -4,7 +4,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
-import { parseDuration } from "../core/duration.ts";
+import { parseDuration } from "../base/duration.ts";
 import type { MetricsPoint } from "../core/metrics-history.ts";
 import { defaults } from "../defaults.ts";
 import type { MetricsService } from "../gen/corral/v1/metrics_pb.ts";

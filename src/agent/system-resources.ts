@@ -1,7 +1,8 @@
 import { stat } from "node:fs/promises";
 import os from "node:os";
 import si from "systeminformation";
-import type { Disk, Gpu, Resources } from "../core/node.ts";
+import type { Disk, Resources } from "../core/node.ts";
+import { maxLayersFor } from "../core/node-capacity.ts";
 import { discoverGpus, type GpuDiscoveryOptions } from "./gpu-discovery.ts";
 
 export interface SystemResourcesOptions {
@@ -11,20 +12,6 @@ export interface SystemResourcesOptions {
   diskTimeoutMs?: number;
   /** Told about anything that could not be read (the figure is then left empty, never invented). */
   onWarning?: (message: string) => void;
-}
-
-/** Model layers a node can hold: one per this many MiB of GPU memory (or of system memory, without GPUs). */
-export const mbPerLayer = 512;
-export const maxLayersCap = 256;
-
-/**
- * The rule for `maxLayers`: the memory that holds model layers — all GPU memory together when the node has
- * GPUs, system memory otherwise — divided by 512 MiB, clamped to [1, 256].
- */
-export function maxLayersFor(memoryMb: number, gpus: readonly Gpu[]): number {
-  const gpuMb = gpus.reduce((sum, gpu) => sum + gpu.memoryMb, 0);
-  const layerMb = gpus.length > 0 ? gpuMb : memoryMb;
-  return Math.min(maxLayersCap, Math.max(1, Math.floor(layerMb / mbPerLayer)));
 }
 
 /** What this machine has: CPU cores, memory, GPUs, disks, and the model layers it can hold (none used yet). */

@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 /** Exit codes scripts can rely on. */
 export const exitCode = {

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { type Connection, openConnection } from "./client.ts";
+import { type Connection, openConnection } from "../client/connection.ts";
 import { type OutputFormat, parseOutputFormat } from "./output.ts";
 
 /** The options every command inherits from `corral` itself. */

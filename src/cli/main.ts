@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from "commander";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { corralVersion } from "../version.ts";
 import { registerCertsCommand } from "./commands/certs-command.ts";
 import { registerClusterCommand } from "./commands/cluster-command.ts";

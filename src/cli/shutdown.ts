@@ -1,4 +1,4 @@
-import { parseDuration } from "../core/duration.ts";
+import { parseDuration } from "../base/duration.ts";
 import { defaults } from "../defaults.ts";
 import type { Logger } from "../observability/logger.ts";
 

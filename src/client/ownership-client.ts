@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { isLoopbackHost, parseHostPort } from "../core/address.ts";
+import { isLoopbackHost, parseHostPort } from "../base/address.ts";
 import { type Candidate, candidates, type HashMember, rendezvous } from "../core/ownership-hash.ts";
 import { ControlPlane } from "../gen/control_plane_pb.ts";
 import {

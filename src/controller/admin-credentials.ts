@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseDuration } from "../core/duration.ts";
+import { parseDuration } from "../base/duration.ts";
 import { defaults } from "../defaults.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
 import { readIfExists, writeSecretFile } from "../security/pem.ts";

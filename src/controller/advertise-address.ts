@@ -1,6 +1,6 @@
 import { networkInterfaces } from "node:os";
-import type { HostPort } from "../core/address.ts";
-import { CorralError } from "../core/errors.ts";
+import type { HostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 
 type Interfaces = ReturnType<typeof networkInterfaces>;
 

@@ -1,8 +1,8 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { formatHostPort } from "../core/address.ts";
-import { CorralError } from "../core/errors.ts";
+import { formatHostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 import type { NodeRecord } from "../core/node.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { CertificateAuthority, IssuedCertificate } from "../security/certificate-authority.ts";

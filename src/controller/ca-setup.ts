@@ -1,8 +1,8 @@
 import { X509Certificate } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Clock } from "../core/clock.ts";
-import { parseDuration } from "../core/duration.ts";
+import type { Clock } from "../base/clock.ts";
+import { parseDuration } from "../base/duration.ts";
 import { defaults } from "../defaults.ts";
 import type { Logger } from "../observability/logger.ts";
 import { readSealingKey } from "../security/ca-key-file.ts";

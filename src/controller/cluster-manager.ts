@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Clock } from "../core/clock.ts";
+import type { Clock } from "../base/clock.ts";
+import { CorralError } from "../base/errors.ts";
 import type {
   ClusterChange,
   ClusterEngine,
@@ -29,7 +30,6 @@ import {
   tokenFromOutput,
   withJob,
 } from "../core/cluster-record.ts";
-import { CorralError } from "../core/errors.ts";
 import type { NodeHealthBook } from "../core/node-health.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { JobView, PlanCatalog, ProvisioningEngine } from "../core/provisioning-engine.ts";

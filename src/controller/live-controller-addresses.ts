@@ -1,4 +1,4 @@
-import type { Clock } from "../core/clock.ts";
+import type { Clock } from "../base/clock.ts";
 import type { ControllerView } from "../faces/face-context.ts";
 
 /**

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Clock } from "../core/clock.ts";
-import { CorralError } from "../core/errors.ts";
+import type { Clock } from "../base/clock.ts";
+import { CorralError } from "../base/errors.ts";
 import type { EventFeed } from "../core/event-feed.ts";
 import { LivenessTracker } from "../core/liveness.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";

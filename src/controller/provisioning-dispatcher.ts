@@ -1,6 +1,6 @@
-import type { Clock } from "../core/clock.ts";
-import { parseDuration } from "../core/duration.ts";
-import { CorralError } from "../core/errors.ts";
+import type { Clock } from "../base/clock.ts";
+import { parseDuration } from "../base/duration.ts";
+import { CorralError } from "../base/errors.ts";
 import type { NodeRecord } from "../core/node.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { JobView, PlanCatalog, ProvisioningEngine, RunPlanInput } from "../core/provisioning-engine.ts";

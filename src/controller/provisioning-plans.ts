@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { PlanCatalog } from "../core/provisioning-engine.ts";
 import {
   compareVersions,

@@ -1,11 +1,11 @@
-import type { ProcessRecorder } from "../agent/process-ledger.ts";
 import { runSteps, type StepEvent } from "../agent/provisioning/step-runner.ts";
 import { eventFromWire, stepToWire } from "../agent/provisioning/step-wire.ts";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { NodeRecord } from "../core/node.ts";
 import type { StepSpec } from "../core/provisioning-step.ts";
 import type { AgentReach } from "../faces/face-context.ts";
 import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
+import type { ProcessRecorder } from "../host/process-ledger.ts";
 import { fromConnectError } from "../rpc/connect-errors.ts";
 
 /** Runs a node's steps and reports what happens: on its agent, or here for the controller's own node. */

@@ -1,5 +1,5 @@
 import { hostname, networkInterfaces } from "node:os";
-import type { HostPort } from "../core/address.ts";
+import type { HostPort } from "../base/address.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { CertificateAuthority, IssuedCertificate } from "../security/certificate-authority.ts";
 import { RotatingCertificates } from "../security/tls-credentials.ts";

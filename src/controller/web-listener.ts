@@ -13,8 +13,8 @@ import {
 import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { formatHostPort, isLoopbackHost, parseHostPort } from "../core/address.ts";
-import { CorralError } from "../core/errors.ts";
+import { formatHostPort, isLoopbackHost, parseHostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import type { ControllerMetrics } from "../observability/metrics.ts";
 import { defaultWebRoot, serveStatic } from "./web-static.ts";

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
+import type { Clock } from "../base/clock.ts";
 import type { Store } from "../store/store.ts";
-import type { Clock } from "./clock.ts";
 
 export interface AuditEntry {
   at: number;

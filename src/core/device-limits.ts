@@ -1,4 +1,4 @@
-import { CorralError, ErrorCode } from "./errors.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
 
 /** The limits every hardware request is checked against, real or simulated alike. */
 export const hardwareLimits = {

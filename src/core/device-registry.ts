@@ -1,5 +1,6 @@
+import type { Clock } from "../base/clock.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
 import type { Store } from "../store/store.ts";
-import type { Clock } from "./clock.ts";
 import {
   buildDeviceRecord,
   type DeviceInput,
@@ -10,7 +11,6 @@ import {
   deviceNotFound,
   encodeDevice,
 } from "./device.ts";
-import { CorralError, ErrorCode } from "./errors.ts";
 
 /** Named devices, kept in the store (SQLite or etcd alike): one key per device, names unique. */
 export class DeviceRegistry {

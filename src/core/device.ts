@@ -1,3 +1,4 @@
+import { CorralError, ErrorCode } from "../base/errors.ts";
 import {
   checkBus,
   checkI2cAddress,
@@ -6,7 +7,6 @@ import {
   checkIntIn,
   hardwareLimits,
 } from "./device-limits.ts";
-import { CorralError, ErrorCode } from "./errors.ts";
 
 export const deviceKinds = ["digital", "analog", "pwm", "spi", "i2c"] as const;
 export type DeviceKind = (typeof deviceKinds)[number];

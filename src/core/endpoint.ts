@@ -1,5 +1,5 @@
-import { formatHostPort } from "./address.ts";
-import { CorralError } from "./errors.ts";
+import { formatHostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 import { nodeLimits } from "./node-limits.ts";
 
 const hostName = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;

@@ -1,3 +1,4 @@
+import { CorralError } from "../base/errors.ts";
 import type { Store } from "../store/store.ts";
 import {
   type ClusterEvent,
@@ -6,7 +7,6 @@ import {
   decodeClusterEvent,
   type EventDecoder,
 } from "./cluster-event.ts";
-import { CorralError } from "./errors.ts";
 
 export interface FeedWatchOptions {
   /** First revision to deliver; absent means live only (from the current revision + 1). */

@@ -1,7 +1,7 @@
+import type { Clock } from "../base/clock.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import type { Store } from "../store/store.ts";
-import type { Clock } from "./clock.ts";
-import { CorralError } from "./errors.ts";
 import {
   decodeJoinRequest,
   encodeJoinRequest,

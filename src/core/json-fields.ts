@@ -1,4 +1,4 @@
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 /** Readers for decoding JSON the core wrote: each names the field path it rejects. */
 

@@ -1,7 +1,7 @@
+import type { Clock } from "../base/clock.ts";
+import { parseDuration } from "../base/duration.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
-import type { Clock } from "./clock.ts";
-import { parseDuration } from "./duration.ts";
-import { CorralError } from "./errors.ts";
 import type { NodeStatus } from "./node.ts";
 
 /**

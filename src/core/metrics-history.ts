@@ -1,4 +1,4 @@
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 /** A GPU's figures in one sample. */
 export interface GpuPoint {

@@ -1,7 +1,8 @@
+import type { Clock } from "../base/clock.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
+import { shownValue } from "../base/safe-text.ts";
 import type { Store } from "../store/store.ts";
 import type { Compare, KeyValue, Op } from "../store/types.ts";
-import type { Clock } from "./clock.ts";
-import { CorralError, ErrorCode } from "./errors.ts";
 import {
   type AddModelInput,
   buildModelRecord,
@@ -28,7 +29,6 @@ import {
   type PlacementNodeState,
   placeLayers,
 } from "./placement.ts";
-import { shownValue } from "./safe-text.ts";
 
 export interface ModelRegistryOptions {
   /** Compare-and-swap attempts before a write gives up with ABORTED; default 16. */

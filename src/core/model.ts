@@ -1,4 +1,4 @@
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { asArray, asBoolean, asNumber, asObject, asOneOf, asString } from "./json-fields.ts";
 import type { LayerRange } from "./placement.ts";
 

@@ -1,4 +1,4 @@
-import { CorralError, ErrorCode } from "./errors.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
 import {
   asArray,
   asBoolean,

@@ -1,7 +1,7 @@
+import type { Clock } from "../base/clock.ts";
+import { CorralError } from "../base/errors.ts";
 import type { Store } from "../store/store.ts";
 import type { StoreEvent } from "../store/types.ts";
-import type { Clock } from "./clock.ts";
-import { CorralError } from "./errors.ts";
 
 export const healthStatuses = ["OK", "DEGRADED", "UNHEALTHY"] as const;
 export type HealthStatusName = (typeof healthStatuses)[number];

@@ -1,7 +1,8 @@
+import type { Clock } from "../base/clock.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
+import { shownValue } from "../base/safe-text.ts";
 import type { Store } from "../store/store.ts";
 import type { Compare, KeyValue, Op } from "../store/types.ts";
-import type { Clock } from "./clock.ts";
-import { CorralError, ErrorCode } from "./errors.ts";
 import { asObject, asOneOf } from "./json-fields.ts";
 import { type NodeRecord, type NodeStatus, nodeStatuses } from "./node.ts";
 import { decodeStoredNode, encodeNode } from "./node-codec.ts";
@@ -9,7 +10,6 @@ import { matchesNodeFilter, type NodeFilter, validateNodeFilter } from "./node-f
 import { nodeKey, nodeKeyPrefix, nodeNameKey } from "./node-keys.ts";
 import { applyNodePatch, buildNodeRecord, type NodePatch, type RegisterNodeInput } from "./node-record.ts";
 import { isPlausibleIdOrName } from "./node-validation.ts";
-import { shownValue } from "./safe-text.ts";
 
 export type { NodePatch, RegisterNodeInput } from "./node-record.ts";
 

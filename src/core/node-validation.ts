@@ -1,4 +1,4 @@
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { asArray, asNumber, asObject, asOneOf, asString } from "./json-fields.ts";
 import {
   type Disk,

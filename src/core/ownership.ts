@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { formatHostPort } from "../base/address.ts";
+import type { Clock } from "../base/clock.ts";
+import { parseDuration } from "../base/duration.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import type { Store } from "../store/store.ts";
 import type { Compare, Op } from "../store/types.ts";
-import { formatHostPort } from "./address.ts";
-import type { Clock } from "./clock.ts";
 import { decodeClusterEvent, type NodeEvent } from "./cluster-event.ts";
-import { parseDuration } from "./duration.ts";
-import { CorralError, ErrorCode } from "./errors.ts";
 import type { EventFeed } from "./event-feed.ts";
 import type { NodeRecord } from "./node.ts";
 import type { NodeRegistry } from "./node-registry.ts";

@@ -1,4 +1,4 @@
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { asArray, asObject, asOneOf, asString } from "./json-fields.ts";
 import { type StepKind, type StepStatus, stepKinds, stepStatuses } from "./provisioning-step.ts";
 

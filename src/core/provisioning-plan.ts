@@ -1,9 +1,9 @@
 import { posix } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
+import { parseDuration } from "../base/duration.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
-import { parseDuration } from "./duration.ts";
-import { CorralError } from "./errors.ts";
 import {
   checkOwner,
   checkTcpTarget,

@@ -1,5 +1,5 @@
 import { isAbsolute, posix } from "node:path";
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 /**
  * A provisioning step with every parameter filled in: what the controller sends an agent and the agent

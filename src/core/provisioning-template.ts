@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import { CorralError } from "./errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { checkStep, isWithinRoots, type StepLimits, type StepSpec } from "./provisioning-step.ts";
 
 /**

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { Clock } from "../base/clock.ts";
+import { CorralError } from "../base/errors.ts";
 import type { Store } from "../store/store.ts";
-import type { Clock } from "./clock.ts";
-import { CorralError } from "./errors.ts";
 
 export const tokenRoles = ["node", "viewer", "operator", "admin"] as const;
 export type TokenRole = (typeof tokenRoles)[number];

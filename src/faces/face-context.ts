@@ -1,7 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client, ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../base/clock.ts";
 import type { AuditLog } from "../core/audit-log.ts";
-import type { Clock } from "../core/clock.ts";
 import type { ClusterEngine } from "../core/cluster-engine.ts";
 import type { EventFeed } from "../core/event-feed.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";

@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { MetadataValue } from "../core/node.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 /** The newest NanoPing config format version corral understands (the guide's config is 13). */
 export const supportedConfigVersion = 13;

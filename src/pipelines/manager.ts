@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { ProcessRecorder } from "../agent/process-ledger.ts";
-import { type RunAs, resolveRunAs } from "../agent/run-as.ts";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
+import type { ProcessRecorder } from "../host/process-ledger.ts";
+import { type RunAs, resolveRunAs } from "../host/run-as.ts";
 import { type PipelineGraph, parsePipelineConfig } from "./config.ts";
 import { chooseCpu } from "./cpu-choice.ts";
 import { checkProcessBlocks, type ProcessPolicy } from "./process-policy.ts";

@@ -1,6 +1,6 @@
 import { isAbsolute, normalize } from "node:path";
-import { printable } from "../agent/node-agent/exec/allow-list.ts";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
+import { printable } from "../security/exec-allow-list.ts";
 import type { PipelineGraph } from "./config.ts";
 
 /**

@@ -16,7 +16,7 @@ export interface ServerSurfaceCall {
   once(event: "cancelled", listener: () => void): unknown;
 }
 
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 /**
  * A Connect HandlerContext for a call that arrived through grpc-js, so one ServiceImpl serves both

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CorralError, type ErrorCode } from "../core/errors.ts";
+import { CorralError, type ErrorCode } from "../base/errors.ts";
 import { detailsFromMetadata } from "./status.ts";
 
 /**

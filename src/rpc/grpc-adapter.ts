@@ -23,7 +23,7 @@ import {
   type UntypedHandleCall,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { GrpcHandlerContext } from "./call-context.ts";
 import { checkRequest, type GuardOptions, MalformedRequest } from "./request-guard.ts";
 import { toGrpcStatus } from "./status.ts";

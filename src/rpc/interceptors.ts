@@ -1,4 +1,4 @@
-import { CorralError, grpcStatusOf } from "../core/errors.ts";
+import { CorralError, grpcStatusOf } from "../base/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { ControllerMetrics } from "../observability/metrics.ts";
 import type { CallInterceptor } from "./grpc-adapter.ts";

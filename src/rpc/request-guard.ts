@@ -1,6 +1,6 @@
 import type { DescField, DescMessage } from "@bufbuild/protobuf";
-import { CorralError } from "../core/errors.ts";
-import { shownValue } from "../core/safe-text.ts";
+import { CorralError } from "../base/errors.ts";
+import { shownValue } from "../base/safe-text.ts";
 import { defaults } from "../defaults.ts";
 
 /**

@@ -1,8 +1,8 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { type ChannelOptions, Server, type ServerCredentials } from "@grpc/grpc-js";
-import { parseDuration } from "../core/duration.ts";
-import { CorralError } from "../core/errors.ts";
+import { parseDuration } from "../base/duration.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type CallInterceptor, type MountedService, mountService } from "./grpc-adapter.ts";

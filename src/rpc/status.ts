@@ -1,7 +1,7 @@
 import { type Code, ConnectError } from "@connectrpc/connect";
 import { type status as GrpcStatus, Metadata, type StatusObject } from "@grpc/grpc-js";
-import { CorralError, type ErrorCode, grpcStatusOf } from "../core/errors.ts";
-import { shownMessage, shownValue } from "../core/safe-text.ts";
+import { CorralError, type ErrorCode, grpcStatusOf } from "../base/errors.ts";
+import { shownMessage, shownValue } from "../base/safe-text.ts";
 
 const codeOfGrpcStatus = new Map<number, ErrorCode>(
   Object.entries(grpcStatusOf).map(([code, status]) => [status, code as ErrorCode]),

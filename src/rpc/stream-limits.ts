@@ -1,5 +1,5 @@
 import type { HandlerContext } from "@connectrpc/connect";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import { describePrincipal, type Principal } from "../security/principal.ts";
 import type { CallInterceptor } from "./grpc-adapter.ts";

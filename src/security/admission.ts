@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { JoinRequestRecord } from "../core/join-request.ts";
 import type { JoinRequestBook } from "../core/join-requests.ts";
 import {

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { writeSecretFile } from "./pem.ts";
 
 /**

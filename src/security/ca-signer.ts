@@ -1,5 +1,5 @@
 import { webcrypto } from "node:crypto";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { certificateFingerprint, pemDecode, privateKeyToPem } from "./pem.ts";
 import {
   type CryptoKey,

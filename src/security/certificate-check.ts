@@ -1,5 +1,5 @@
 import { X509Certificate } from "node:crypto";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import type { CertificateAuthority } from "./certificate-authority.ts";
 import { type CertificateRecord, type Revocation, recordOf } from "./certificate-inventory.ts";

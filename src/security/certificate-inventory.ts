@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { Store } from "../store/store.ts";
 import type { Op } from "../store/types.ts";
 import { certificateFingerprint } from "./pem.ts";

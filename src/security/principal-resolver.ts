@@ -1,5 +1,5 @@
 import type { PeerCertificate } from "node:tls";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import type { NodeRecord } from "../core/node.ts";
 import type { NodeRegistry } from "../core/node-registry.ts";
 import type { TokenRegistry } from "../core/tokens.ts";

@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 
 export const roles = ["viewer", "operator", "admin", "node"] as const;
 export type Role = (typeof roles)[number];

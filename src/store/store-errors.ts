@@ -1,4 +1,4 @@
-import { CorralError, ErrorCode } from "../core/errors.ts";
+import { CorralError, ErrorCode } from "../base/errors.ts";
 
 /** Errors with the same code, message and details from every Store implementation. */
 export const storeErrors = {

@@ -1,4 +1,4 @@
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { storeLimits } from "./limits.ts";
 import type { Txn } from "./types.ts";
 

@@ -1,4 +1,4 @@
-import type { CorralError } from "../core/errors.ts";
+import type { CorralError } from "../base/errors.ts";
 import { storeErrors } from "./store-errors.ts";
 import type { StoreEvent } from "./types.ts";
 

@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Box, render, Text, useInput } from "ink";
 import { createElement as h, useEffect, useState } from "react";
-import { type Connection, fromConnectError } from "../cli/client.ts";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
+import { type Connection, fromConnectError } from "../client/connection.ts";
 import { ClusterService } from "../gen/corral/v1/cluster_pb.ts";
 import { JoinService } from "../gen/corral/v1/join_pb.ts";
 import { ModelsService } from "../gen/corral/v1/models_pb.ts";

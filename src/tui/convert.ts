@@ -1,5 +1,5 @@
 import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
-import { metadataText } from "../cli/format.ts";
+import { metadataText } from "../client/format.ts";
 import { JoinRequestState, type PendingJoin } from "../gen/corral/v1/join_pb.ts";
 import { type Model, type ModelEventType, PlacementState } from "../gen/corral/v1/models_pb.ts";
 import { type Node, NodeEventType, NodeRole, NodeStatus } from "../gen/corral/v1/nodes_pb.ts";

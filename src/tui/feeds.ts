@@ -1,6 +1,6 @@
 import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Backoff } from "../agent/backoff.ts";
+import { Backoff } from "../base/backoff.ts";
 import type { ClusterService } from "../gen/corral/v1/cluster_pb.ts";
 import type { JoinService } from "../gen/corral/v1/join_pb.ts";
 import type { ModelsService } from "../gen/corral/v1/models_pb.ts";

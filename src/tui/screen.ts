@@ -1,4 +1,4 @@
-import { formatSpan, shortFingerprint } from "../cli/format.ts";
+import { formatSpan, shortFingerprint } from "../client/format.ts";
 import { keyHelp } from "./keys.ts";
 import {
   type Level,

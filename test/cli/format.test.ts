@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { formatSpan, metadataText, shortFingerprint } from "../../src/cli/format.ts";
 import { renderFields } from "../../src/cli/output.ts";
+import { formatSpan, metadataText, shortFingerprint } from "../../src/client/format.ts";
 import { MetadataValueSchema } from "../../src/gen/corral/v1/nodes_pb.ts";
 
 describe("CLI formatting", () => {

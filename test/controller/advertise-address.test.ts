@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import type { networkInterfaces } from "node:os";
 import { describe, it } from "node:test";
+import { CorralError } from "../../src/base/errors.ts";
 import { chooseAdvertiseAddress } from "../../src/controller/advertise-address.ts";
-import { CorralError } from "../../src/core/errors.ts";
 
 type Interfaces = ReturnType<typeof networkInterfaces>;
 const nic = (address: string, internal = false) =>

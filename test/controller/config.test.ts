@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { CorralError } from "../../src/base/errors.ts";
 import { resolveControllerConfig } from "../../src/controller/config.ts";
-import { CorralError } from "../../src/core/errors.ts";
 
 const rejectsWith = (raw: unknown, pattern: RegExp, overrides = {}) =>
   assert.throws(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { ManualClock } from "../../src/core/clock.ts";
-import { CorralError, type ErrorCode } from "../../src/core/errors.ts";
+import { ManualClock } from "../../src/base/clock.ts";
+import { CorralError, type ErrorCode } from "../../src/base/errors.ts";
 import { NodeRegistry, type NodeRegistryOptions } from "../../src/core/node-registry.ts";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 

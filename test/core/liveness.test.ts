@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ManualClock } from "../../src/core/clock.ts";
-import { CorralError } from "../../src/core/errors.ts";
+import { ManualClock } from "../../src/base/clock.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { type LivenessOptions, LivenessTracker } from "../../src/core/liveness.ts";
 
 const SECOND = 1_000;

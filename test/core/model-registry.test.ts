@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { ErrorCode } from "../../src/base/errors.ts";
 import { PlacementReconciler } from "../../src/controller/placement-reconciler.ts";
-import { ErrorCode } from "../../src/core/errors.ts";
 import { EventFeed } from "../../src/core/event-feed.ts";
 import { ModelRegistry } from "../../src/core/model-registry.ts";
 import type { NodeRecord } from "../../src/core/node.ts";

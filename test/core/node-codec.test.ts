@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ErrorCode } from "../../src/core/errors.ts";
+import { ErrorCode } from "../../src/base/errors.ts";
 import type { NodeRecord } from "../../src/core/node.ts";
 import { decodeStoredNode, encodeNode, nodeFromJson, nodeToJson } from "../../src/core/node-codec.ts";
 import { rejectsWith } from "./core-fixture.ts";

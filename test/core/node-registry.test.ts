@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ErrorCode } from "../../src/core/errors.ts";
+import { ErrorCode } from "../../src/base/errors.ts";
 import type { RegisterNodeInput } from "../../src/core/node-registry.ts";
 import { makeCore, rejectsWith } from "./core-fixture.ts";
 

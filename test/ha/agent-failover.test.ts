@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { openConnection } from "../../src/cli/client.ts";
+import { openConnection } from "../../src/client/connection.ts";
 import { ClusterService } from "../../src/gen/corral/v1/cluster_pb.ts";
 import { NodeStatus, NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
 import { eventually, nodeToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";
+import { CorralError } from "../../src/base/errors.ts";
 import { EtcdLeaderElection } from "../../src/controller/leader-election.ts";
-import { CorralError } from "../../src/core/errors.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { EtcdStore, type Fence } from "../../src/store/etcd/etcd-store.ts";
 import { eventually } from "../helpers/agent.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { EtcdStore } from "../../src/store/etcd/etcd-store.ts";
 import { ReadCache } from "../../src/store/etcd/read-cache.ts";

@@ -10,7 +10,7 @@ import { I2cDevBus } from "../../src/agent/hardware/i2c-dev.ts";
 import { PwmController, SysfsPwm } from "../../src/agent/hardware/pwm.ts";
 import { SimulatedSpi, type SpiDeviceModule, SpidevSpi } from "../../src/agent/hardware/spi-backend.ts";
 import { SimulatedGpio } from "../../src/agent/node-agent/gpio/simulated-gpio.ts";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { eventually } from "../helpers/agent.ts";
 
 async function rejectsWith(action: () => Promise<unknown>, code: string, message?: RegExp): Promise<void> {

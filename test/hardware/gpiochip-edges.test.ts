@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import type { PinChange } from "../../src/agent/node-agent/gpio/gpio-backend.ts";
 import { GpiochipGpio } from "../../src/agent/node-agent/gpio/gpiochip-gpio.ts";
 import { gpiodArgv, lineFlags, parseGpiomonLine } from "../../src/agent/node-agent/gpio/gpiod-tools.ts";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { type FakeGpiodTools, writeFakeGpiodTools } from "../agent/node-agent/fake-gpiod-tools.ts";
 import { eventually } from "../helpers/agent.ts";
 

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { AgentLogRing } from "../../src/agent/node-agent/logs/ring-log-source.ts";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { localLoggingService } from "../../src/faces/nanoping/logging-service.ts";
 import { Level, type Message, OpenLogStreamRequestSchema } from "../../src/gen/logging_pb.ts";
 import { PipelineManager } from "../../src/pipelines/manager.ts";

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type FileDescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { ServerReflection } from "../../src/gen/grpc/reflection/v1/reflection_pb.ts";
 import { NodeService } from "../../src/gen/node_pb.ts";
 import {

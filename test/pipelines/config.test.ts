@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { parsePipelineConfig } from "../../src/pipelines/config.ts";
 import { guideConfig } from "./fixtures.ts";
 

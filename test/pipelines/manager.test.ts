@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import { type PipelineEvent, PipelineManager, type PipelineSettings } from "../../src/pipelines/manager.ts";
 import { guideConfig, processConfig } from "./fixtures.ts";
 

@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ProcessLedger, readProcStat } from "../../src/agent/process-ledger.ts";
+import { ProcessLedger, readProcStat } from "../../src/host/process-ledger.ts";
 import { eventually } from "../helpers/agent.ts";
 import { CorralProcesses, corralBin } from "../helpers/corral-processes.ts";
 

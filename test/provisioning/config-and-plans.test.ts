@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { CorralError } from "../../src/base/errors.ts";
 import { resolveControllerConfig } from "../../src/controller/config.ts";
 import { PlanLibrary, shippedPlansDir } from "../../src/controller/provisioning-plans.ts";
-import { CorralError } from "../../src/core/errors.ts";
 
 describe("the controller YAML's provisioning block", () => {
   it("defaults to <data dir>/plans and 4 nodes at once", () => {

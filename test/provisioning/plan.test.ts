@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { CorralError } from "../../src/base/errors.ts";
 import { PlanLibrary, shippedPlansDir } from "../../src/controller/provisioning-plans.ts";
-import { CorralError } from "../../src/core/errors.ts";
 import {
   compareVersions,
   type Plan,

@@ -10,8 +10,8 @@ import {
   type StepEvent,
   type StepRunnerOptions,
 } from "../../src/agent/provisioning/step-runner.ts";
-import { agentIdentity } from "../../src/agent/run-as.ts";
 import type { StepSpec } from "../../src/core/provisioning-step.ts";
+import { agentIdentity } from "../../src/host/run-as.ts";
 
 const node = process.execPath;
 /**

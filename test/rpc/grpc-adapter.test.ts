@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import {
   Health,
   HealthCheckResponse_ServingStatus as Serving,

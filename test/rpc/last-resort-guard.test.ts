@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Client, credentials, Metadata, ServerCredentials, type ServiceError } from "@grpc/grpc-js";
 import { pino } from "pino";
-import { CorralError } from "../../src/core/errors.ts";
+import { CorralError } from "../../src/base/errors.ts";
 import {
   Health,
   HealthCheckResponse_ServingStatus as Serving,

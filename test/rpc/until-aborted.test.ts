@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
 import { describe, it } from "node:test";
-import { untilAborted } from "../../src/rpc/until-aborted.ts";
+import { untilAborted } from "../../src/base/until-aborted.ts";
 
 /** A source that yields what is pushed and otherwise waits, as a client stream does. */
 function pushable<T>() {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import BetterSqlite3 from "better-sqlite3";
-import { CorralError, ErrorCode } from "../../src/core/errors.ts";
+import { CorralError, ErrorCode } from "../../src/base/errors.ts";
 import { type Migration, migrate, migrations } from "../../src/store/sqlite/migrations.ts";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 

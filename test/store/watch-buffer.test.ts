@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CorralError, ErrorCode } from "../../src/core/errors.ts";
+import { CorralError, ErrorCode } from "../../src/base/errors.ts";
 import type { StoreEvent } from "../../src/store/types.ts";
 import { WatchBuffer } from "../../src/store/watch-buffer.ts";
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Backoff } from "../../src/agent/backoff.ts";
+import { Backoff } from "../../src/base/backoff.ts";
 import type { NewJoinRequest } from "../../src/core/join-requests.ts";
 import { JoinRequestState, PendingJoinSchema } from "../../src/gen/corral/v1/join_pb.ts";
 import { NodeEventType, NodeRole, NodeSchema, NodeStatus } from "../../src/gen/corral/v1/nodes_pb.ts";

@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { defaults } from "../../defaults.ts";
 import type { GpioBackend } from "../node-agent/gpio/gpio-backend.ts";
 import type { GpioSelection } from "../node-agent/gpio/select-backend.ts";

@@ -1,3 +1,4 @@
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import {
   busBusy,
   checkBus,
@@ -6,7 +7,6 @@ import {
   checkI2cLength,
   checkI2cRegister,
 } from "../../core/device-limits.ts";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
 import { LineLocks } from "../node-agent/gpio/gpio-backend.ts";
 
 export type I2cBackendKind = "i2c-dev" | "simulated";

@@ -1,6 +1,6 @@
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { bytesValue } from "../../core/device.ts";
 import { checkSampleRate } from "../../core/device-limits.ts";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
 import { SimulatedAnalog } from "./analog.ts";
 import type { Hardware } from "./hardware.ts";
 

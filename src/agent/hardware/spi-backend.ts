@@ -1,5 +1,5 @@
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { busBusy, checkSpi, deviceFailure, hardwareLimits } from "../../core/device-limits.ts";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
 import { LineLocks } from "../node-agent/gpio/gpio-backend.ts";
 import { checkKnownBus } from "./i2c-backend.ts";
 

@@ -1,6 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
 import type { ControllerLink } from "../controller-link.ts";
 

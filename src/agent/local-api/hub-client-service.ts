@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord, NodeService } from "../../core/node.ts";
 import { emptyResources } from "../../core/node.ts";
 import { validateMetadata, validateNodeName } from "../../core/node-validation.ts";

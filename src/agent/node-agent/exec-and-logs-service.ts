@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { defaults } from "../../defaults.ts";
 import type { LogEntrySchema, LogFilter, NodeAgent } from "../../gen/picontroller_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import {
   DiskUsageSchema,
   GPIOAction,

@@ -3,7 +3,7 @@ import { access, readdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import si from "systeminformation";
-import { parseDuration } from "../../core/duration.ts";
+import { parseDuration } from "../../base/duration.ts";
 import type { GpuPoint } from "../../core/metrics-history.ts";
 import { defaults } from "../../defaults.ts";
 import { createGpuReader } from "../gpu-metrics.ts";

@@ -1,4 +1,4 @@
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { udpTargetResolver } from "../../faces/corral/pipeline-udp-targets.ts";
 import { NodesService } from "../../gen/corral/v1/nodes_pb.ts";
 import { PipelineRunsService } from "../../gen/corral/v1/pipelines_pb.ts";

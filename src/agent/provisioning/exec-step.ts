@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import { argvText, type ExecSpec } from "../../core/provisioning-step.ts";
-import { agentIdentity } from "../run-as.ts";
+import { agentIdentity } from "../../host/run-as.ts";
 import { describeExit, runProcess } from "./process-runner.ts";
 import type { StepContext, StepResult } from "./step-context.ts";
 

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { StringDecoder } from "node:string_decoder";
-import type { ProcessRecorder } from "../process-ledger.ts";
-import { launchSpec, type RunAs, resolveRunAs } from "../run-as.ts";
+import type { ProcessRecorder } from "../../host/process-ledger.ts";
+import { launchSpec, type RunAs, resolveRunAs } from "../../host/run-as.ts";
 
 /**
  * Runs one program for a provisioning step: argv straight to execve (never a shell), in a process

@@ -1,6 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
 import { checkStep, type StepSpec } from "../../core/provisioning-step.ts";
 import { defaults } from "../../defaults.ts";
 import type { ProvisioningAgentService } from "../../gen/corral/v1/provisioning_pb.ts";

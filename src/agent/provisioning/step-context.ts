@@ -1,5 +1,5 @@
-import type { ProcessRecorder } from "../process-ledger.ts";
-import type { RunAs } from "../run-as.ts";
+import type { ProcessRecorder } from "../../host/process-ledger.ts";
+import type { RunAs } from "../../host/run-as.ts";
 
 /** What every step executor gets, and what it answers. */
 export interface StepContext {

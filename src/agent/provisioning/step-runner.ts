@@ -1,8 +1,8 @@
-import { parseDuration } from "../../core/duration.ts";
+import { parseDuration } from "../../base/duration.ts";
 import type { StepSpec, StepStatus } from "../../core/provisioning-step.ts";
 import { defaults } from "../../defaults.ts";
-import type { ProcessRecorder } from "../process-ledger.ts";
-import type { RunAs } from "../run-as.ts";
+import type { ProcessRecorder } from "../../host/process-ledger.ts";
+import type { RunAs } from "../../host/run-as.ts";
 import { runExecStep } from "./exec-step.ts";
 import { runFileStep } from "./file-step.ts";
 import type { StepContext, StepResult } from "./step-context.ts";

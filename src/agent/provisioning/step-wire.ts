@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { StepSpec, StepStatus, SystemdAction } from "../../core/provisioning-step.ts";
 import {
   type RunStepsResponse,

@@ -2,8 +2,10 @@ import { resolve } from "node:path";
 import { toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { type Command, Option } from "commander";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
+import type { Connection } from "../../client/connection.ts";
+import { ago, enumText, isoTime, shortFingerprint, until } from "../../client/format.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type CaRotation,
@@ -24,8 +26,6 @@ import {
 import { JoinRequestState } from "../../gen/corral/v1/join_pb.ts";
 import { readSealingKey, writeSealingKey } from "../../security/ca-key-file.ts";
 import { readIfExists } from "../../security/pem.ts";
-import type { Connection } from "../client.ts";
-import { ago, enumText, isoTime, shortFingerprint, until } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { type Field, printJson, renderFields, renderTable } from "../output.ts";
 

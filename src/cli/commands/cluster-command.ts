@@ -1,7 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { type Command, Option } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import type { Connection } from "../../client/connection.ts";
+import { ago, enumText } from "../../client/format.ts";
 import {
   type Cluster,
   ClusterRole,
@@ -11,8 +13,6 @@ import {
   ListClustersResponseSchema,
   MemberState,
 } from "../../gen/corral/v1/clusters_pb.ts";
-import type { Connection } from "../client.ts";
-import { ago, enumText } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { type Field, printJson, renderFields, renderTable } from "../output.ts";
 

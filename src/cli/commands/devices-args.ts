@@ -1,4 +1,4 @@
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 
 /** An integer written in decimal or hex (0x48). */
 export function parseInteger(text: string, field: string): number {

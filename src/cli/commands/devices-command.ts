@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import { enumText, isoTime } from "../../client/format.ts";
 import {
   type Device,
   DeviceKind,
@@ -10,7 +11,6 @@ import {
   ReadingSchema,
 } from "../../gen/corral/v1/devices_pb.ts";
 import { HardwareBackendSchema, HardwareService } from "../../gen/corral/v1/hardware_pb.ts";
-import { enumText, isoTime } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderTable } from "../output.ts";
 import { bytesText, parseBytes, parseInteger, parseNumber } from "./devices-args.ts";

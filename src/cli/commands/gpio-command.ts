@@ -1,7 +1,8 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
+import { enumText } from "../../client/format.ts";
 import {
   HardwareService,
   PinDirection,
@@ -14,7 +15,6 @@ import {
   type PwmState,
   PwmStateSchema,
 } from "../../gen/corral/v1/hardware_pb.ts";
-import { enumText } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderTable } from "../output.ts";
 import { nodeOption, parseInteger, parseNumber } from "./devices-args.ts";

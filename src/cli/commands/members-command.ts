@@ -1,9 +1,9 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import { enumText } from "../../client/format.ts";
 import { type Member, MemberSchema, MembersService } from "../../gen/corral/v1/members_pb.ts";
 import { NodeStatus } from "../../gen/corral/v1/nodes_pb.ts";
-import { enumText } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderTable } from "../output.ts";
 

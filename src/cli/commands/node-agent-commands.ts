@@ -1,8 +1,8 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import type { Command } from "commander";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
 import { targetNodeHeader } from "../../faces/node-relay.ts";
 import {
   CommandResponseSchema,

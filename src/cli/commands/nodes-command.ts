@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import { ago, enumText, isoTime, metadataValueText } from "../../client/format.ts";
 import {
   type Node,
   NodeRole,
@@ -9,7 +10,6 @@ import {
   NodeStatus,
   NodesService,
 } from "../../gen/corral/v1/nodes_pb.ts";
-import { ago, enumText, isoTime, metadataValueText } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { type Field, printJson, renderFields, renderTable } from "../output.ts";
 

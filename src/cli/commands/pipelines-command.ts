@@ -2,7 +2,8 @@ import { readFile } from "node:fs/promises";
 import { type MessageInitShape, toJson } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { Command } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import type { Connection } from "../../client/connection.ts";
 import { NodeRole, NodesService } from "../../gen/corral/v1/nodes_pb.ts";
 import {
   type PipelineRun,
@@ -21,7 +22,6 @@ import {
   type RestartPolicySchema,
   TelemetrySampleSchema,
 } from "../../gen/pipelines_pb.ts";
-import type { Connection } from "../client.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderFields, renderTable } from "../output.ts";
 

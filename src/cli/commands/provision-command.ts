@@ -1,7 +1,9 @@
 import { toJson } from "@bufbuild/protobuf";
 import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Command } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import type { Connection } from "../../client/connection.ts";
+import { enumText, formatSpan } from "../../client/format.ts";
 import {
   type Job,
   type JobNode,
@@ -12,8 +14,6 @@ import {
   StepStatus,
   WatchJobResponseSchema,
 } from "../../gen/corral/v1/provisioning_pb.ts";
-import type { Connection } from "../client.ts";
-import { enumText, formatSpan } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { type Field, printJson, renderFields, renderTable } from "../output.ts";
 

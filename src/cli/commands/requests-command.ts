@@ -1,6 +1,8 @@
 import { toJson } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
+import { fromConnectError } from "../../client/connection.ts";
+import { ago, enumText, metadataText, shortFingerprint, until } from "../../client/format.ts";
 import {
   JoinRequestState,
   JoinService,
@@ -8,8 +10,6 @@ import {
   type PendingJoin,
   PendingJoinSchema,
 } from "../../gen/corral/v1/join_pb.ts";
-import { fromConnectError } from "../client.ts";
-import { ago, enumText, metadataText, shortFingerprint, until } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderTable } from "../output.ts";
 

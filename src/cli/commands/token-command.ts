@@ -1,8 +1,9 @@
 import { toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { type Command, Option } from "commander";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
+import { ago, enumText, isoTime, until } from "../../client/format.ts";
 import { tokenLimits } from "../../core/tokens.ts";
 import { defaults } from "../../defaults.ts";
 import {
@@ -13,7 +14,6 @@ import {
   TokenInfoSchema,
   TokensService,
 } from "../../gen/corral/v1/tokens_pb.ts";
-import { ago, enumText, isoTime, until } from "../format.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderTable } from "../output.ts";
 

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { Backoff } from "../../agent/backoff.ts";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { Backoff } from "../../base/backoff.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
 import { defaults } from "../../defaults.ts";
 import { createLogger } from "../../observability/logger.ts";
 import { closeOnSignals } from "../shutdown.ts";

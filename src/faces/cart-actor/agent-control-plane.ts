@@ -1,6 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client, ServiceImpl } from "@connectrpc/connect";
-import { ErrorCode } from "../../core/errors.ts";
+import { ErrorCode } from "../../base/errors.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
 import { MembersService } from "../../gen/corral/v1/members_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";

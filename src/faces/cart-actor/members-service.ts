@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { DirectoryChange } from "../../core/ownership.ts";
 import {
   KeyClaimSchema,

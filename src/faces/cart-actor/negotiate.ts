@@ -1,5 +1,5 @@
-import { parseHostPort } from "../../core/address.ts";
-import { parseDuration } from "../../core/duration.ts";
+import { parseHostPort } from "../../base/address.ts";
+import { parseDuration } from "../../base/duration.ts";
 import { emptyResources, type NodeRecord } from "../../core/node.ts";
 import type { Ownership } from "../../core/ownership.ts";
 import { defaults } from "../../defaults.ts";

@@ -1,4 +1,4 @@
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { Ownership } from "../../core/ownership.ts";
 import { createLogger, type Logger } from "../../observability/logger.ts";
 import type { FaceContext } from "../face-context.ts";

@@ -1,5 +1,5 @@
 import type { Client, HandlerContext } from "@connectrpc/connect";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import type { MembersService } from "../../gen/corral/v1/members_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
 import { principalOf } from "../../rpc/principal-context.ts";

@@ -1,14 +1,14 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
+import { untilAborted } from "../../base/until-aborted.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { defaults } from "../../defaults.ts";
 import type { WatchAccessResponseSchema } from "../../gen/corral/v1/agent_pb.ts";
 import { NodeRole } from "../../gen/corral/v1/nodes_pb.ts";
 import { mergeStreams } from "../../rpc/merge-streams.ts";
 import { recheckPrincipal } from "../../rpc/principal-context.ts";
-import { untilAborted } from "../../rpc/until-aborted.ts";
 import { revokedPrefix } from "../../security/certificate-inventory.ts";
 import type { FaceContext } from "../face-context.ts";
 

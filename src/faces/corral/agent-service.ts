@@ -1,12 +1,12 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
+import { untilAborted } from "../../base/until-aborted.ts";
 import type { NodePatch } from "../../core/node-record.ts";
 import { defaults } from "../../defaults.ts";
 import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_pb.ts";
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
-import { untilAborted } from "../../rpc/until-aborted.ts";
 import type { FaceContext } from "../face-context.ts";
 import { watchAccess } from "./access-watch.ts";
 import {

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import {
   bytesValue,
   configNumber,
@@ -9,7 +10,6 @@ import {
   spiReadBytes,
 } from "../../core/device.ts";
 import { DeviceRegistry } from "../../core/device-registry.ts";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type Device,

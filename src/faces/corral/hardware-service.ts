@@ -12,9 +12,9 @@ import {
   type PinStatus,
   resolveChip,
 } from "../../agent/node-agent/gpio/gpio-backend.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { checkIntIn } from "../../core/device-limits.ts";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
 import { defaults } from "../../defaults.ts";
 import {
   HardwareBackendSchema,

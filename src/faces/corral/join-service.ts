@@ -1,6 +1,6 @@
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { JoinService } from "../../gen/corral/v1/join_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";

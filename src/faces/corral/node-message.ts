@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { MetadataValue, NodeRecord, NodeService, NodeStatus, Resources } from "../../core/node.ts";
 import type { NodeFilter as CoreNodeFilter } from "../../core/node-filter.ts";
 import {

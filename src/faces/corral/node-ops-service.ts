@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { NodeOpsService } from "../../gen/corral/v1/node_ops_pb.ts";
 import {
   type CommandRequest,

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { matchesNodeFilter, validateNodeFilter } from "../../core/node-filter.ts";
 import { NodeEventType, type NodesService, type WatchNodesResponse } from "../../gen/corral/v1/nodes_pb.ts";

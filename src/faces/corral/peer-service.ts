@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { ControllerPeerService } from "../../gen/corral/v1/peers_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import type { FaceContext } from "../face-context.ts";

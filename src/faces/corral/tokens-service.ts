@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { TokenRecord, TokenRole } from "../../core/tokens.ts";
 import { defaults } from "../../defaults.ts";
 import { Role, type TokenInfo, TokenInfoSchema, type TokensService } from "../../gen/corral/v1/tokens_pb.ts";

@@ -1,5 +1,5 @@
+import { CorralError } from "../../base/errors.ts";
 import { clusterTotals } from "../../core/cluster-metrics.ts";
-import { CorralError } from "../../core/errors.ts";
 import type { ModelRecord } from "../../core/model.ts";
 import { describeRanges } from "../../core/model-registry.ts";
 import { defaults } from "../../defaults.ts";

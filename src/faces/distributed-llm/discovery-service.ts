@@ -1,6 +1,6 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { CorralError } from "../../base/errors.ts";
 import { clusterTotals } from "../../core/cluster-metrics.ts";
-import { CorralError } from "../../core/errors.ts";
 import type { NodeRecord, Resources } from "../../core/node.ts";
 import { validateNodeId, validateNodeName, validateResources } from "../../core/node-validation.ts";
 import { defaults } from "../../defaults.ts";

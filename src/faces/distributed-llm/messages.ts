@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
+import { CorralError } from "../../base/errors.ts";
 import type { ClusterTotals, MemoryInUse } from "../../core/cluster-metrics.ts";
-import { CorralError } from "../../core/errors.ts";
 import type { ModelRecord } from "../../core/model.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import type { NodeLoads } from "../../core/node-load.ts";

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { type MetricValue, MetricValueSchema } from "../../gen/node_pb.ts";
 import type { SystemMetrics } from "../../gen/picontroller_pb.ts";

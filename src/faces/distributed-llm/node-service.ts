@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { parseDuration } from "../../core/duration.ts";
-import { CorralError } from "../../core/errors.ts";
+import { parseDuration } from "../../base/duration.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { defaults } from "../../defaults.ts";
 import type { MetricsStreamResponse, NodeService } from "../../gen/node_pb.ts";

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
+import { CorralError } from "../../base/errors.ts";
 import { clusterTotals } from "../../core/cluster-metrics.ts";
-import { CorralError } from "../../core/errors.ts";
 import { nodeStatuses } from "../../core/node.ts";
 import { type ClusterUpdate, ClusterUpdateSchema, type TUIService } from "../../gen/node_pb.ts";
 import type { FaceContext } from "../face-context.ts";

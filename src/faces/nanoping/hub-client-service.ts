@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { ConnectionState, type HubClientService } from "../../gen/hub_client_pb.ts";
 import type { FaceContext } from "../face-context.ts";
 import { nanopingNode } from "./node-message.ts";

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { metadataEquals } from "../../core/metadata.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { matchesNodeFilter, type NodeFilter } from "../../core/node-filter.ts";

@@ -1,5 +1,5 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { LoggingService } from "../../gen/logging_pb.ts";
 import { checkAccess, methodPath } from "../../rpc/authorize.ts";
 import { principalRecheckKey, recheckPrincipal } from "../../rpc/principal-context.ts";

@@ -3,7 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { EntryLevel, LogEntry, LogSource } from "../../agent/node-agent/logs/log-source.ts";
 import { streamLogEntries } from "../../agent/node-agent/logs/log-stream.ts";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { defaults } from "../../defaults.ts";
 import {
   Level,

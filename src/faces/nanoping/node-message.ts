@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { MetadataValue, NodeRecord, NodeService } from "../../core/node.ts";
 import {
   type Node,

@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { PipelinesService } from "../../gen/pipelines_pb.ts";
 import { hasProcessBlock } from "../../pipelines/process-policy.ts";
 import { principalOf } from "../../rpc/principal-context.ts";

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { MessageSchema as LogMessageSchema } from "../../gen/logging_pb.ts";
 import { CollectionSchema, MetricSchema } from "../../gen/metrics_pb.ts";
 import {

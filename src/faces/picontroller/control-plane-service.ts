@@ -1,5 +1,5 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord } from "../../core/node.ts";
 import { decodeStoredNode } from "../../core/node-codec.ts";
 import { nodeKeyPrefix } from "../../core/node-keys.ts";

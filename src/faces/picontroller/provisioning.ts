@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import type { JobView } from "../../core/provisioning-engine.ts";
 import type { RunStatus } from "../../core/provisioning-job.ts";
 import type { ControlPlane, ProvisioningResponseSchema } from "../../gen/picontroller_pb.ts";

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import { maxLayersFor } from "../../agent/system-resources.ts";
 import type { MetadataValue, NodeRecord, Resources } from "../../core/node.ts";
+import { maxLayersFor } from "../../core/node-capacity.ts";
 import { validateShortText } from "../../core/node-validation.ts";
 import { type NodeResources, NodeResourcesSchema } from "../../gen/picontroller_pb.ts";
 

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
 import type { RpcServer } from "../rpc-server.ts";
 import { HealthRegistry, ServingStatus } from "./health-registry.ts";

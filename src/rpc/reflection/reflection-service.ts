@@ -1,6 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { grpcStatusOf } from "../../core/errors.ts";
+import { grpcStatusOf } from "../../base/errors.ts";
 import { ServerReflection as ServerReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.ts";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import type { RpcServer } from "../rpc-server.ts";

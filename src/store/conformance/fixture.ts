@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CorralError, type ErrorCode } from "../../core/errors.ts";
+import { CorralError, type ErrorCode } from "../../base/errors.ts";
 import type { Store } from "../store.ts";
 import type { StoreEvent } from "../types.ts";
 

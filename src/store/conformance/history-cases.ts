@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ErrorCode } from "../../core/errors.ts";
+import { ErrorCode } from "../../base/errors.ts";
 import { caseOptions, type MakeStore, put, rejectsWith, summary, withStore } from "./fixture.ts";
 
 export function describeHistory(make: MakeStore): void {

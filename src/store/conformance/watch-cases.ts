@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { getEventListeners } from "node:events";
 import { describe, it } from "node:test";
-import { ErrorCode } from "../../core/errors.ts";
+import { ErrorCode } from "../../base/errors.ts";
 import type { StoreEvent } from "../types.ts";
 import { caseOptions, type MakeStore, put, rejectsWith, summary, takeEvents, withStore } from "./fixture.ts";
 

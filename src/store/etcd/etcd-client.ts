@@ -1,5 +1,5 @@
 import { Etcd3, type IOptions } from "etcd3";
-import { CorralError } from "../../core/errors.ts";
+import { CorralError } from "../../base/errors.ts";
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 

@@ -6,7 +6,7 @@ import {
   GRPCUnavailableError,
   type IWatchResponse,
 } from "etcd3";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { storeLimits } from "../limits.ts";
 import type { Store } from "../store.ts";
 import { storeErrors } from "../store-errors.ts";

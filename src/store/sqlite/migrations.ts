@@ -1,5 +1,5 @@
 import type { Database } from "better-sqlite3";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 
 export interface Migration {
   /** 1, 2, 3 … in order, never reused. */

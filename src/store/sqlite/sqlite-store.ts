@@ -1,5 +1,5 @@
 import BetterSqlite3 from "better-sqlite3";
-import { CorralError, ErrorCode } from "../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { storeLimits } from "../limits.ts";
 import type { Store } from "../store.ts";
 import { storeErrors } from "../store-errors.ts";

@@ -4,18 +4,18 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
-import {
-  checkInvocation,
-  compileAllowList,
-  defaultCommands,
-  Refusal,
-} from "../../../src/agent/node-agent/exec/allow-list.ts";
 import { CommandExecutor, type ExecAuditEntry } from "../../../src/agent/node-agent/exec/command-executor.ts";
 import { execAndLogsService } from "../../../src/agent/node-agent/exec-and-logs-service.ts";
 import { LogSourceRegistry } from "../../../src/agent/node-agent/logs/log-source-registry.ts";
 import { AgentLogRing } from "../../../src/agent/node-agent/logs/ring-log-source.ts";
 import { NodeAgent } from "../../../src/gen/picontroller_pb.ts";
 import { RpcServer } from "../../../src/rpc/rpc-server.ts";
+import {
+  checkInvocation,
+  compileAllowList,
+  defaultCommands,
+  Refusal,
+} from "../../../src/security/exec-allow-list.ts";
 import { plaintextClient } from "../../helpers/clients.ts";
 
 /** Processes (not zombies) whose process group is `pgid`, read from /proc. */

@@ -6,7 +6,7 @@ import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { GpiochipGpio } from "../../../src/agent/node-agent/gpio/gpiochip-gpio.ts";
 import { createGpioBackend, listGpiochips } from "../../../src/agent/node-agent/gpio/select-backend.ts";
-import { CorralError } from "../../../src/core/errors.ts";
+import { CorralError } from "../../../src/base/errors.ts";
 import { type FakeGpiodTools, isAlive, writeFakeGpiodTools } from "./fake-gpiod-tools.ts";
 
 async function rejectsWith(

@@ -12,7 +12,7 @@ import {
   resolveChip,
 } from "../../../src/agent/node-agent/gpio/gpio-backend.ts";
 import { parseStateFile, SimulatedGpio } from "../../../src/agent/node-agent/gpio/simulated-gpio.ts";
-import { CorralError } from "../../../src/core/errors.ts";
+import { CorralError } from "../../../src/base/errors.ts";
 
 /** Asserts that `action` fails with a CorralError of `code` whose message matches `message`. */
 async function rejectsWith(

@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { parseDuration } from "../../../core/duration.ts";
-import { CorralError } from "../../../core/errors.ts";
+import { parseDuration } from "../../../base/duration.ts";
+import { CorralError } from "../../../base/errors.ts";
 import { defaults } from "../../../defaults.ts";
 import { createLogger, type Logger } from "../../../observability/logger.ts";
 import {
@@ -13,7 +13,7 @@ import {
   compileAllowList,
   defaultCommands,
   Refusal,
-} from "./allow-list.ts";
+} from "../../../security/exec-allow-list.ts";
 import { runProcess } from "./run-process.ts";
 
 /** How a run (or a refusal) ended, as the audit record says it. */

@@ -1,4 +1,4 @@
-import { CorralError, ErrorCode } from "../../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../../base/errors.ts";
 
 /** A line's logical level. */
 export type GpioLevel = 0 | 1;

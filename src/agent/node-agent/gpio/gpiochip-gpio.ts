@@ -1,8 +1,8 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseDuration } from "../../../core/duration.ts";
-import { CorralError, ErrorCode } from "../../../core/errors.ts";
+import { parseDuration } from "../../../base/duration.ts";
+import { CorralError, ErrorCode } from "../../../base/errors.ts";
 import { defaults } from "../../../defaults.ts";
 import {
   cancelled,

@@ -5,7 +5,7 @@
  * Two generations of the tools exist: v1 (Debian 12, Raspberry Pi OS bookworm: `gpioset CHIP 18=1`,
  * `--mode=time|signal`) and v2 (Debian 13 on: `gpioset -c CHIP 18=1`, holds until killed, `-t` toggles).
  */
-import { ErrorCode } from "../../../core/errors.ts";
+import { ErrorCode } from "../../../base/errors.ts";
 import type { GpioLevel, PinSettings } from "./gpio-backend.ts";
 
 export type GpiodMajor = 1 | 2;

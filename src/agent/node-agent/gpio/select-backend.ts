@@ -1,6 +1,6 @@
 import { readdir } from "node:fs/promises";
 import path from "node:path";
-import { CorralError, ErrorCode } from "../../../core/errors.ts";
+import { CorralError, ErrorCode } from "../../../base/errors.ts";
 import { defaults } from "../../../defaults.ts";
 import type { GpioBackend, GpioBackendKind } from "./gpio-backend.ts";
 import { GpiochipGpio } from "./gpiochip-gpio.ts";

@@ -1,10 +1,10 @@
 import { type FSWatcher, constants as fsConstants, statSync, watch } from "node:fs";
 import { type FileHandle, open, realpath, stat } from "node:fs/promises";
 import { basename, dirname, isAbsolute, normalize } from "node:path";
-import { parseDuration } from "../../../core/duration.ts";
-import { CorralError } from "../../../core/errors.ts";
+import { parseDuration } from "../../../base/duration.ts";
+import { CorralError } from "../../../base/errors.ts";
 import { defaults } from "../../../defaults.ts";
-import { printable } from "../exec/allow-list.ts";
+import { printable } from "../../../security/exec-allow-list.ts";
 import { LineSplitter } from "./line-splitter.ts";
 import {
   abortableWait,

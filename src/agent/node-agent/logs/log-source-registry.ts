@@ -1,4 +1,4 @@
-import { CorralError } from "../../../core/errors.ts";
+import { CorralError } from "../../../base/errors.ts";
 import { type FileLogOptions, FileLogSources } from "./file-log-source.ts";
 import { detectJournal, JournalLogSource } from "./journal-log-source.ts";
 import type { LogSource } from "./log-source.ts";

@@ -1,4 +1,4 @@
-import { CorralError } from "../../../core/errors.ts";
+import { CorralError } from "../../../base/errors.ts";
 import { compileQuery, type LogEntry, type LogQuery, type LogSource } from "./log-source.ts";
 
 /** One StreamLogs call as it runs; the queue length is what backpressure bounds. */

@@ -11,11 +11,11 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 import { compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
-import { FailoverTransport, parseAddressList } from "../agent/failover-transport.ts";
-import { formatHostPort, parseHostPort } from "../core/address.ts";
-import { CorralError } from "../core/errors.ts";
+import { formatHostPort, parseHostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import { fromConnectError as corralErrorOf } from "../rpc/connect-errors.ts";
+import { FailoverTransport, parseAddressList } from "../rpc/failover-transport.ts";
 
 export interface ClientOptions {
   /** host:port of the controller's loopback bridge. */

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
-import { CorralError } from "../core/errors.ts";
+import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 
 /**

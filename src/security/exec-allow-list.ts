@@ -1,5 +1,5 @@
 import { isAbsolute, normalize } from "node:path";
-import { defaults } from "../../../defaults.ts";
+import { defaults } from "../defaults.ts";
 
 /**
  * The allow-list of ExecuteCommand: every command the agent will run, and the exact arguments each may

@@ -1,7 +1,7 @@
 import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, type Transport } from "@connectrpc/connect";
-import { formatHostPort, type HostPort, parseHostPort } from "../core/address.ts";
-import { CorralError } from "../core/errors.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../base/address.ts";
+import { CorralError } from "../base/errors.ts";
 
 /** Request headers as Connect takes them (the DOM's HeadersInit). */
 type Header = Parameters<Transport["unary"]>[3];
