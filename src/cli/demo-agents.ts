@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { withParentDeathSignal } from "../host/run-as.ts";
 import type { Logger } from "../observability/logger.ts";
 
 const corralBin = fileURLToPath(new URL("../../bin/corral.js", import.meta.url));
@@ -55,7 +56,9 @@ export class DemoAgents implements AsyncDisposable {
       "--log-level",
       "warn",
     ];
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+    // The agents die with the demo, however it ends (kill -9 included): none is left running unseen.
+    const launch = withParentDeathSignal(process.execPath, args);
+    const child = spawn(launch.file, launch.args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n").filter(Boolean))
         this.#logger.warn({ agent: spec.name }, line);

@@ -139,6 +139,22 @@ function setpriv(): string | undefined {
   return setprivPath ?? undefined;
 }
 
+/**
+ * `file args` started through setpriv so that it gets `signal` when the thread that starts it ends
+ * (where setpriv is installed; as it is otherwise). For children that must not outlive their parent
+ * even when the parent is killed with -9, such as the demo's agents.
+ */
+export function withParentDeathSignal(
+  file: string,
+  args: readonly string[],
+  signal: "TERM" | "KILL" = "TERM",
+): { file: string; args: string[] } {
+  const wrapper = setpriv();
+  return wrapper === undefined
+    ? { file, args: [...args] }
+    : { file: wrapper, args: [`--pdeathsig=${signal}`, "--", file, ...args] };
+}
+
 function executable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);

@@ -83,6 +83,14 @@ export function registerDemoCommand(program: Command): void {
       const { Controller } = await import("../../controller/controller.ts");
       const controller = await Controller.start(config, logger, undefined, logRing);
       const agents = new DemoAgents(logger);
+      // Before anything else starts: a signal at any point from here (during start-up, or right after
+      // the banner, before the next line would have run) stops the agents and the controller.
+      let stopping = false;
+      const stopped = closeOnSignals(async () => {
+        stopping = true;
+        await agents.stop();
+        await controller.close();
+      }, logger);
       const specs = DemoAgents.specs(
         agentCount,
         addresses.firstLocalPort,
@@ -100,12 +108,16 @@ export function registerDemoCommand(program: Command): void {
       for (const spec of specs) agents.start(spec, controller.addresses.cluster, token);
       // Ready means heard from by this controller: on a second start the store still says "ready"
       // for every agent, before any of them runs again.
-      const ready = await waitForReady(
-        controller.context.registry,
-        specs.map((s) => s.name),
-        controller.context.facts.startedAt,
-        60_000,
-      );
+      const ready = await Promise.race([
+        waitForReady(
+          controller.context.registry,
+          specs.map((s) => s.name),
+          controller.context.facts.startedAt,
+          60_000,
+        ),
+        stopped.then(() => undefined),
+      ]);
+      if (ready === undefined || stopping) return stopped;
 
       const bridge = controller.addresses.bridge.replace("127.0.0.1", "localhost");
       const next = specs.length + 1;
@@ -137,10 +149,7 @@ export function registerDemoCommand(program: Command): void {
           `  npx corral${cli} requests accept agent-${next}\n\n` +
           "Ctrl-C stops the cluster (twice: at once).\n",
       );
-      await closeOnSignals(async () => {
-        await agents.stop();
-        await controller.close();
-      }, logger);
+      await stopped;
     });
 }
 
