@@ -69,7 +69,11 @@ describe("npm start twice on the same data dir", { timeout: 240_000 }, () => {
     assert.match(first.stdout(), /agent-1 .* ready\n/);
     assert.match(first.stdout(), /agent-2 .* ready\n/);
     const firstExit = await first.stop("SIGTERM", 30_000);
-    assert.equal(firstExit.code, 0, `the demo ended ${JSON.stringify(firstExit)}: ${first.stderr().slice(-2000)}`);
+    assert.equal(
+      firstExit.code,
+      0,
+      `the demo ended ${JSON.stringify(firstExit)}: ${first.stderr().slice(-2000)}`,
+    );
 
     // The controller alone: the store still says both agents are ready; neither runs.
     const alone = demo(0);
