@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { PipelinesService } from "../../src/gen/pipelines_pb.ts";
 import { eventually } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { type AgentProcess, CorralProcesses, startAgentProcess } from "../helpers/corral-processes.ts";
+import { processesRunning } from "../helpers/proc.ts";
 import { processConfig } from "./fixtures.ts";
 
 /**
@@ -21,23 +22,6 @@ const tag = `${process.pid % 1000}`;
 const leaderArg = `301.${tag}`;
 const childArg = `302.${tag}`;
 const userArg = `303.${tag}`;
-
-/** Live (not zombie) processes whose argv is exactly `argv`. */
-function processesRunning(argv: readonly string[]): number[] {
-  const wanted = `${argv.join("\0")}\0`;
-  const found: number[] = [];
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8") !== wanted) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z") found.push(Number(pid));
-    } catch {
-      // gone while reading
-    }
-  }
-  return found;
-}
 
 const leader = () => processesRunning(["/bin/sleep", leaderArg]);
 const grandchild = () => processesRunning(["/bin/sleep", childArg]);

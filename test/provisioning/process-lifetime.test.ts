@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { eventually } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 import { type AgentProcess, CorralProcesses, startAgentProcess } from "../helpers/corral-processes.ts";
+import { processesRunning } from "../helpers/proc.ts";
 import { jobFinished, nodeOf } from "./fixture.ts";
 
 /**
@@ -21,22 +22,6 @@ const tag = `${process.pid % 1000}`;
 /** sleep arguments no other process on the machine has. */
 const hangArg = `311.${tag}`;
 const leftArg = `312.${tag}`;
-
-function processesRunning(argv: readonly string[]): number[] {
-  const wanted = `${argv.join("\0")}\0`;
-  const found: number[] = [];
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8") !== wanted) continue;
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      if (stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z") found.push(Number(pid));
-    } catch {
-      // gone while reading
-    }
-  }
-  return found;
-}
 
 const until = (what: string, probe: () => boolean, timeoutMs = 20_000) =>
   eventually(async () => (probe() ? true : undefined), timeoutMs, what);
