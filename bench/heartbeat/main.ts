@@ -35,7 +35,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { systemClock } from "../../src/base/clock.ts";
 import { parseDuration } from "../../src/base/duration.ts";
-import { LivenessTracker } from "../../src/core/liveness.ts";
+import { LivenessTracker } from "../../src/core/nodes/liveness.ts";
 import { defaults } from "../../src/defaults.ts";
 import { HeartbeatResponseSchema } from "../../src/gen/corral/v1/agent_pb.ts";
 import {

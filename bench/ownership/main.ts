@@ -30,7 +30,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OwnershipClient } from "../../src/client/ownership-client.ts";
 import { resolveControllerConfig } from "../../src/controller/config.ts";
 import { Controller } from "../../src/controller/controller.ts";
-import { type DirectoryMember, OwnershipDirectory } from "../../src/core/ownership-directory.ts";
+import { type DirectoryMember, OwnershipDirectory } from "../../src/core/ownership/ownership-directory.ts";
 import { MembersService } from "../../src/gen/corral/v1/members_pb.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 

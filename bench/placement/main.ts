@@ -1,6 +1,6 @@
 /**
  * Model-layer placement at scale: 100 models over 10 000 nodes, placed from nothing and re-placed after
- * one node fails, by corral's engine (`placeLayers`, src/core/placement.ts) next to a naive full
+ * one node fails, by corral's engine (`placeLayers`, src/core/models/placement.ts) next to a naive full
  * recomputation measured in the same run, on the same input.
  *
  *   (a) corral, initial: every model placed into an empty cluster (GPU nodes first, fewest nodes,
@@ -29,8 +29,7 @@ import os from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { ManualClock } from "../../src/base/clock.ts";
-import { ModelRegistry } from "../../src/core/model-registry.ts";
-import { NodeRegistry } from "../../src/core/node-registry.ts";
+import { ModelRegistry } from "../../src/core/models/model-registry.ts";
 import {
   comparePlacements,
   type LayerRange,
@@ -38,7 +37,8 @@ import {
   type PlacementNode,
   type PlacementResult,
   placeLayers,
-} from "../../src/core/placement.ts";
+} from "../../src/core/models/placement.ts";
+import { NodeRegistry } from "../../src/core/nodes/node-registry.ts";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 
 const { values: options } = parseArgs({

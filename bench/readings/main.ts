@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { SimulatedAnalog } from "../../src/agent/hardware/analog.ts";
 import { sampleStream } from "../../src/agent/hardware/sampler.ts";
-import { preciseTimestamp } from "../../src/faces/corral/hardware-service.ts";
+import { preciseTimestamp } from "../../src/agent/services/hardware-service.ts";
 import { DeviceKind, DevicesService, ReadingSchema } from "../../src/gen/corral/v1/devices_pb.ts";
 import { joinWithToken, startTestAgent } from "../../test/helpers/agent.ts";
 import { plaintextClient } from "../../test/helpers/clients.ts";

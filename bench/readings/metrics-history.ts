@@ -16,7 +16,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { MetricsHistory, type MetricsPoint, rawSampleBytes } from "../../src/core/metrics-history.ts";
+import { MetricsHistory, type MetricsPoint, rawSampleBytes } from "../../src/core/metrics/metrics-history.ts";
 
 const { values: options } = parseArgs({
   options: {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { PeerCertificate } from "node:tls";
 import { Backoff } from "../base/backoff.ts";
 import { CorralError } from "../base/errors.ts";
-import type { NodeRecord } from "../core/node.ts";
+import type { NodeRecord } from "../core/nodes/node.ts";
 import { AgentService, type WatchAccessResponse } from "../gen/corral/v1/agent_pb.ts";
 import { NodeRole } from "../gen/corral/v1/nodes_pb.ts";
 import type { Logger } from "../observability/logger.ts";

@@ -5,13 +5,9 @@ import { ServerCredentials } from "@grpc/grpc-js";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../base/address.ts";
 import { parseDuration } from "../base/duration.ts";
 import { CorralError } from "../base/errors.ts";
-import type { NodeService } from "../core/node.ts";
-import { parseToken } from "../core/tokens.ts";
+import { parseToken } from "../core/admission/tokens.ts";
+import type { NodeService } from "../core/nodes/node.ts";
 import { defaults } from "../defaults.ts";
-import { agentCartControlPlane, forwardingMembersService } from "../faces/cart-actor/agent-control-plane.ts";
-import { localPipelineRunsService } from "../faces/corral/pipeline-runs-service.ts";
-import { localLoggingService } from "../faces/nanoping/logging-service.ts";
-import { localPipelinesService } from "../faces/nanoping/pipelines-service.ts";
 import { ControlPlane as CartControlPlane } from "../gen/control_plane_pb.ts";
 import { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
 import { MembersService } from "../gen/corral/v1/members_pb.ts";
@@ -28,6 +24,7 @@ import {
 } from "../gen/node_pb.ts";
 import { NodeAgent } from "../gen/picontroller_pb.ts";
 import { PipelinesService } from "../gen/pipelines_pb.ts";
+import { AgentLogRing } from "../host/logs/ring-log-source.ts";
 import { ProcessLedger } from "../host/process-ledger.ts";
 import { resolveRunAs } from "../host/run-as.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -50,13 +47,16 @@ import { localApiGuard } from "./local-api/edge-checks.ts";
 import { forwardToController } from "./local-api/forward-service.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
+import { readLoad, readSystemResources } from "./machine/system-resources.ts";
 import { createMetricsSampler, MetricsPusher } from "./metrics-pusher.ts";
-import { AgentLogRing } from "./node-agent/logs/ring-log-source.ts";
-import { createNodeAgent } from "./node-agent/node-agent.ts";
 import { routeByNodeId, routingPipelinesService } from "./pipelines/agent-pipelines.ts";
 import { controllerUdpResolver } from "./pipelines/udp-target-resolver.ts";
 import { provisioningAgentService } from "./provisioning/provisioning-agent-service.ts";
-import { readLoad, readSystemResources } from "./system-resources.ts";
+import { agentCartControlPlane, forwardingMembersService } from "./services/cart-actor-control-plane.ts";
+import { localLoggingService } from "./services/logging-service.ts";
+import { createNodeAgent } from "./services/node-agent/node-agent.ts";
+import { localPipelineRunsService } from "./services/pipeline-runs-service.ts";
+import { localPipelinesService } from "./services/pipelines-service.ts";
 
 export interface AgentOptions {
   /** The local API (NanoPing's `np up --grpc`): plaintext, loopback unless `insecure`. */

@@ -7,8 +7,8 @@ import { formatHostPort, type HostPort, parseHostPort } from "../base/address.ts
 import { Backoff } from "../base/backoff.ts";
 import { parseDuration } from "../base/duration.ts";
 import { CorralError } from "../base/errors.ts";
-import type { NodeService, Resources } from "../core/node.ts";
-import { parseToken } from "../core/tokens.ts";
+import { parseToken } from "../core/admission/tokens.ts";
+import type { NodeService, Resources } from "../core/nodes/node.ts";
 import { defaults } from "../defaults.ts";
 import { metadataToMessage } from "../faces/corral/node-message.ts";
 import {

@@ -4,8 +4,8 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { CorralError } from "../base/errors.ts";
 import { asObject } from "../core/json-fields.ts";
-import type { MetadataValue } from "../core/node.ts";
-import { metadataValueFromJson, metadataValueToJson } from "../core/node-codec.ts";
+import type { MetadataValue } from "../core/nodes/node.ts";
+import { metadataValueFromJson, metadataValueToJson } from "../core/nodes/node-codec.ts";
 import { readIfExists, writeSecretFile } from "../security/pem.ts";
 
 /** What the node knows about itself, kept in its data dir across restarts. */

@@ -5,14 +5,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
 import { parseDuration } from "../base/duration.ts";
-import type { MetricsPoint } from "../core/metrics-history.ts";
+import type { MetricsPoint } from "../core/metrics/metrics-history.ts";
 import { defaults } from "../defaults.ts";
 import type { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
 import type { Logger } from "../observability/logger.ts";
-import { createGpuReader } from "./gpu-metrics.ts";
+import { createGpuReader } from "./machine/gpu-metrics.ts";
 
 /** Kept here too: tests and older callers import it from the pusher. */
-export { parseGpuMetricsCsv } from "./gpu-metrics.ts";
+export { parseGpuMetricsCsv } from "./machine/gpu-metrics.ts";
 
 import {
   createCpuSampler,
@@ -21,7 +21,7 @@ import {
   parseLoadavg,
   parseMeminfo,
   parseNetDev,
-} from "./node-agent/system-metrics.ts";
+} from "./machine/system-metrics.ts";
 
 export interface MetricsSamplerOptions {
   /** Root of the proc file system; default "/proc". */

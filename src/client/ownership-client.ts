@@ -4,7 +4,7 @@
  * It keeps a local snapshot of the cluster's members and claims, fed by `corral.v1.MembersService/
  * WatchMembers` (resumed by revision after a broken connection, resynchronised from scratch when the
  * server cannot resume), and resolves the owner of any key locally with the same rendezvous function the
- * controller uses (`src/core/ownership-hash.ts`): no RPC per lookup. Claims, releases, drains and
+ * controller uses (`src/core/ownership/ownership-hash.ts`): no RPC per lookup. Claims, releases, drains and
  * go-cart-actor's Closing / ConfirmOwner are calls. `onClosing` fires when a member starts draining.
  *
  * It connects to the controller's cluster listener with mTLS (a client certificate from the cluster's
@@ -18,7 +18,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { isLoopbackHost, parseHostPort } from "../base/address.ts";
-import { type Candidate, candidates, type HashMember, rendezvous } from "../core/ownership-hash.ts";
+import { type Candidate, candidates, type HashMember, rendezvous } from "../core/ownership/ownership-hash.ts";
 import { ControlPlane } from "../gen/control_plane_pb.ts";
 import {
   type KeyClaim,

@@ -3,8 +3,8 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { formatHostPort } from "../base/address.ts";
 import { CorralError } from "../base/errors.ts";
-import type { NodeRecord } from "../core/node.ts";
-import type { NodeRegistry } from "../core/node-registry.ts";
+import type { NodeRecord } from "../core/nodes/node.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import type { CertificateAuthority, IssuedCertificate } from "../security/certificate-authority.ts";
 import { controllerIdentityUri } from "../security/principal.ts";
 

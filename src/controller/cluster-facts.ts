@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { NodeRegistry } from "../core/node-registry.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import type { Store } from "../store/store.ts";
 
 const clusterIdKey = "/cluster/id";

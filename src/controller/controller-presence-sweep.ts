@@ -1,4 +1,4 @@
-import type { NodeRegistry } from "../core/node-registry.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { ControllerInfo } from "./controller-registry.ts";
 

@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from "prom-client";
-import type { MetricsHistory, MetricsPoint } from "../core/metrics-history.ts";
+import type { MetricsHistory, MetricsPoint } from "../core/metrics/metrics-history.ts";
 
 /** Node names by id, read at scrape time (a renamed node shows its new name). */
 export type NodeNames = () => Promise<ReadonlyMap<string, string>>;

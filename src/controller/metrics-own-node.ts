@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { MetricsHistory, MetricsPoint } from "../core/metrics-history.ts";
-import type { NodeLoads } from "../core/node-load.ts";
+import type { MetricsHistory, MetricsPoint } from "../core/metrics/metrics-history.ts";
+import type { NodeLoads } from "../core/nodes/node-load.ts";
 import type { Logger } from "../observability/logger.ts";
 
 export interface OwnNodeMetricsOptions {

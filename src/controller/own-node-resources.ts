@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { readSystemResources } from "../agent/system-resources.ts";
-import type { Resources } from "../core/node.ts";
-import type { NodeRegistry } from "../core/node-registry.ts";
+import { readSystemResources } from "../agent/machine/system-resources.ts";
+import type { Resources } from "../core/nodes/node.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import type { Logger } from "../observability/logger.ts";
 
 export interface OwnNodeResourcesOptions {

@@ -1,7 +1,7 @@
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import type { MetricsPoint } from "../core/metrics-history.ts";
-import type { NodeLoad } from "../core/node-load.ts";
+import type { MetricsPoint } from "../core/metrics/metrics-history.ts";
+import type { NodeLoad } from "../core/nodes/node-load.ts";
 import { sampleToMessage } from "../faces/corral/metrics-service.ts";
 import type { PeerFeed } from "../faces/face-context.ts";
 import {

@@ -2,7 +2,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CorralError } from "../base/errors.ts";
-import type { PlanCatalog } from "../core/provisioning-engine.ts";
+import type { PlanCatalog } from "../core/provisioning/provisioning-engine.ts";
 import {
   compareVersions,
   defaultPlanLimits,
@@ -11,7 +11,7 @@ import {
   type PlanLimits,
   parsePlan,
   parsePlanRef,
-} from "../core/provisioning-plan.ts";
+} from "../core/provisioning/provisioning-plan.ts";
 import { defaults } from "../defaults.ts";
 
 /** The plans that ship with corral (`plans/` at the top of the package). */

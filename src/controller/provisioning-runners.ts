@@ -1,8 +1,8 @@
 import { runSteps, type StepEvent } from "../agent/provisioning/step-runner.ts";
 import { eventFromWire, stepToWire } from "../agent/provisioning/step-wire.ts";
 import { CorralError } from "../base/errors.ts";
-import type { NodeRecord } from "../core/node.ts";
-import type { StepSpec } from "../core/provisioning-step.ts";
+import type { NodeRecord } from "../core/nodes/node.ts";
+import type { StepSpec } from "../core/provisioning/provisioning-step.ts";
 import type { AgentReach } from "../faces/face-context.ts";
 import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
 import type { ProcessRecorder } from "../host/process-ledger.ts";

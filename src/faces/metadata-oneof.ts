@@ -1,5 +1,5 @@
 import { CorralError } from "../base/errors.ts";
-import type { MetadataValue } from "../core/node.ts";
+import type { MetadataValue } from "../core/nodes/node.ts";
 
 /**
  * The typed-metadata oneof that corral.v1.MetadataValue and NanoPing's NodeMetadataItem share, case

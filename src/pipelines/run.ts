@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Worker } from "node:worker_threads";
-import { RingLogSource } from "../agent/node-agent/logs/ring-log-source.ts";
+import { RingLogSource } from "../host/logs/ring-log-source.ts";
 import type { ProcessRecorder } from "../host/process-ledger.ts";
 import { type RunAs, resolveRunAs } from "../host/run-as.ts";
 import type { PipelineGraph } from "./config.ts";

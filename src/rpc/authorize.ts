@@ -1,7 +1,7 @@
 import type { PeerCertificate } from "node:tls";
 import type { HandlerContext } from "@connectrpc/connect";
 import { CorralError } from "../base/errors.ts";
-import type { AuditLog } from "../core/audit-log.ts";
+import type { AuditLog } from "../core/events/audit-log.ts";
 import { type AccessRule, accessRuleFor } from "../security/access-table.ts";
 import { anonymous, describePrincipal, localPrincipal, type Principal } from "../security/principal.ts";
 import type { PrincipalResolver } from "../security/principal-resolver.ts";

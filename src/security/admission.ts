@@ -1,16 +1,16 @@
 import { CorralError } from "../base/errors.ts";
-import type { JoinRequestRecord } from "../core/join-request.ts";
-import type { JoinRequestBook } from "../core/join-requests.ts";
+import type { JoinRequestRecord } from "../core/admission/join-request.ts";
+import type { JoinRequestBook } from "../core/admission/join-requests.ts";
+import type { TokenRegistry } from "../core/admission/tokens.ts";
 import {
   emptyResources,
   type MetadataValue,
   type NodeRecord,
   type NodeService,
   type Resources,
-} from "../core/node.ts";
-import type { NodeRegistry } from "../core/node-registry.ts";
-import { validateNodeId, validateNodeName } from "../core/node-validation.ts";
-import type { TokenRegistry } from "../core/tokens.ts";
+} from "../core/nodes/node.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
+import { validateNodeId, validateNodeName } from "../core/nodes/node-validation.ts";
 import type { CertificateAuthority, SignedCertificate } from "./certificate-authority.ts";
 import { parseCsr } from "./certificate-authority.ts";
 import { nodeIdentityUri } from "./principal.ts";

@@ -1,8 +1,8 @@
 import type { PeerCertificate } from "node:tls";
 import { CorralError } from "../base/errors.ts";
-import type { NodeRecord } from "../core/node.ts";
-import type { NodeRegistry } from "../core/node-registry.ts";
-import type { TokenRegistry } from "../core/tokens.ts";
+import type { TokenRegistry } from "../core/admission/tokens.ts";
+import type { NodeRecord } from "../core/nodes/node.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import type { Store } from "../store/store.ts";
 import type { CertificateAuthority } from "./certificate-authority.ts";
 import { normalizeSerial, revokedPrefix } from "./certificate-inventory.ts";

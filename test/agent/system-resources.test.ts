@@ -4,15 +4,15 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { discoverGpus, nvidiaSmiArgs, parseNvidiaSmiCsv } from "../../src/agent/gpu-discovery.ts";
+import { discoverGpus, nvidiaSmiArgs, parseNvidiaSmiCsv } from "../../src/agent/machine/gpu-discovery.ts";
 import {
   createLoadReader,
   type FsEntry,
   readLoad,
   readSystemResources,
   selectDisks,
-} from "../../src/agent/system-resources.ts";
-import { maxLayersFor } from "../../src/core/node-capacity.ts";
+} from "../../src/agent/machine/system-resources.ts";
+import { maxLayersFor } from "../../src/core/nodes/node-capacity.ts";
 
 const h100 = "NVIDIA H100 80GB HBM3, 81559, GPU-5d3c8a1e-2b4f-4c6d-9e8f-0a1b2c3d4e5f";
 const a100 = "NVIDIA A100-SXM4-40GB, 40960, GPU-0f1e2d3c-4b5a-6978-8a9b-ccddeeff0011";

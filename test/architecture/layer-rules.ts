@@ -64,6 +64,11 @@ export const layerRules: readonly {
       ["core", "faces", "agent", "controller", "rpc", "security", "cli", "tui"].includes(to),
   },
   {
+    name: "engines depend on core, base, the store's interface and generated types only (the controller wires them)",
+    forbids: (_edge, from, to) =>
+      from === "engines" && ["controller", "faces", "agent", "rpc", "cli", "tui", "pipelines"].includes(to),
+  },
+  {
     name: "faces and the agent do not import each other (node-side services belong to the agent)",
     forbids: (_edge, from, to) =>
       (from === "faces" && to === "agent") || (from === "agent" && to === "faces"),

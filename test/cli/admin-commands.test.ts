@@ -4,7 +4,7 @@ import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { NewJoinRequest } from "../../src/core/join-requests.ts";
+import type { NewJoinRequest } from "../../src/core/admission/join-requests.ts";
 import { CertificateAuthority } from "../../src/security/certificate-authority.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
 

@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import { PeerReplicator } from "../../src/controller/peer-replicator.ts";
-import type { MetricsPoint } from "../../src/core/metrics-history.ts";
+import type { MetricsPoint } from "../../src/core/metrics/metrics-history.ts";
 import { ControllerPeerService, type ReplicateRequest } from "../../src/gen/corral/v1/peers_pb.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { eventually } from "../helpers/agent.ts";

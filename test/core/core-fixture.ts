@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../../src/base/clock.ts";
 import { CorralError, type ErrorCode } from "../../src/base/errors.ts";
-import { NodeRegistry, type NodeRegistryOptions } from "../../src/core/node-registry.ts";
+import { NodeRegistry, type NodeRegistryOptions } from "../../src/core/nodes/node-registry.ts";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 
 export interface CoreFixture extends AsyncDisposable {

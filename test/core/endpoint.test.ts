@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { CorralError, ErrorCode } from "../../src/base/errors.ts";
-import { formatEndpoint, parseEndpoint } from "../../src/core/endpoint.ts";
+import { formatEndpoint, parseEndpoint } from "../../src/core/nodes/endpoint.ts";
 
 function refuses(address: unknown, port: unknown, field: string): void {
   assert.throws(

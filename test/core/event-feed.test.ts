@@ -6,9 +6,9 @@ import { describe, it } from "node:test";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { ManualClock } from "../../src/base/clock.ts";
 import { ErrorCode } from "../../src/base/errors.ts";
-import type { ClusterEvent, NodeEvent } from "../../src/core/cluster-event.ts";
-import { EventFeed } from "../../src/core/event-feed.ts";
-import { NodeRegistry } from "../../src/core/node-registry.ts";
+import type { ClusterEvent, NodeEvent } from "../../src/core/events/cluster-event.ts";
+import { EventFeed } from "../../src/core/events/event-feed.ts";
+import { NodeRegistry } from "../../src/core/nodes/node-registry.ts";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 import { makeCore, rejectsWith } from "./core-fixture.ts";
 

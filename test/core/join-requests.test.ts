@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { JoinRequestBook, type NewJoinRequest } from "../../src/core/join-requests.ts";
-import { emptyResources } from "../../src/core/node.ts";
+import { JoinRequestBook, type NewJoinRequest } from "../../src/core/admission/join-requests.ts";
+import { emptyResources } from "../../src/core/nodes/node.ts";
 import { makeCore, rejectsWith } from "./core-fixture.ts";
 
 const limits = { maxPending: 3, perSourcePerMinute: 2, keepDecidedMs: 60_000 };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ManualClock } from "../../src/base/clock.ts";
 import { CorralError } from "../../src/base/errors.ts";
-import { type LivenessOptions, LivenessTracker } from "../../src/core/liveness.ts";
+import { type LivenessOptions, LivenessTracker } from "../../src/core/nodes/liveness.ts";
 
 const SECOND = 1_000;
 

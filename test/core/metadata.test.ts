@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { metadataEquals, metadataMatches } from "../../src/core/metadata.ts";
-import type { MetadataValue } from "../../src/core/node.ts";
+import { metadataEquals, metadataMatches } from "../../src/core/nodes/metadata.ts";
+import type { MetadataValue } from "../../src/core/nodes/node.ts";
 
 describe("metadata equality", () => {
   it("needs the same kind, not just the same value", () => {

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode } from "../../src/base/errors.ts";
-import { PlacementReconciler } from "../../src/controller/placement-reconciler.ts";
-import { EventFeed } from "../../src/core/event-feed.ts";
-import { ModelRegistry } from "../../src/core/model-registry.ts";
-import type { NodeRecord } from "../../src/core/node.ts";
+import { EventFeed } from "../../src/core/events/event-feed.ts";
+import { ModelRegistry } from "../../src/core/models/model-registry.ts";
+import type { NodeRecord } from "../../src/core/nodes/node.ts";
+import { PlacementReconciler } from "../../src/engines/placement-reconciler.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { makeCore, rejectsWith } from "./core-fixture.ts";
 

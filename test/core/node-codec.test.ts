@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode } from "../../src/base/errors.ts";
-import type { NodeRecord } from "../../src/core/node.ts";
-import { decodeStoredNode, encodeNode, nodeFromJson, nodeToJson } from "../../src/core/node-codec.ts";
+import type { NodeRecord } from "../../src/core/nodes/node.ts";
+import { decodeStoredNode, encodeNode, nodeFromJson, nodeToJson } from "../../src/core/nodes/node-codec.ts";
 import { rejectsWith } from "./core-fixture.ts";
 
 const node: NodeRecord = {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ErrorCode } from "../../src/base/errors.ts";
-import type { RegisterNodeInput } from "../../src/core/node-registry.ts";
+import type { RegisterNodeInput } from "../../src/core/nodes/node-registry.ts";
 import { makeCore, rejectsWith } from "./core-fixture.ts";
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

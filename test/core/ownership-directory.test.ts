@@ -1,8 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { NodeStatus } from "../../src/core/node.ts";
-import { type DirectoryMember, isEligible, OwnershipDirectory } from "../../src/core/ownership-directory.ts";
-import { candidate, candidates, hashKey, pairUnit, rendezvous } from "../../src/core/ownership-hash.ts";
+import type { NodeStatus } from "../../src/core/nodes/node.ts";
+import {
+  type DirectoryMember,
+  isEligible,
+  OwnershipDirectory,
+} from "../../src/core/ownership/ownership-directory.ts";
+import {
+  candidate,
+  candidates,
+  hashKey,
+  pairUnit,
+  rendezvous,
+} from "../../src/core/ownership/ownership-hash.ts";
 
 /**
  * Property tests of the placement: many random clusters and random sequences of changes, each checked

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { EventFeed } from "../../src/core/event-feed.ts";
-import type { NodeRecord } from "../../src/core/node.ts";
-import { type DirectoryChange, Ownership } from "../../src/core/ownership.ts";
-import { ownershipKeyOf, ownershipMemberKeyOf } from "../../src/core/ownership-keys.ts";
+import { EventFeed } from "../../src/core/events/event-feed.ts";
+import type { NodeRecord } from "../../src/core/nodes/node.ts";
+import { type DirectoryChange, Ownership } from "../../src/core/ownership/ownership.ts";
+import { ownershipKeyOf, ownershipMemberKeyOf } from "../../src/core/ownership/ownership-keys.ts";
 import { type CoreFixture, makeCore, rejectsWith } from "./core-fixture.ts";
 
 interface Fixture extends AsyncDisposable {

@@ -8,7 +8,7 @@ import {
   type PlacementNode,
   type PlacementResult,
   placeLayers,
-} from "../../src/core/placement.ts";
+} from "../../src/core/models/placement.ts";
 
 /** Fixed seed so a failure reproduces; fast-check prints the counterexample and the path. */
 const runs = { numRuns: 300, seed: 20_240_607 };

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { ClusterEvent } from "../../src/core/cluster-event.ts";
+import type { ClusterEvent } from "../../src/core/events/cluster-event.ts";
 import { ModelsService, PlacementState } from "../../src/gen/corral/v1/models_pb.ts";
 import { NodeService } from "../../src/gen/node_pb.ts";
 import { eventually } from "../helpers/agent.ts";

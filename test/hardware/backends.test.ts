@@ -4,12 +4,12 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { IioAnalog, SimulatedAnalog } from "../../src/agent/hardware/analog.ts";
+import { SimulatedGpio } from "../../src/agent/hardware/gpio/simulated-gpio.ts";
 import { createHardware } from "../../src/agent/hardware/hardware.ts";
 import { SimulatedI2c } from "../../src/agent/hardware/i2c-backend.ts";
 import { I2cDevBus } from "../../src/agent/hardware/i2c-dev.ts";
 import { PwmController, SysfsPwm } from "../../src/agent/hardware/pwm.ts";
 import { SimulatedSpi, type SpiDeviceModule, SpidevSpi } from "../../src/agent/hardware/spi-backend.ts";
-import { SimulatedGpio } from "../../src/agent/node-agent/gpio/simulated-gpio.ts";
 import { CorralError } from "../../src/base/errors.ts";
 import { eventually } from "../helpers/agent.ts";
 

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
+import { SimulatedGpio } from "../../src/agent/hardware/gpio/simulated-gpio.ts";
 import { createHardware } from "../../src/agent/hardware/hardware.ts";
 import { sampleStream } from "../../src/agent/hardware/sampler.ts";
-import { SimulatedGpio } from "../../src/agent/node-agent/gpio/simulated-gpio.ts";
+import { hardwareService } from "../../src/agent/services/hardware-service.ts";
 import type { Clock } from "../../src/base/clock.ts";
 import { CorralError } from "../../src/base/errors.ts";
-import { DeviceRegistry } from "../../src/core/device-registry.ts";
-import { hardwareService } from "../../src/faces/corral/hardware-service.ts";
+import { DeviceRegistry } from "../../src/core/devices/device-registry.ts";
 import { EtcdStore } from "../../src/store/etcd/etcd-store.ts";
 import { SqliteStore } from "../../src/store/sqlite/sqlite-store.ts";
 import type { Store } from "../../src/store/store.ts";

@@ -53,7 +53,7 @@ export async function eventually<T>(
 export async function nodeToken(
   cluster: {
     controller: {
-      context: { tokens: import("../../src/core/tokens.ts").TokenRegistry };
+      context: { tokens: import("../../src/core/admission/tokens.ts").TokenRegistry };
       ca: { fingerprint: string };
     };
   },

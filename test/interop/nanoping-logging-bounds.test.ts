@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { AgentLogRing } from "../../src/agent/node-agent/logs/ring-log-source.ts";
+import { localLoggingService } from "../../src/agent/services/logging-service.ts";
 import { CorralError } from "../../src/base/errors.ts";
-import { localLoggingService } from "../../src/faces/nanoping/logging-service.ts";
 import { Level, type Message, OpenLogStreamRequestSchema } from "../../src/gen/logging_pb.ts";
+import { AgentLogRing } from "../../src/host/logs/ring-log-source.ts";
 import { PipelineManager } from "../../src/pipelines/manager.ts";
 
 /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { MetricsHistory, type MetricsPoint, rawSampleBytes } from "../../src/core/metrics-history.ts";
+import { MetricsHistory, type MetricsPoint, rawSampleBytes } from "../../src/core/metrics/metrics-history.ts";
 import { MetricsService } from "../../src/gen/corral/v1/metrics_pb.ts";
 import { eventually, joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decodeClusterEvent } from "../../src/core/cluster-event.ts";
+import { decodeClusterEvent } from "../../src/core/events/cluster-event.ts";
 import {
   appendOutput,
   applyStepUpdate,
@@ -17,7 +17,7 @@ import {
   queuedNodeRun,
   retryTargets,
   startNodeRun,
-} from "../../src/core/provisioning-job.ts";
+} from "../../src/core/provisioning/provisioning-job.ts";
 
 const job: JobRecord = {
   id: "12",

@@ -8,9 +8,13 @@ import {
   PlanError,
   parsePlan,
   parsePlanRef,
-} from "../../src/core/provisioning-plan.ts";
-import { describeStep } from "../../src/core/provisioning-step.ts";
-import { type Builtins, renderSteps, resolveParameters } from "../../src/core/provisioning-template.ts";
+} from "../../src/core/provisioning/provisioning-plan.ts";
+import { describeStep } from "../../src/core/provisioning/provisioning-step.ts";
+import {
+  type Builtins,
+  renderSteps,
+  resolveParameters,
+} from "../../src/core/provisioning/provisioning-template.ts";
 
 const limits = { maxTimeoutMs: 7_200_000, maxFileContentBytes: 256 * 1024, maxParameterBytes: 4096 };
 const builtins: Builtins = {

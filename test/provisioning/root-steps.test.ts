@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { runSteps, type StepEvent } from "../../src/agent/provisioning/step-runner.ts";
 import { stepFromWire, stepToWire } from "../../src/agent/provisioning/step-wire.ts";
 import { shippedPlansDir } from "../../src/controller/provisioning-plans.ts";
-import { parsePlan } from "../../src/core/provisioning-plan.ts";
+import { parsePlan } from "../../src/core/provisioning/provisioning-plan.ts";
 import { StepSpecSchema } from "../../src/gen/corral/v1/provisioning_pb.ts";
 
 /** `root: true`: how a plan asks for root, and how a node may refuse it. */

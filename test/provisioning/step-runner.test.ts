@@ -10,7 +10,7 @@ import {
   type StepEvent,
   type StepRunnerOptions,
 } from "../../src/agent/provisioning/step-runner.ts";
-import type { StepSpec } from "../../src/core/provisioning-step.ts";
+import type { StepSpec } from "../../src/core/provisioning/provisioning-step.ts";
 import { agentIdentity } from "../../src/host/run-as.ts";
 
 const node = process.execPath;

@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Backoff } from "../../src/base/backoff.ts";
-import type { NewJoinRequest } from "../../src/core/join-requests.ts";
+import type { NewJoinRequest } from "../../src/core/admission/join-requests.ts";
 import { JoinRequestState, PendingJoinSchema } from "../../src/gen/corral/v1/join_pb.ts";
 import { NodeEventType, NodeRole, NodeSchema, NodeStatus } from "../../src/gen/corral/v1/nodes_pb.ts";
 import { ClusterMetricsSchema, MetricValueSchema } from "../../src/gen/node_pb.ts";

@@ -1,7 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
-import { checkIntIn, deviceFailure } from "../../core/device-limits.ts";
+import { checkIntIn, deviceFailure } from "../../core/devices/device-limits.ts";
 
 export interface AnalogValue {
   /** Scaled: (raw + offset) × scale, millivolts for a voltage channel. */

@@ -6,8 +6,8 @@ import {
   checkI2cData,
   checkI2cLength,
   checkI2cRegister,
-} from "../../core/device-limits.ts";
-import { LineLocks } from "../node-agent/gpio/gpio-backend.ts";
+} from "../../core/devices/device-limits.ts";
+import { LineLocks } from "./gpio/gpio-backend.ts";
 
 export type I2cBackendKind = "i2c-dev" | "simulated";
 

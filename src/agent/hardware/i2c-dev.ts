@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
-import { deviceFailure } from "../../core/device-limits.ts";
-import { LineLocks } from "../node-agent/gpio/gpio-backend.ts";
+import { deviceFailure } from "../../core/devices/device-limits.ts";
+import { LineLocks } from "./gpio/gpio-backend.ts";
 import { type I2cBackend, i2cArgs } from "./i2c-backend.ts";
 
 /** The part of npm `i2c-bus`'s PromisifiedBus this driver uses. */

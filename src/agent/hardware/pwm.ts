@@ -1,8 +1,13 @@
 import { access, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { CorralError } from "../../base/errors.ts";
-import { checkFraction, checkRange, deviceFailure, hardwareLimits } from "../../core/device-limits.ts";
-import { type GpioBackend, type GpioLevel, LineLocks, resolveChip } from "../node-agent/gpio/gpio-backend.ts";
+import {
+  checkFraction,
+  checkRange,
+  deviceFailure,
+  hardwareLimits,
+} from "../../core/devices/device-limits.ts";
+import { type GpioBackend, type GpioLevel, LineLocks, resolveChip } from "./gpio/gpio-backend.ts";
 
 export interface PwmSetting {
   enabled: boolean;

@@ -1,6 +1,6 @@
 import { CorralError, ErrorCode } from "../../base/errors.ts";
-import { bytesValue } from "../../core/device.ts";
-import { checkSampleRate } from "../../core/device-limits.ts";
+import { bytesValue } from "../../core/devices/device.ts";
+import { checkSampleRate } from "../../core/devices/device-limits.ts";
 import { SimulatedAnalog } from "./analog.ts";
 import type { Hardware } from "./hardware.ts";
 

@@ -1,6 +1,6 @@
 import { CorralError, ErrorCode } from "../../base/errors.ts";
-import { busBusy, checkSpi, deviceFailure, hardwareLimits } from "../../core/device-limits.ts";
-import { LineLocks } from "../node-agent/gpio/gpio-backend.ts";
+import { busBusy, checkSpi, deviceFailure, hardwareLimits } from "../../core/devices/device-limits.ts";
+import { LineLocks } from "./gpio/gpio-backend.ts";
 import { checkKnownBus } from "./i2c-backend.ts";
 
 export type SpiBackendKind = "spidev" | "simulated";

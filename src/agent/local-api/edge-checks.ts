@@ -1,4 +1,4 @@
-import { nodeLimits } from "../../core/node-limits.ts";
+import { nodeLimits } from "../../core/nodes/node-limits.ts";
 import type { GuardOptions } from "../../rpc/request-guard.ts";
 
 /**

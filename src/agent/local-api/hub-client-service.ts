@@ -1,8 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { NodeRecord, NodeService } from "../../core/node.ts";
-import { emptyResources } from "../../core/node.ts";
-import { validateMetadata, validateNodeName } from "../../core/node-validation.ts";
+import type { NodeRecord, NodeService } from "../../core/nodes/node.ts";
+import { emptyResources } from "../../core/nodes/node.ts";
+import { validateMetadata, validateNodeName } from "../../core/nodes/node-validation.ts";
 import { metadataFromItem, nanopingNode } from "../../faces/nanoping/node-message.ts";
 import { ConnectionState, HubClientService } from "../../gen/hub_client_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";

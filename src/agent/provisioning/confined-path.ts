@@ -1,6 +1,6 @@
 import { realpath } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { isWithinRoots } from "../../core/provisioning-step.ts";
+import { isWithinRoots } from "../../core/provisioning/provisioning-step.ts";
 
 /** `path` with the symlinks of every part that exists resolved; the parts not there yet appended as given. */
 async function resolveExisting(path: string): Promise<string> {

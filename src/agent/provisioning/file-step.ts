@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
 import { chmod, chown, lstat, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { type FileSpec, formatMode } from "../../core/provisioning-step.ts";
+import { type FileSpec, formatMode } from "../../core/provisioning/provisioning-step.ts";
 import { escapeFromRoots } from "./confined-path.ts";
 import type { StepContext, StepResult } from "./step-context.ts";
 

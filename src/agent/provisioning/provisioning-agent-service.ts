@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
-import { checkStep, type StepSpec } from "../../core/provisioning-step.ts";
+import { checkStep, type StepSpec } from "../../core/provisioning/provisioning-step.ts";
 import { defaults } from "../../defaults.ts";
 import type { ProvisioningAgentService } from "../../gen/corral/v1/provisioning_pb.ts";
 import type { Logger } from "../../observability/logger.ts";

@@ -1,5 +1,5 @@
 import { parseDuration } from "../../base/duration.ts";
-import type { StepSpec, StepStatus } from "../../core/provisioning-step.ts";
+import type { StepSpec, StepStatus } from "../../core/provisioning/provisioning-step.ts";
 import { defaults } from "../../defaults.ts";
 import type { ProcessRecorder } from "../../host/process-ledger.ts";
 import type { RunAs } from "../../host/run-as.ts";

@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { CorralError } from "../../base/errors.ts";
-import type { StepSpec, StepStatus, SystemdAction } from "../../core/provisioning-step.ts";
+import type { StepSpec, StepStatus, SystemdAction } from "../../core/provisioning/provisioning-step.ts";
 import {
   type RunStepsResponse,
   type RunStepsResponseSchema,

@@ -1,5 +1,5 @@
 import { stat } from "node:fs/promises";
-import type { SystemdAction, SystemdSpec } from "../../core/provisioning-step.ts";
+import type { SystemdAction, SystemdSpec } from "../../core/provisioning/provisioning-step.ts";
 import { agentIdentity } from "../../host/run-as.ts";
 import { describeExit, runProcess } from "./process-runner.ts";
 import type { StepContext, StepResult } from "./step-context.ts";

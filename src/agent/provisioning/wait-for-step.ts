@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import { connect } from "node:net";
-import { argvText, type WaitCondition, type WaitForSpec } from "../../core/provisioning-step.ts";
+import { argvText, type WaitCondition, type WaitForSpec } from "../../core/provisioning/provisioning-step.ts";
 import { agentIdentity } from "../../host/run-as.ts";
 import { describeExit, runProcess } from "./process-runner.ts";
 import { type StepContext, type StepResult, sleep } from "./step-context.ts";

@@ -12,7 +12,7 @@ export function registerControllerCommand(program: Command): void {
     .option("--insecure", "allow plaintext listeners on non-loopback addresses", false)
     .option("--log-level <level>", "trace, debug, info, warn, error", "info")
     .action(async (options: { config?: string; dataDir?: string; insecure: boolean; logLevel: string }) => {
-      const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
+      const { AgentLogRing } = await import("../../host/logs/ring-log-source.ts");
       const logRing = new AgentLogRing();
       const logger = createLogger({ level: options.logLevel, name: "controller", tee: logRing.ingest });
       const config = await loadControllerConfig(options.config, {

@@ -52,7 +52,7 @@ export function registerDemoCommand(program: Command): void {
       "move every address off the documented ones: cluster at this port, bridge +1, web +2, agents +10 and +30",
     )
     .action(async (options: { dataDir: string; agents: string; logLevel: string; portBase?: string }) => {
-      const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
+      const { AgentLogRing } = await import("../../host/logs/ring-log-source.ts");
       const logRing = new AgentLogRing();
       const logger = createLogger({ level: options.logLevel, name: "demo", tee: logRing.ingest });
       const agentCount = Number(options.agents);

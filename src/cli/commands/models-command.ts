@@ -3,7 +3,7 @@ import type { Client } from "@connectrpc/connect";
 import { type Command, Option } from "commander";
 import { CorralError } from "../../base/errors.ts";
 import { enumText, isoTime } from "../../client/format.ts";
-import { modelLimits } from "../../core/model.ts";
+import { modelLimits } from "../../core/models/model.ts";
 import { type Model, ModelSchema, ModelsService, PlacementState } from "../../gen/corral/v1/models_pb.ts";
 import { globalsOf } from "../global-options.ts";
 import { type Field, printJson, renderFields, renderTable } from "../output.ts";

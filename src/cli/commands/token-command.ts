@@ -4,7 +4,7 @@ import { type Command, Option } from "commander";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
 import { ago, enumText, isoTime, until } from "../../client/format.ts";
-import { tokenLimits } from "../../core/tokens.ts";
+import { tokenLimits } from "../../core/admission/tokens.ts";
 import { defaults } from "../../defaults.ts";
 import {
   CreateTokenResponseSchema,

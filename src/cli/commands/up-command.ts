@@ -75,7 +75,7 @@ export function registerUpCommand(program: Command): void {
     .option("--no-root-steps", "refuse provisioning exec steps whose plan asks for root (root: true)")
     .action(async (options: UpOptions) => {
       const { Agent } = await import("../../agent/agent.ts");
-      const { AgentLogRing } = await import("../../agent/node-agent/logs/ring-log-source.ts");
+      const { AgentLogRing } = await import("../../host/logs/ring-log-source.ts");
       const logRing = new AgentLogRing();
       const logger = createLogger({ level: options.logLevel, name: "agent", tee: logRing.ingest });
       const agent = await Agent.start(

@@ -1,5 +1,5 @@
 import type { HandlerContext } from "@connectrpc/connect";
-import type { Caller } from "../../core/ownership.ts";
+import type { Caller } from "../../core/ownership/ownership.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import type { FaceContext } from "../face-context.ts";
 

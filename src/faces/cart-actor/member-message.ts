@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
-import type { NodeStatus } from "../../core/node.ts";
-import type { MemberView } from "../../core/ownership-directory.ts";
+import type { NodeStatus } from "../../core/nodes/node.ts";
+import type { MemberView } from "../../core/ownership/ownership-directory.ts";
 import { type Member, MemberSchema } from "../../gen/corral/v1/members_pb.ts";
 import { NodeStatus as NodeStatusEnum } from "../../gen/corral/v1/nodes_pb.ts";
 import type { FaceContext } from "../face-context.ts";

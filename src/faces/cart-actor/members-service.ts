@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { DirectoryChange } from "../../core/ownership.ts";
+import type { DirectoryChange } from "../../core/ownership/ownership.ts";
 import {
   KeyClaimSchema,
   MemberEventType,

@@ -1,7 +1,7 @@
 import { parseHostPort } from "../../base/address.ts";
 import { parseDuration } from "../../base/duration.ts";
-import { emptyResources, type NodeRecord } from "../../core/node.ts";
-import type { Ownership } from "../../core/ownership.ts";
+import { emptyResources, type NodeRecord } from "../../core/nodes/node.ts";
+import type { Ownership } from "../../core/ownership/ownership.ts";
 import { defaults } from "../../defaults.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
 import type { FaceContext } from "../face-context.ts";

@@ -1,5 +1,5 @@
 import { CorralError, ErrorCode } from "../../base/errors.ts";
-import { Ownership } from "../../core/ownership.ts";
+import { Ownership } from "../../core/ownership/ownership.ts";
 import { createLogger, type Logger } from "../../observability/logger.ts";
 import type { FaceContext } from "../face-context.ts";
 

@@ -3,7 +3,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
 import { untilAborted } from "../../base/until-aborted.ts";
-import type { NodeRecord } from "../../core/node.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
 import { defaults } from "../../defaults.ts";
 import type { WatchAccessResponseSchema } from "../../gen/corral/v1/agent_pb.ts";
 import { NodeRole } from "../../gen/corral/v1/nodes_pb.ts";

@@ -3,7 +3,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
 import { untilAborted } from "../../base/until-aborted.ts";
-import type { NodePatch } from "../../core/node-record.ts";
+import type { NodePatch } from "../../core/nodes/node-record.ts";
 import { defaults } from "../../defaults.ts";
 import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_pb.ts";
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";

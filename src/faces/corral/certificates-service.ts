@@ -4,7 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
-import type { JoinRequestRecord } from "../../core/join-request.ts";
+import type { JoinRequestRecord } from "../../core/admission/join-request.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type CaInfo,

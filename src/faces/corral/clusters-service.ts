@@ -2,8 +2,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { ClusterChange, ClusterView } from "../../core/cluster-engine.ts";
-import type { ClusterRole, ClusterState, MemberState } from "../../core/cluster-record.ts";
+import type { ClusterChange, ClusterView } from "../../core/clusters/cluster-engine.ts";
+import type { ClusterRole, ClusterState, MemberState } from "../../core/clusters/cluster-record.ts";
 import {
   ClusterEventKind,
   ClusterRole as ClusterRoleMessage,

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { preciseTimestamp } from "../../agent/services/hardware-service.ts";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
 import {
   bytesValue,
@@ -8,8 +9,8 @@ import {
   type DeviceKind,
   type DeviceRecord,
   spiReadBytes,
-} from "../../core/device.ts";
-import { DeviceRegistry } from "../../core/device-registry.ts";
+} from "../../core/devices/device.ts";
+import { DeviceRegistry } from "../../core/devices/device-registry.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type Device,
@@ -45,7 +46,6 @@ import {
 } from "../../gen/corral/v1/hardware_pb.ts";
 import type { FaceContext } from "../face-context.ts";
 import { relayToNode } from "../node-relay.ts";
-import { preciseTimestamp } from "./hardware-service.ts";
 
 const kindToEnum: Record<DeviceKind, DeviceKindEnum> = {
   digital: DeviceKindEnum.DIGITAL,

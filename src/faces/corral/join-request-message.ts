@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { JoinRequestRecord } from "../../core/join-request.ts";
+import type { JoinRequestRecord } from "../../core/admission/join-request.ts";
 import { JoinRequestState, type PendingJoin, PendingJoinSchema } from "../../gen/corral/v1/join_pb.ts";
 import { metadataToMessage } from "./node-message.ts";
 

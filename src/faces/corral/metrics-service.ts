@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { GpuPoint, MetricsPoint } from "../../core/metrics-history.ts";
+import type { GpuPoint, MetricsPoint } from "../../core/metrics/metrics-history.ts";
 import {
   type MetricsSample,
   MetricsSampleSchema,

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import { type ModelRecord, type PlacementState, placedLayers } from "../../core/model.ts";
+import { type ModelRecord, type PlacementState, placedLayers } from "../../core/models/model.ts";
 import {
   type Model,
   ModelEventType,

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { CorralError } from "../../base/errors.ts";
-import type { MetadataValue, NodeRecord, NodeService, NodeStatus, Resources } from "../../core/node.ts";
-import type { NodeFilter as CoreNodeFilter } from "../../core/node-filter.ts";
+import type { MetadataValue, NodeRecord, NodeService, NodeStatus, Resources } from "../../core/nodes/node.ts";
+import type { NodeFilter as CoreNodeFilter } from "../../core/nodes/node-filter.ts";
 import {
   type MetadataValue as MetadataValueMessage,
   MetadataValueSchema,

@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { NodeRecord } from "../../core/node.ts";
-import { matchesNodeFilter, validateNodeFilter } from "../../core/node-filter.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
+import { matchesNodeFilter, validateNodeFilter } from "../../core/nodes/node-filter.ts";
 import { NodeEventType, type NodesService, type WatchNodesResponse } from "../../gen/corral/v1/nodes_pb.ts";
 import type { FaceContext } from "../face-context.ts";
 import { filterFromMessage, nodeToMessage } from "./node-message.ts";

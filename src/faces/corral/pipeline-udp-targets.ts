@@ -1,14 +1,14 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
+import { listPipelineRuns } from "../../agent/services/pipeline-runs-service.ts";
 import { CorralError } from "../../base/errors.ts";
-import type { NodeRecord } from "../../core/node.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
 import {
   PipelineRunState,
   type PipelineRunSummary,
   PipelineRunsService,
 } from "../../gen/corral/v1/pipelines_pb.ts";
 import type { PipelineManager, UdpBlockRef } from "../../pipelines/manager.ts";
-import { listPipelineRuns } from "./pipeline-runs-service.ts";
 
 export interface UdpTargetLookups {
   /** A node by id or name, with the address other members reach it at. */

@@ -2,15 +2,15 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { stepStatusToWire } from "../../agent/provisioning/step-wire.ts";
-import type { JobView } from "../../core/provisioning-engine.ts";
+import type { JobView } from "../../core/provisioning/provisioning-engine.ts";
 import {
   isFinished,
   type NodeRunRecord,
   parseJobId,
   type RunStatus,
   type StepRecord,
-} from "../../core/provisioning-job.ts";
-import { summarizeStep } from "../../core/provisioning-plan.ts";
+} from "../../core/provisioning/provisioning-job.ts";
+import { summarizeStep } from "../../core/provisioning/provisioning-plan.ts";
 import {
   type JobNodeSchema,
   type JobSchema,

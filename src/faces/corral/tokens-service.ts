@@ -3,7 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
-import type { TokenRecord, TokenRole } from "../../core/tokens.ts";
+import type { TokenRecord, TokenRole } from "../../core/admission/tokens.ts";
 import { defaults } from "../../defaults.ts";
 import { Role, type TokenInfo, TokenInfoSchema, type TokensService } from "../../gen/corral/v1/tokens_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";

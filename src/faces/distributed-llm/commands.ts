@@ -1,7 +1,7 @@
 import { CorralError } from "../../base/errors.ts";
-import { clusterTotals } from "../../core/cluster-metrics.ts";
-import type { ModelRecord } from "../../core/model.ts";
-import { describeRanges } from "../../core/model-registry.ts";
+import { clusterTotals } from "../../core/metrics/cluster-metrics.ts";
+import type { ModelRecord } from "../../core/models/model.ts";
+import { describeRanges } from "../../core/models/model-registry.ts";
 import { defaults } from "../../defaults.ts";
 import type { FaceContext } from "../face-context.ts";
 import { isMember, memoryInUse, namesOf } from "./messages.ts";

@@ -1,8 +1,8 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import { clusterTotals } from "../../core/cluster-metrics.ts";
-import type { NodeRecord, Resources } from "../../core/node.ts";
-import { validateNodeId, validateNodeName, validateResources } from "../../core/node-validation.ts";
+import { clusterTotals } from "../../core/metrics/cluster-metrics.ts";
+import type { NodeRecord, Resources } from "../../core/nodes/node.ts";
+import { validateNodeId, validateNodeName, validateResources } from "../../core/nodes/node-validation.ts";
 import { defaults } from "../../defaults.ts";
 import type { DiscoveryService, ResourceInfo } from "../../gen/node_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";

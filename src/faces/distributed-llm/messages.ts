@@ -1,9 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { CorralError } from "../../base/errors.ts";
-import type { ClusterTotals, MemoryInUse } from "../../core/cluster-metrics.ts";
-import type { ModelRecord } from "../../core/model.ts";
-import type { NodeRecord } from "../../core/node.ts";
-import type { NodeLoads } from "../../core/node-load.ts";
+import type { ClusterTotals, MemoryInUse } from "../../core/metrics/cluster-metrics.ts";
+import type { ModelRecord } from "../../core/models/model.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
+import type { NodeLoads } from "../../core/nodes/node-load.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type ClusterMetrics,

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { CorralError } from "../../base/errors.ts";
-import type { NodeRecord } from "../../core/node.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
 import { type MetricValue, MetricValueSchema } from "../../gen/node_pb.ts";
 import type { SystemMetrics } from "../../gen/picontroller_pb.ts";
 import { unixSeconds } from "./messages.ts";

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
-import type { NodeRecord } from "../../core/node.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
 import { defaults } from "../../defaults.ts";
 import type { MetricsStreamResponse, NodeService } from "../../gen/node_pb.ts";
 import { EmptySchema, NodeAgent, type SystemMetrics } from "../../gen/picontroller_pb.ts";

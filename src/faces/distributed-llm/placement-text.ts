@@ -1,4 +1,4 @@
-import type { PlacementOutcome } from "../../core/model-registry.ts";
+import type { PlacementOutcome } from "../../core/models/model-registry.ts";
 
 /**
  * One sentence on what a pass did with the layers a node held: how many moved, and which models could

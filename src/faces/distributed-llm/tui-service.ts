@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import { clusterTotals } from "../../core/cluster-metrics.ts";
-import { nodeStatuses } from "../../core/node.ts";
+import { clusterTotals } from "../../core/metrics/cluster-metrics.ts";
+import { nodeStatuses } from "../../core/nodes/node.ts";
 import { type ClusterUpdate, ClusterUpdateSchema, type TUIService } from "../../gen/node_pb.ts";
 import type { FaceContext } from "../face-context.ts";
 import { executeCommand } from "./commands.ts";

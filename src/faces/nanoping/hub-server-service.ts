@@ -1,8 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import { metadataEquals } from "../../core/metadata.ts";
-import type { NodeRecord } from "../../core/node.ts";
-import { matchesNodeFilter, type NodeFilter } from "../../core/node-filter.ts";
+import { metadataEquals } from "../../core/nodes/metadata.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
+import { matchesNodeFilter, type NodeFilter } from "../../core/nodes/node-filter.ts";
 import type {
   GetNodesRequest,
   HubServerService,

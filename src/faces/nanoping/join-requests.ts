@@ -1,6 +1,6 @@
-import type { JoinRequestRecord } from "../../core/join-request.ts";
-import type { NodeRecord } from "../../core/node.ts";
-import { emptyResources } from "../../core/node.ts";
+import type { JoinRequestRecord } from "../../core/admission/join-request.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
+import { emptyResources } from "../../core/nodes/node.ts";
 import { nanopingNode } from "./node-message.ts";
 
 /** A pending join request as NanoPing shows it: the would-be node, offline. */

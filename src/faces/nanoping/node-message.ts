@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { CorralError } from "../../base/errors.ts";
-import type { MetadataValue, NodeRecord, NodeService } from "../../core/node.ts";
+import type { MetadataValue, NodeRecord, NodeService } from "../../core/nodes/node.ts";
 import {
   type Node,
   type NodeMetadataItem,

@@ -1,8 +1,8 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { NodeRecord } from "../../core/node.ts";
-import { decodeStoredNode } from "../../core/node-codec.ts";
-import { nodeKeyPrefix } from "../../core/node-keys.ts";
+import type { NodeRecord } from "../../core/nodes/node.ts";
+import { decodeStoredNode } from "../../core/nodes/node-codec.ts";
+import { nodeKeyPrefix } from "../../core/nodes/node-keys.ts";
 import { defaults } from "../../defaults.ts";
 import type { ControlPlane, NodeState } from "../../gen/picontroller_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";

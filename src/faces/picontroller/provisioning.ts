@@ -1,8 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { JobView } from "../../core/provisioning-engine.ts";
-import type { RunStatus } from "../../core/provisioning-job.ts";
+import type { JobView } from "../../core/provisioning/provisioning-engine.ts";
+import type { RunStatus } from "../../core/provisioning/provisioning-job.ts";
 import type { ControlPlane, ProvisioningResponseSchema } from "../../gen/picontroller_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";

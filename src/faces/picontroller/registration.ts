@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
-import type { MetadataValue, NodeRecord, Resources } from "../../core/node.ts";
-import { maxLayersFor } from "../../core/node-capacity.ts";
-import { validateShortText } from "../../core/node-validation.ts";
+import type { MetadataValue, NodeRecord, Resources } from "../../core/nodes/node.ts";
+import { maxLayersFor } from "../../core/nodes/node-capacity.ts";
+import { validateShortText } from "../../core/nodes/node-validation.ts";
 import { type NodeResources, NodeResourcesSchema } from "../../gen/picontroller_pb.ts";
 
 const mib = 1_048_576;

@@ -4,11 +4,14 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { CommandExecutor, type ExecAuditEntry } from "../../../src/agent/node-agent/exec/command-executor.ts";
-import { execAndLogsService } from "../../../src/agent/node-agent/exec-and-logs-service.ts";
-import { LogSourceRegistry } from "../../../src/agent/node-agent/logs/log-source-registry.ts";
-import { AgentLogRing } from "../../../src/agent/node-agent/logs/ring-log-source.ts";
+import {
+  CommandExecutor,
+  type ExecAuditEntry,
+} from "../../../src/agent/services/node-agent/exec/command-executor.ts";
+import { execAndLogsService } from "../../../src/agent/services/node-agent/exec-and-logs-service.ts";
 import { NodeAgent } from "../../../src/gen/picontroller_pb.ts";
+import { LogSourceRegistry } from "../../../src/host/logs/log-source-registry.ts";
+import { AgentLogRing } from "../../../src/host/logs/ring-log-source.ts";
 import { RpcServer } from "../../../src/rpc/rpc-server.ts";
 import {
   checkInvocation,

@@ -4,8 +4,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
-import { GpiochipGpio } from "../../../src/agent/node-agent/gpio/gpiochip-gpio.ts";
-import { createGpioBackend, listGpiochips } from "../../../src/agent/node-agent/gpio/select-backend.ts";
+import { GpiochipGpio } from "../../../src/agent/hardware/gpio/gpiochip-gpio.ts";
+import { createGpioBackend, listGpiochips } from "../../../src/agent/hardware/gpio/select-backend.ts";
 import { CorralError } from "../../../src/base/errors.ts";
 import { type FakeGpiodTools, isAlive, writeFakeGpiodTools } from "./fake-gpiod-tools.ts";
 

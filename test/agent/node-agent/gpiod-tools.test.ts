@@ -8,7 +8,7 @@ import {
   parseGpioget,
   parseGpioinfo,
   parseToolsVersion,
-} from "../../../src/agent/node-agent/gpio/gpiod-tools.ts";
+} from "../../../src/agent/hardware/gpio/gpiod-tools.ts";
 
 // The layout of libgpiod 1.6.3's gpioinfo (Debian 12 / Raspberry Pi OS bookworm) on a Raspberry Pi 4.
 const gpioinfoV1 = [

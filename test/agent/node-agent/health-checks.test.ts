@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { GpioBackend } from "../../../src/agent/node-agent/gpio/gpio-backend.ts";
-import { SimulatedGpio } from "../../../src/agent/node-agent/gpio/simulated-gpio.ts";
+import type { GpioBackend } from "../../../src/agent/hardware/gpio/gpio-backend.ts";
+import { SimulatedGpio } from "../../../src/agent/hardware/gpio/simulated-gpio.ts";
 import {
   controllerCheck,
   diskCheck,
@@ -13,7 +13,7 @@ import {
   runHealthChecks,
   temperatureCheck,
   worst,
-} from "../../../src/agent/node-agent/health-checks.ts";
+} from "../../../src/agent/services/node-agent/health-checks.ts";
 
 const gib = 1024 ** 3;
 

@@ -14,12 +14,12 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { CommandExecutor } from "../../../src/agent/node-agent/exec/command-executor.ts";
-import { execAndLogsService } from "../../../src/agent/node-agent/exec-and-logs-service.ts";
-import { detectJournal, JournalLogSource } from "../../../src/agent/node-agent/logs/journal-log-source.ts";
-import { LogSourceRegistry } from "../../../src/agent/node-agent/logs/log-source-registry.ts";
-import { AgentLogRing } from "../../../src/agent/node-agent/logs/ring-log-source.ts";
+import { CommandExecutor } from "../../../src/agent/services/node-agent/exec/command-executor.ts";
+import { execAndLogsService } from "../../../src/agent/services/node-agent/exec-and-logs-service.ts";
 import { type LogEntry, NodeAgent } from "../../../src/gen/picontroller_pb.ts";
+import { detectJournal, JournalLogSource } from "../../../src/host/logs/journal-log-source.ts";
+import { LogSourceRegistry } from "../../../src/host/logs/log-source-registry.ts";
+import { AgentLogRing } from "../../../src/host/logs/ring-log-source.ts";
 import { RpcServer } from "../../../src/rpc/rpc-server.ts";
 import { plaintextClient } from "../../helpers/clients.ts";
 

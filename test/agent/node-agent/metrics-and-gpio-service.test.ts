@@ -6,11 +6,11 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
 import type { ConnectionStateName } from "../../../src/agent/connection-state.ts";
-import { SimulatedGpio } from "../../../src/agent/node-agent/gpio/simulated-gpio.ts";
+import { SimulatedGpio } from "../../../src/agent/hardware/gpio/simulated-gpio.ts";
 import {
   metricsAndGpioService,
   toSystemMetricsMessage,
-} from "../../../src/agent/node-agent/metrics-and-gpio-service.ts";
+} from "../../../src/agent/services/node-agent/metrics-and-gpio-service.ts";
 import { GPIOAction, GPIOState, NodeAgent } from "../../../src/gen/picontroller_pb.ts";
 import { RpcServer } from "../../../src/rpc/rpc-server.ts";
 import { corralVersion } from "../../../src/version.ts";

@@ -10,8 +10,8 @@ import {
   checkPulseMs,
   LineLocks,
   resolveChip,
-} from "../../../src/agent/node-agent/gpio/gpio-backend.ts";
-import { parseStateFile, SimulatedGpio } from "../../../src/agent/node-agent/gpio/simulated-gpio.ts";
+} from "../../../src/agent/hardware/gpio/gpio-backend.ts";
+import { parseStateFile, SimulatedGpio } from "../../../src/agent/hardware/gpio/simulated-gpio.ts";
 import { CorralError } from "../../../src/base/errors.ts";
 
 /** Asserts that `action` fails with a CorralError of `code` whose message matches `message`. */

@@ -19,7 +19,7 @@ import {
   parseVcgencmdTemp,
   readSystemMetrics,
   temperatureFromZones,
-} from "../../../src/agent/node-agent/system-metrics.ts";
+} from "../../../src/agent/machine/system-metrics.ts";
 
 // Captured from a Debian 12 VM (24 GiB, no swap).
 const meminfo = `MemTotal:       24684084 kB

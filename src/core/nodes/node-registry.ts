@@ -1,0 +1,241 @@
+import type { Clock } from "../../base/clock.ts";
+import { CorralError, ErrorCode } from "../../base/errors.ts";
+import { shownValue } from "../../base/safe-text.ts";
+import type { Store } from "../../store/store.ts";
+import type { Compare, KeyValue, Op } from "../../store/types.ts";
+import { asObject, asOneOf } from "../json-fields.ts";
+import { type NodeRecord, type NodeStatus, nodeStatuses } from "./node.ts";
+import { decodeStoredNode, encodeNode } from "./node-codec.ts";
+import { matchesNodeFilter, type NodeFilter, validateNodeFilter } from "./node-filter.ts";
+import { nodeKey, nodeKeyPrefix, nodeNameKey } from "./node-keys.ts";
+import { applyNodePatch, buildNodeRecord, type NodePatch, type RegisterNodeInput } from "./node-record.ts";
+import { isPlausibleIdOrName } from "./node-validation.ts";
+
+export type { NodePatch, RegisterNodeInput } from "./node-record.ts";
+
+export interface NodeRegistryOptions {
+  /** Compare-and-swap attempts before a write gives up with ABORTED; default 32. */
+  maxAttempts?: number;
+}
+
+interface Stored {
+  kv: KeyValue;
+  node: NodeRecord;
+}
+
+/**
+ * Every node the controller knows, kept in the store under `/nodes/`. Writes are compare-and-swap on the
+ * node's modRevision, so concurrent writers never lose each other's changes, and every change lands in
+ * the store's event feed. A node is addressed by id, or by its name (unique among nodes that have not left).
+ */
+export class NodeRegistry {
+  readonly #store: Store;
+  readonly #clock: Clock;
+  readonly #maxAttempts: number;
+
+  constructor(store: Store, clock: Clock, options: NodeRegistryOptions = {}) {
+    this.#store = store;
+    this.#clock = clock;
+    this.#maxAttempts = options.maxAttempts ?? 32;
+  }
+
+  async register(input: RegisterNodeInput): Promise<NodeRecord> {
+    const node = buildNodeRecord(input, this.#clock.now());
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const compares: Compare[] = [{ key: nodeKey(node.id), modRevision: 0 }];
+      const ops: Op[] = [{ type: "put", key: nodeKey(node.id), value: encodeNode(node) }];
+      if (holdsName(node)) {
+        compares.push({ key: nodeNameKey(node.name), modRevision: 0 });
+        ops.push({ type: "put", key: nodeNameKey(node.name), value: JSON.stringify({ id: node.id }) });
+      }
+      if ((await this.#store.commit({ compares, ops })).succeeded) return node;
+      if ((await this.#store.get(nodeKey(node.id))) !== undefined)
+        throw new CorralError(ErrorCode.AlreadyExists, `node id "${node.id}" is already registered`, {
+          details: { id: node.id },
+        });
+      await this.#assertNameFree(node);
+    }
+    throw this.#contention(node.id);
+  }
+
+  /** By exact id first, then by name. */
+  async get(idOrName: string): Promise<NodeRecord> {
+    return this.#withLastSeen((await this.#resolve(idOrName)).node);
+  }
+
+  /**
+   * Where the freshest last-seen times live: heartbeats are kept in memory by the liveness tracker
+   * instead of becoming one store write each, and reads show them.
+   */
+  takeLastSeenFrom(source: (nodeId: string) => number | undefined): void {
+    this.#lastSeen = source;
+  }
+
+  #lastSeen: (nodeId: string) => number | undefined = () => undefined;
+
+  #withLastSeen(node: NodeRecord): NodeRecord {
+    const seen = this.#lastSeen(node.id);
+    return seen === undefined || seen <= node.lastSeenAt ? node : { ...node, lastSeenAt: seen };
+  }
+
+  async list(filter: NodeFilter = {}): Promise<{ nodes: NodeRecord[]; revision: number }> {
+    const checked = validateNodeFilter(filter);
+    const { items, revision } = await this.#store.list(nodeKeyPrefix);
+    const nodes = items
+      .map((kv) => this.#withLastSeen(decodeStoredNode(kv.value, kv.key)))
+      .filter((node) => matchesNodeFilter(node, checked))
+      .sort((a, b) => compareText(a.name, b.name) || compareText(a.id, b.id));
+    return { nodes, revision };
+  }
+
+  /** `patch` may be a function of the current record: it is called again on every retry. */
+  async update(
+    idOrName: string,
+    patch: NodePatch | ((current: NodeRecord) => NodePatch),
+  ): Promise<NodeRecord> {
+    return this.#mutate(idOrName, (current, now) =>
+      applyNodePatch(current, typeof patch === "function" ? patch(current) : patch, now),
+    );
+  }
+
+  async setStatus(idOrName: string, status: NodeStatus): Promise<NodeRecord> {
+    const checked = asOneOf(status, nodeStatuses, "status");
+    return this.#mutate(idOrName, (current, now) => ({ ...current, status: checked, updatedAt: now }));
+  }
+
+  /**
+   * Marks the node seen now. Each call is a store write: the membership layer should coalesce heartbeats
+   * rather than call this for every one.
+   */
+  async touch(idOrName: string): Promise<NodeRecord> {
+    return this.#mutate(idOrName, (current, now) => ({ ...current, lastSeenAt: now }));
+  }
+
+  /** Deletes the node (and frees its name); returns it as it was. */
+  async remove(idOrName: string): Promise<NodeRecord> {
+    const id = (await this.#resolve(idOrName)).node.id;
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const { kv, node } = await this.#byId(id);
+      const ops: Op[] = [{ type: "delete", key: kv.key }];
+      if (holdsName(node)) ops.push({ type: "delete", key: nodeNameKey(node.name) });
+      const result = await this.#store.commit({
+        compares: [{ key: kv.key, modRevision: kv.modRevision }],
+        ops,
+      });
+      if (result.succeeded) return node;
+    }
+    throw this.#contention(id);
+  }
+
+  async #mutate(
+    idOrName: string,
+    change: (current: NodeRecord, now: number) => NodeRecord,
+  ): Promise<NodeRecord> {
+    const id = (await this.#resolve(idOrName)).node.id;
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const { kv, node: current } = await this.#byId(id);
+      const next = change(current, this.#clock.now());
+      const compares: Compare[] = [{ key: kv.key, modRevision: kv.modRevision }];
+      const ops: Op[] = [{ type: "put", key: kv.key, value: encodeNode(next) }];
+      const nameChanges = current.name !== next.name || holdsName(current) !== holdsName(next);
+      if (nameChanges && holdsName(current)) ops.push({ type: "delete", key: nodeNameKey(current.name) });
+      if (nameChanges && holdsName(next)) {
+        compares.push({ key: nodeNameKey(next.name), modRevision: 0 });
+        ops.push({ type: "put", key: nodeNameKey(next.name), value: JSON.stringify({ id: next.id }) });
+      }
+      if ((await this.#store.commit({ compares, ops })).succeeded) return next;
+      if (nameChanges && holdsName(next)) await this.#assertNameFree(next);
+    }
+    throw this.#contention(id);
+  }
+
+  async #resolve(idOrName: string): Promise<Stored> {
+    if (typeof idOrName !== "string" || idOrName === "")
+      throw CorralError.invalidArgument("node", "is empty; give a node id or name");
+    if (!isPlausibleIdOrName(idOrName)) throw notFound(idOrName);
+    const byId = await this.#store.get(nodeKey(idOrName));
+    if (byId !== undefined) return { kv: byId, node: decodeStoredNode(byId.value, byId.key) };
+    const index = await this.#store.get(nodeNameKey(idOrName));
+    if (index !== undefined) {
+      const kv = await this.#store.get(nodeKey(indexedId(index)));
+      if (kv !== undefined) return { kv, node: decodeStoredNode(kv.value, kv.key) };
+    }
+    return this.#resolveLeftByName(idOrName);
+  }
+
+  /**
+   * Retries re-read by id only: a concurrent rename must not make them miss the node, and a node removed
+   * meanwhile must not be mistaken for another whose name happens to equal its id.
+   */
+  async #byId(id: string): Promise<Stored> {
+    const kv = await this.#store.get(nodeKey(id));
+    if (kv === undefined) throw notFound(id);
+    return { kv, node: decodeStoredNode(kv.value, kv.key) };
+  }
+
+  /** Nodes that left give up the name index, but can still be found by name while it is unambiguous. */
+  async #resolveLeftByName(name: string): Promise<Stored> {
+    const { items } = await this.#store.list(nodeKeyPrefix);
+    const matches = items
+      .map((kv) => ({ kv, node: decodeStoredNode(kv.value, kv.key) }))
+      .filter(({ node }) => node.name === name);
+    const [only, second] = matches;
+    if (only === undefined) throw notFound(name);
+    if (second !== undefined)
+      throw new CorralError(
+        ErrorCode.FailedPrecondition,
+        `node name "${name}" is shared by ${matches.length} nodes that left; address one by id`,
+        { details: { name } },
+      );
+    return only;
+  }
+
+  async #assertNameFree(node: NodeRecord): Promise<void> {
+    const index = await this.#store.get(nodeNameKey(node.name));
+    if (index !== undefined && indexedId(index) !== node.id)
+      throw new CorralError(
+        ErrorCode.AlreadyExists,
+        `node name "${node.name}" is already used by node ${indexedId(index)}`,
+        { details: { name: node.name } },
+      );
+  }
+
+  #contention(id: string): CorralError {
+    return new CorralError(
+      ErrorCode.Aborted,
+      `node "${id}" kept changing during ${this.#maxAttempts} attempts to write it; try again`,
+      { details: { id } },
+    );
+  }
+}
+
+/** Only a node that has not left holds its name in the index. */
+function holdsName(node: NodeRecord): boolean {
+  return node.status !== "left";
+}
+
+function indexedId(index: KeyValue): string {
+  let id: unknown;
+  try {
+    id = asObject(JSON.parse(index.value), "index").id;
+  } catch {
+    id = undefined;
+  }
+  if (typeof id !== "string")
+    throw new CorralError(ErrorCode.Internal, `name index at ${index.key} is malformed: ${index.value}`);
+  return id;
+}
+
+function notFound(idOrName: string): CorralError {
+  return new CorralError(
+    ErrorCode.NotFound,
+    `node "${shownValue(idOrName)}" not found (looked up by id and by name)`,
+    {
+      details: { node: idOrName },
+    },
+  );
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
