@@ -1,14 +1,11 @@
-import { X509Certificate } from "node:crypto";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../base/clock.ts";
 import { parseDuration } from "../base/duration.ts";
 import { defaults } from "../defaults.ts";
 import type { Logger } from "../observability/logger.ts";
+import { refreshAdminCredentials } from "../security/admin-credentials.ts";
 import { readSealingKey } from "../security/ca-key-file.ts";
 import { CertificateAuthority } from "../security/certificate-authority.ts";
-import { certificateFingerprint, readIfExists, writeSecretFile } from "../security/pem.ts";
-import { operatorIdentityUri } from "../security/principal.ts";
 import type { Store } from "../store/store.ts";
 
 export interface ClusterCaOptions {
@@ -47,37 +44,4 @@ export async function openClusterCa(options: ClusterCaOptions): Promise<Certific
   });
   ca.start({ pruneExpiredAfterMs: parseDuration(defaults.certificates.keepExpired) });
   return ca;
-}
-
-/**
- * `<data dir>/admin`: ca.crt follows the trust bundle; when the issuing CA changes (a rotation), the
- * client certificate is issued again by it, so the first admin is not locked out when the overlap ends.
- */
-export async function refreshAdminCredentials(
-  ca: CertificateAuthority,
-  dataDir: string,
-  reissue: boolean,
-): Promise<void> {
-  const dir = join(dataDir, "admin");
-  const current = await readIfExists(join(dir, "client.crt"));
-  if (current === undefined) return;
-  const issuing = ca
-    .trustedCertificates()
-    .find((c) => certificateFingerprint(new Uint8Array(c.rawData)) === ca.issuingFingerprint);
-  const onIssuing =
-    issuing !== undefined &&
-    new X509Certificate(current).verify(new X509Certificate(Buffer.from(issuing.rawData)).publicKey);
-  if (reissue && !onIssuing) {
-    const issued = await ca.issue({
-      commonName: "admin",
-      dnsNames: [],
-      ipAddresses: [],
-      uris: [operatorIdentityUri("admin", "admin")],
-      validityMs: parseDuration(defaults.identity.adminCertificateLifetime),
-      usage: "client",
-    });
-    await writeSecretFile(join(dir, "client.key"), issued.privateKeyPem);
-    await writeFile(join(dir, "client.crt"), issued.certificatePem, { mode: 0o644 });
-  }
-  await writeFile(join(dir, "ca.crt"), ca.certificatePem, { mode: 0o644 });
 }

@@ -11,12 +11,13 @@ import {
   type Http2ServerResponse,
 } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { type ConnectRouter, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "../base/address.ts";
 import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import type { ControllerMetrics } from "../observability/metrics.ts";
+import { peerKey } from "../rpc/call-chain.ts";
 import { defaultWebRoot, serveStatic } from "./web-static.ts";
 
 export interface WebListenerOptions {
@@ -51,7 +52,16 @@ export class WebListener implements AsyncDisposable {
 
   static async start(options: WebListenerOptions): Promise<WebListener> {
     const { host, port } = parseHostPort(options.address, "web.address");
-    const rpc = connectNodeAdapter({ routes: options.routes, requireConnectProtocolHeader: false });
+    const rpc = connectNodeAdapter({
+      routes: options.routes,
+      requireConnectProtocolHeader: false,
+      // The call log, stream limits and audit name the caller's address, as on the gRPC listeners.
+      contextValues: (request) =>
+        createContextValues().set(
+          peerKey,
+          formatHostPort({ host: request.socket.remoteAddress ?? "", port: request.socket.remotePort ?? 0 }),
+        ),
+    });
     const files = serveStatic(options.webRoot ?? defaultWebRoot);
     const handle = (
       request: IncomingMessage | Http2ServerRequest,
@@ -88,7 +98,7 @@ export class WebListener implements AsyncDisposable {
           cert: options.tls.certificatePem,
           key: options.tls.privateKeyPem,
           allowHTTP1: true,
-          // The per-principal stream limit is counted in connect-routes.ts; this bounds one connection.
+          // The per-principal stream limit is counted by the call chain (connect-routes.ts); this bounds one connection.
           settings: { maxConcurrentStreams: defaults.rpc.maxConcurrentStreamsPerConnection },
         },
         handle,

@@ -66,6 +66,59 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** Gzipped text files, made once per file version (the dashboard is a handful of files). */
+function gzipCache(): (file: string, mtimeMs: number) => Promise<Buffer> {
+  const gzipped = new Map<string, { mtimeMs: number; body: Buffer }>();
+  return async (file, mtimeMs) => {
+    const cached = gzipped.get(file);
+    if (cached !== undefined && cached.mtimeMs === mtimeMs) return cached.body;
+    const body = await gzipAsync(await readFile(file));
+    if (gzipped.size >= maxGzipped) gzipped.clear();
+    gzipped.set(file, { mtimeMs, body });
+    return body;
+  };
+}
+
+/** One file, gzipped when the client takes it and it is text worth compressing; rejects if it is not a file. */
+async function sendStaticFile(options: {
+  readonly request: IncomingMessage | Http2ServerRequest;
+  readonly response: ServerResponse | Http2ServerResponse;
+  readonly file: string;
+  readonly head: boolean;
+  readonly immutable: boolean;
+  readonly gzipOf: (file: string, mtimeMs: number) => Promise<Buffer>;
+}): Promise<void> {
+  const { request, response, file, head, immutable } = options;
+  const info = await stat(file);
+  if (!info.isFile()) throw Object.assign(new Error("not a file"), { code: "ENOENT" });
+  const type = contentTypes[extname(file)] ?? "application/octet-stream";
+  const compress =
+    info.size >= 1024 &&
+    compressible.test(type) &&
+    /\bgzip\b/.test(String(request.headers["accept-encoding"] ?? ""));
+  const body = compress ? await options.gzipOf(file, info.mtimeMs) : undefined;
+  response.writeHead(200, {
+    ...securityHeaders,
+    "content-type": type,
+    "content-length": body?.length ?? info.size,
+    "cache-control": immutable ? "public, max-age=31536000, immutable" : "no-cache",
+    "last-modified": info.mtime.toUTCString(),
+    vary: "accept-encoding",
+    ...(body === undefined ? {} : { "content-encoding": "gzip" }),
+  });
+  if (head) {
+    response.end();
+    return;
+  }
+  if (body !== undefined) {
+    response.end(body);
+    return;
+  }
+  const stream = createReadStream(file);
+  stream.on("error", () => response.destroy());
+  stream.pipe(response);
+}
+
 /**
  * The dashboard's static files: `/` and every path without a file extension get index.html (the page
  * routes itself), hashed files under /assets/ are cached for a year, index.html never. Returns false
@@ -78,52 +131,14 @@ export function serveStatic(
   response: ServerResponse | Http2ServerResponse,
 ) => boolean {
   const base = normalize(root.endsWith(sep) ? root : root + sep);
-  // Gzipped text files, made once per file version (the dashboard is a handful of files).
-  const gzipped = new Map<string, { mtimeMs: number; body: Buffer }>();
-  const gzipOf = async (file: string, mtimeMs: number): Promise<Buffer> => {
-    const cached = gzipped.get(file);
-    if (cached !== undefined && cached.mtimeMs === mtimeMs) return cached.body;
-    const body = await gzipAsync(await readFile(file));
-    if (gzipped.size >= maxGzipped) gzipped.clear();
-    gzipped.set(file, { mtimeMs, body });
-    return body;
-  };
-  const sendFile = async (
+  const gzipOf = gzipCache();
+  const sendFile = (
     request: IncomingMessage | Http2ServerRequest,
     response: ServerResponse | Http2ServerResponse,
     file: string,
     head: boolean,
     immutable: boolean,
-  ) => {
-    const info = await stat(file);
-    if (!info.isFile()) throw Object.assign(new Error("not a file"), { code: "ENOENT" });
-    const type = contentTypes[extname(file)] ?? "application/octet-stream";
-    const compress =
-      info.size >= 1024 &&
-      compressible.test(type) &&
-      /\bgzip\b/.test(String(request.headers["accept-encoding"] ?? ""));
-    const body = compress ? await gzipOf(file, info.mtimeMs) : undefined;
-    response.writeHead(200, {
-      ...securityHeaders,
-      "content-type": type,
-      "content-length": body?.length ?? info.size,
-      "cache-control": immutable ? "public, max-age=31536000, immutable" : "no-cache",
-      "last-modified": info.mtime.toUTCString(),
-      vary: "accept-encoding",
-      ...(body === undefined ? {} : { "content-encoding": "gzip" }),
-    });
-    if (head) {
-      response.end();
-      return;
-    }
-    if (body !== undefined) {
-      response.end(body);
-      return;
-    }
-    const stream = createReadStream(file);
-    stream.on("error", () => response.destroy());
-    stream.pipe(response);
-  };
+  ) => sendStaticFile({ request, response, file, head, immutable, gzipOf });
 
   return (request, response) => {
     if (request.method !== "GET" && request.method !== "HEAD") return false;

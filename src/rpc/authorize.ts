@@ -5,8 +5,8 @@ import type { AuditLog } from "../core/events/audit-log.ts";
 import { type AccessRule, accessRuleFor } from "../security/access-table.ts";
 import { anonymous, describePrincipal, localPrincipal, type Principal } from "../security/principal.ts";
 import type { PrincipalResolver } from "../security/principal-resolver.ts";
+import type { ChainInterceptor } from "./call-chain.ts";
 import type { GrpcHandlerContext } from "./call-context.ts";
-import type { CallInterceptor } from "./grpc-adapter.ts";
 import { principalKey, principalRecheckKey } from "./principal-context.ts";
 
 /** Trailer detail that marks a refusal by the access table (tests tell it apart from a handler's own). */
@@ -57,7 +57,7 @@ function presented(ctx: HandlerContext, options: AuthorizeOptions): Presented {
   if (options.listener === "bridge") return {};
   const certificate =
     options.listener === "cluster"
-      ? (ctx as GrpcHandlerContext).call.getAuthContext().sslPeerCertificate
+      ? (ctx as unknown as GrpcHandlerContext).call.getAuthContext().sslPeerCertificate
       : undefined;
   return certificate !== undefined
     ? { certificate }
@@ -124,6 +124,6 @@ export async function authorizeCall(
   }
 }
 
-export function authorizeCalls(options: AuthorizeOptions): CallInterceptor {
+export function authorizeCalls(options: AuthorizeOptions): ChainInterceptor {
   return (ctx, next) => authorizeCall(ctx, options, next, ctx.peer);
 }

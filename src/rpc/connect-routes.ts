@@ -6,33 +6,34 @@ import {
   type HandlerContext,
   type ServiceImpl,
 } from "@connectrpc/connect";
-import { type AuthorizeOptions, authorizeCall } from "./authorize.ts";
-import { principalOf } from "./principal-context.ts";
+import {
+  type CallContext,
+  type ChainInterceptor,
+  peerKey,
+  runChain,
+  streamThroughChain,
+} from "./call-chain.ts";
+import type { ListenerChain } from "./listener-chain.ts";
 import { checkRequest } from "./request-guard.ts";
 import { toConnectError } from "./status.ts";
-import { principalLabel, type StreamLimits } from "./stream-limits.ts";
+import { limitStreams } from "./stream-limits.ts";
 
 type AnyHandler = (...args: unknown[]) => unknown;
 
-/** Where a fault of this layer goes (the error could not even be mapped); the caller hears INTERNAL. */
-export type ConnectFault = (error: unknown, method: string) => void;
-
-const reportToStderr: ConnectFault = (error, method) =>
-  console.error(`corral: fault answering ${method} (answered INTERNAL):`, error);
-
 /**
- * Registers an implementation on a Connect router (gRPC-Web and Connect for browsers) with corral's
- * error mapping: a CorralError keeps its code on this transport too, streams included. Requests pass
- * the same edge checks as on the gRPC listeners (request-guard.ts) once the caller is authorized.
+ * Registers an implementation on a Connect router (gRPC-Web and Connect for browsers) behind the same
+ * chain as the gRPC listeners (listener-chain.ts): the call log and metrics, authorization, the
+ * open-stream limit, the edge checks of request-guard.ts once the caller is authorized, and corral's
+ * error mapping (a CorralError keeps its code on this transport too, streams included).
  */
 export function addConnectService<S extends DescService>(
   router: ConnectRouter,
   service: S,
   impl: Partial<ServiceImpl<S>>,
-  authorization: AuthorizeOptions,
-  onFault: ConnectFault = reportToStderr,
-  streamLimits?: StreamLimits,
+  chain: ListenerChain,
 ): void {
+  // Innermost, as on the gRPC listeners; per principal only (see limitStreams).
+  const interceptors: readonly ChainInterceptor[] = [...chain.interceptors, limitStreams(chain.streamLimits)];
   const wrapped: Record<string, AnyHandler> = {};
   const handlers = impl as Record<string, AnyHandler | undefined>;
   for (const method of service.methods) {
@@ -40,7 +41,7 @@ export function addConnectService<S extends DescService>(
     if (typeof handler !== "function") continue;
     const bound = handler.bind(impl) as (request: unknown, ctx: HandlerContext) => unknown;
     const path = `/${service.typeName}/${method.name}`;
-    const mapError = (error: unknown) => connectErrorOf(error, (fault) => onFault(fault, path));
+    const mapError = (error: unknown) => connectErrorOf(error, (fault) => chain.onFault(fault, path));
     const streamedInput = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
     const checked = (request: unknown) =>
       streamedInput
@@ -50,19 +51,17 @@ export function addConnectService<S extends DescService>(
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming"
         ? (request, ctx) =>
             mapStreamErrors(
-              authorizedStream(
-                (req, c) => bound(checked(req), c),
-                request,
-                ctx as HandlerContext,
-                authorization,
-                streamLimits,
+              streamThroughChain(
+                interceptors,
+                callContext(ctx as HandlerContext),
+                () => bound(checked(request), ctx as HandlerContext) as AsyncIterable<unknown>,
               ),
               mapError,
             )
         : async (request, ctx) => {
             try {
               let response: unknown;
-              await authorizeCall(ctx as HandlerContext, authorization, async () => {
+              await runChain(interceptors, callContext(ctx as HandlerContext), async () => {
                 response = await bound(checked(request), ctx as HandlerContext);
               });
               return response;
@@ -72,6 +71,15 @@ export function addConnectService<S extends DescService>(
           };
   }
   router.service(service, wrapped as Partial<ServiceImpl<S>>);
+}
+
+/**
+ * The interceptors' view of a Connect call. Connect makes a fresh plain context object for each
+ * call, so the peer (put in its values by the web listener) is added to it rather than to a copy:
+ * the handler and the interceptors then share one context, as on the gRPC listeners.
+ */
+function callContext(ctx: HandlerContext): CallContext {
+  return Object.assign(ctx, { peer: ctx.values.get(peerKey) });
 }
 
 /** The error as the client should see it; if mapping it fails, a plain INTERNAL (and the fault logged). */
@@ -90,31 +98,6 @@ function connectErrorOf(error: unknown, fault: (error: unknown) => void): Connec
 
 async function* checkEach(input: DescMessage, requests: AsyncIterable<unknown>): AsyncGenerator<unknown> {
   for await (const request of requests) yield checkRequest(input, request);
-}
-
-/**
- * Authorizes before the first message; a refused stream fails before it sends anything. The stream
- * counts against its principal's open-stream limit until it ends (this transport does not say which
- * connection carries it; the HTTP/2 settings of the web listener bound that).
- */
-async function* authorizedStream(
-  handler: (request: unknown, ctx: HandlerContext) => unknown,
-  request: unknown,
-  ctx: HandlerContext,
-  authorization: AuthorizeOptions,
-  streamLimits: StreamLimits | undefined,
-): AsyncGenerator<unknown> {
-  let source: AsyncIterable<unknown> | undefined;
-  let release: (() => void) | undefined;
-  await authorizeCall(ctx, { ...authorization, audit: authorization.audit }, async () => {
-    release = streamLimits?.open(undefined, principalLabel(principalOf(ctx), ""));
-    source = handler(request, ctx) as AsyncIterable<unknown>;
-  });
-  try {
-    if (source !== undefined) yield* source;
-  } finally {
-    release?.();
-  }
 }
 
 async function* mapStreamErrors<T>(

@@ -24,13 +24,14 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { CorralError } from "../base/errors.ts";
+import { runChain } from "./call-chain.ts";
 import { GrpcHandlerContext } from "./call-context.ts";
 import { checkRequest, type GuardOptions, MalformedRequest } from "./request-guard.ts";
 import { toGrpcStatus } from "./status.ts";
 
 /**
- * Runs around a whole call (for a stream: until its last message is written). It may throw before
- * calling `next` to refuse the call (authorization), or observe the outcome (logging, metrics).
+ * An interceptor for grpc-js listeners only: it may read the grpc-js call (an agent's listener reads
+ * the peer certificate). Interceptors every listener shares are ChainInterceptors (call-chain.ts).
  */
 export type CallInterceptor = (ctx: GrpcHandlerContext, next: () => Promise<void>) => Promise<void>;
 
@@ -168,15 +169,8 @@ function callHandler(method: DescMethod, handler: AnyHandler, options: MountOpti
   const newContext = (call: ConstructorParameters<typeof GrpcHandlerContext>[0]) =>
     new GrpcHandlerContext(call, method, options.contextValues?.());
   // async: an interceptor that throws before returning its promise still ends in a rejection.
-  const intercept = async (ctx: GrpcHandlerContext, run: () => Promise<void>): Promise<void> => {
-    let next = run;
-    for (let i = interceptors.length - 1; i >= 0; i--) {
-      const interceptor = interceptors[i] as CallInterceptor;
-      const inner = next;
-      next = () => interceptor(ctx, inner);
-    }
-    return next();
-  };
+  const intercept = async (ctx: GrpcHandlerContext, run: () => Promise<void>): Promise<void> =>
+    runChain(interceptors, ctx, run);
   // Each entry point is guarded twice: a synchronous throw (making the context) and a rejected run
   // (a status grpc-js refuses, a callback that throws) both end as INTERNAL, logged, never a crash.
   switch (method.methodKind) {

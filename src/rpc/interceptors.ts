@@ -1,10 +1,10 @@
 import { CorralError, grpcStatusOf } from "../base/errors.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { ControllerMetrics } from "../observability/metrics.ts";
-import type { CallInterceptor } from "./grpc-adapter.ts";
+import type { ChainInterceptor } from "./call-chain.ts";
 
 /** One log line per call that failed with a server-side fault, debug lines for the rest, and metrics. */
-export function observeCalls(logger: Logger, metrics?: ControllerMetrics): CallInterceptor {
+export function observeCalls(logger: Logger, metrics?: ControllerMetrics): ChainInterceptor {
   return async (ctx, next) => {
     const method = `${ctx.service.typeName}/${ctx.method.name}`;
     const started = performance.now();

@@ -2,7 +2,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
 import { describePrincipal, type Principal } from "../security/principal.ts";
-import type { CallInterceptor } from "./grpc-adapter.ts";
+import type { ChainInterceptor } from "./call-chain.ts";
 import { principalKey } from "./principal-context.ts";
 
 export interface StreamLimitSettings {
@@ -118,16 +118,18 @@ export function isResponseStream(ctx: HandlerContext): boolean {
 }
 
 /**
- * Runs innermost, after the caller is identified, on every grpc-js listener. The slot is given back
- * when the call ends or as soon as it is cancelled (a handler blocked on its next event must not keep
- * counting against a client that has gone).
+ * Runs innermost, after the caller is identified, on every listener. The slot is given back when the
+ * call ends or as soon as it is cancelled (a handler blocked on its next event must not keep counting
+ * against a client that has gone). Without a `listener` name only the principal's streams are counted:
+ * the web listener's transport does not say which connection carries a call (its HTTP/2 settings bound
+ * a connection there).
  */
-export function limitStreams(limits: StreamLimits, listener: string): CallInterceptor {
+export function limitStreams(limits: StreamLimits, listener?: string): ChainInterceptor {
   return async (ctx, next) => {
     if (!isResponseStream(ctx)) return next();
     const peer = ctx.peer;
     const release = limits.open(
-      `${listener} ${peer}`,
+      listener === undefined ? undefined : `${listener} ${peer}`,
       principalLabel(ctx.values.get(principalKey), hostOf(peer)),
     );
     const signal = ctx.signal;

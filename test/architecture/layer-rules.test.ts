@@ -32,7 +32,7 @@ describe("layer rules on src/ imports", () => {
 
   it("reads the imports of the whole tree", () => {
     assert.ok(edges.length > 1000, `only ${edges.length} imports read: the reader is broken`);
-    assert.ok(edges.some((e) => e.from === "controller/controller.ts" && e.to.startsWith("store/")));
+    assert.ok(edges.some((e) => e.from.startsWith("controller/") && e.to.startsWith("store/")));
   });
 
   it("no forbidden import beyond the known debts, and every debt listed is still there", () => {
