@@ -3,19 +3,19 @@ import { describe, it } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
-import { encodeLogLines, logBatch } from "../../../src/agent/services/log-batch.ts";
+import { encodeLogLines, type LogLine, logBatch } from "../../../src/agent/services/log-batch.ts";
 import { MessageSchema, MessagesSchema } from "../../../src/gen/logging_pb.ts";
 import { LogStreamMessagesSchema } from "../../../src/gen/pipelines_pb.ts";
 import { preEncodedBytesOf } from "../../../src/rpc/pre-encoded.ts";
 
-const line = fc.record({
+const line: fc.Arbitrary<LogLine> = fc.record({
   timestamp: fc.integer({ min: 0, max: 4_102_444_800_000 }),
   level: fc.integer({ min: 0, max: 5 }),
   message: fc.string({ unit: "grapheme", maxLength: 40 }),
   data: fc.oneof(fc.constant(""), fc.json({ maxDepth: 1 })),
 });
 
-const reference = (lines: readonly fc.infer<typeof line>[]) =>
+const reference = (lines: readonly LogLine[]) =>
   toBinary(
     MessagesSchema,
     create(MessagesSchema, {
