@@ -307,6 +307,11 @@ export const defaults = {
     busyWaitMs: 2,
     /** performance_mode off: the run gives way to the node's other work (always allowed). */
     backgroundNice: 10,
+    /**
+     * A run's output waits at most this long for a log reader more than half its ring behind (the run's
+     * process is paused meanwhile); a reader that reads on is never lapped, one that stalls longer is.
+     */
+    logReaderWait: "1s",
   },
   /** Clusters of nodes provisioned with k3s (`corral cluster`). */
   clusters: {

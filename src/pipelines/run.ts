@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Worker } from "node:worker_threads";
+import { parseDuration } from "../base/duration.ts";
+import { defaults } from "../defaults.ts";
 import { RingLogSource } from "../host/logs/ring-log-source.ts";
 import type { ProcessRecorder } from "../host/process-ledger.ts";
 import { type RunAs, resolveRunAs } from "../host/run-as.ts";
@@ -59,6 +61,7 @@ export interface RunEndpoint {
   readonly port: number;
 }
 
+const logReaderWaitMs = parseDuration(defaults.pipelines.logReaderWait, "pipelines.logReaderWait");
 const workerUrl = new URL("./runtime-worker-entry.mjs", import.meta.url);
 
 /** Numeric order of log levels, NanoPing's Level enum (STATE 0 … FATAL 5). */
@@ -201,8 +204,12 @@ export class PipelineRun {
         case "logs":
           for (const entry of message.entries as { level: keyof typeof levelNumber; message: string }[])
             this.log(entry.level, entry.message);
-          // Lets the worker send the next batch (its backlog, not this thread's queue, absorbs bursts).
-          worker.postMessage({ type: "ack" });
+          // Lets the worker send the next batch (its backlog, not this thread's queue, absorbs bursts),
+          // once the log's readers have room: past its backlog the worker pauses the process's output,
+          // so a reader that keeps reading gets every line however fast the process writes.
+          void this.logs
+            .room(this.logs.capacity / 2, logReaderWaitMs)
+            .then(() => worker.postMessage({ type: "ack" }));
           break;
         case "stats":
           this.stats = message.blocks as BlockStats;

@@ -49,6 +49,8 @@ const pendingLogs: { level: Level; message: string }[] = [];
 const maxUnacked = 4;
 const logBatch = 1000;
 const logBacklogLimit = 10_000;
+/** How long a finished run waits for its log's readers before it hands over the rest at once. */
+const logDrainMs = 5_000;
 let unacked = 0;
 let flushScheduled = false;
 /** Re-evaluates whether each process block's output should be paused. */
@@ -71,6 +73,18 @@ const log = (level: Level, message: string) => {
   }
 };
 const logsBackedUp = () => pendingLogs.length > logBacklogLimit;
+
+/**
+ * At the end of a run, what is still waiting goes out at the parent's pace too (a burst of the last
+ * 10 000 lines at once would lap a reader that kept up all along), for at most `withinMs`.
+ */
+async function drainLogs(withinMs: number): Promise<void> {
+  const until = Date.now() + withinMs;
+  while ((pendingLogs.length > 0 || unacked > 0) && Date.now() < until) {
+    flushLogs();
+    await sleep(2);
+  }
+}
 
 interface Counters {
   type: string;
@@ -559,6 +573,7 @@ async function main(): Promise<void> {
   await Promise.race([Promise.allSettled(tasks), sleep(500)]);
   clearInterval(ticker);
   report();
+  await drainLogs(logDrainMs);
   flushLogs(true);
   port.postMessage({ type: "exit", failed, reason, ...(exitCode === undefined ? {} : { exitCode }) });
   port.close();

@@ -26,6 +26,7 @@ import {
 import { CorralError } from "../base/errors.ts";
 import { runChain } from "./call-chain.ts";
 import { GrpcHandlerContext } from "./call-context.ts";
+import { preEncodedBytesOf } from "./pre-encoded.ts";
 import { checkRequest, type GuardOptions, MalformedRequest } from "./request-guard.ts";
 import { toGrpcStatus } from "./status.ts";
 
@@ -128,6 +129,8 @@ function methodDefinition(
   };
   const encodeResponse = (message: unknown): Buffer => {
     try {
+      const bytes = preEncodedBytesOf(message);
+      if (bytes !== undefined) return asBuffer(bytes);
       return asBuffer(toBinary(output, message as MessageShape<DescMessage>));
     } catch (error) {
       fault(error);

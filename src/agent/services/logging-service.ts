@@ -8,12 +8,14 @@ import {
   type LoggingService,
   type Message,
   MessageSchema,
+  MessagesSchema,
   type Options,
 } from "../../gen/logging_pb.ts";
 import type { EntryLevel, LogEntry, LogSource } from "../../host/logs/log-source.ts";
-import { streamLogEntries } from "../../host/logs/log-stream.ts";
+import { streamLogBatches } from "../../host/logs/log-stream.ts";
 import type { PipelineManager } from "../../pipelines/manager.ts";
-import { batched } from "./pipelines-service.ts";
+import { type LogLine, logBatch } from "./log-batch.ts";
+import { logBatchLines } from "./pipelines-service.ts";
 
 export interface LocalLoggingDeps {
   /** The node's own log (the agent's, or the controller's on its own node): the logger's ring. */
@@ -100,14 +102,15 @@ export function localLoggingService(deps: LocalLoggingDeps): Partial<ServiceImpl
       const lines = linesOf(request.options, maxLines);
       const keep = (entry: LogEntry) => toLevel[entry.level] >= minimum;
       // The history, then what arrives, through the same bounded queue as NodeAgent StreamLogs.
-      const entries = streamLogEntries(
+      const batches = streamLogBatches(
         source,
         {},
         { tail: lines, follow: true, maxQueued, signal: ctx.signal },
+        logBatchLines,
       );
-      for await (const batch of batched(entries, 1000)) {
-        const messages = batch.filter(keep).map(toMessage);
-        if (messages.length > 0) yield { messages };
+      for await (const batch of batches) {
+        const lines = batch.filter(keep).map(toLine);
+        if (lines.length > 0) yield logBatch(MessagesSchema, lines);
         if (ctx.signal.aborted) return;
       }
     },
@@ -131,12 +134,17 @@ function linesOf(options: Options | undefined, maxLines: number): number {
 
 /** One log entry as NanoPing's Message; a line's structured fields (pino JSON) go to `data` as JSON. */
 export function toMessage(entry: LogEntry): Message {
-  return create(MessageSchema, {
-    timestamp: timestampFromMs(entry.timestamp),
+  const line = toLine(entry);
+  return create(MessageSchema, { ...line, timestamp: timestampFromMs(line.timestamp) });
+}
+
+function toLine(entry: LogEntry): LogLine {
+  return {
+    timestamp: entry.timestamp,
     level: toLevel[entry.level],
     message: entry.message,
     data: Object.keys(entry.fields).length === 0 ? "" : JSON.stringify(entry.fields),
-  });
+  };
 }
 
 /** The log as a text file (one line per entry: time, level, message, fields), in 64 KiB chunks. */

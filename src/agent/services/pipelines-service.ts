@@ -2,11 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import { MessageSchema as LogMessageSchema } from "../../gen/logging_pb.ts";
 import { CollectionSchema, MetricSchema } from "../../gen/metrics_pb.ts";
 import {
   ConfigCompatability,
   KpiSchema,
+  LogStreamMessagesSchema,
   type RestartPolicy as PbRestartPolicy,
   type Pipeline,
   PipelineSchema,
@@ -25,6 +25,7 @@ import {
   type PipelineView,
 } from "../../pipelines/manager.ts";
 import type { RestartPolicy } from "../../pipelines/run.ts";
+import { logBatch } from "./log-batch.ts";
 
 export function toPbPipeline(view: PipelineView): Pipeline {
   return create(PipelineSchema, {
@@ -100,6 +101,8 @@ function settingsOf(input: SettingsInput): PipelineSettings {
 const oneof = <T>(o: { case: string | undefined; value?: unknown }): T | undefined =>
   o.case === undefined ? undefined : (o.value as T);
 
+/** Lines per log message: a burst goes out as a few large messages, not one per line. */
+export const logBatchLines = 2000;
 const levelOf = { trace: 1, debug: 1, info: 2, warn: 3, error: 4, fatal: 5 } as const;
 
 /**
@@ -172,19 +175,19 @@ export function localPipelinesService(
       const minimum = pipeline.defaultLoggingLevel;
       const lines = req.options?.optionalLines.case === "lines" ? req.options.optionalLines.value : 1000n;
       const tailCount = Number(lines > 100_000n ? 100_000n : lines < 0n ? 0n : lines);
-      const follow = run.logs.follow({}, ctx.signal);
-      const toMessage = (entry: { timestamp: number; level: keyof typeof levelOf; message: string }) =>
-        create(LogMessageSchema, {
-          timestamp: timestampFromMs(entry.timestamp),
-          level: levelOf[entry.level],
-          message: entry.message,
-        });
+      const follow = run.logs.followBatches({}, ctx.signal, logBatchLines);
+      const toLine = (entry: { timestamp: number; level: keyof typeof levelOf; message: string }) => ({
+        timestamp: entry.timestamp,
+        level: levelOf[entry.level],
+        message: entry.message,
+        data: "",
+      });
       const keep = (level: keyof typeof levelOf) => levelOf[level] >= minimum;
       const tail = (await run.logs.tail(tailCount, {})).filter((e) => keep(e.level));
-      if (tail.length > 0) yield { messages: tail.map(toMessage) };
-      for await (const batch of batched(follow, 1000)) {
-        const messages = batch.filter((e) => keep(e.level)).map(toMessage);
-        if (messages.length > 0) yield { messages };
+      if (tail.length > 0) yield logBatch(LogStreamMessagesSchema, tail.map(toLine));
+      for await (const batch of follow) {
+        const lines = batch.filter((e) => keep(e.level)).map(toLine);
+        if (lines.length > 0) yield logBatch(LogStreamMessagesSchema, lines);
       }
     },
     openTelemetryStream: async function* (req, ctx) {
@@ -204,44 +207,6 @@ export function localPipelinesService(
       }
     },
   };
-}
-
-const tick = Symbol("tick");
-
-/**
- * Groups what is already there into one batch (up to `max`): a burst of lines goes out as a few
- * messages rather than one message per line, so a reader keeps up with a fast writer.
- */
-export async function* batched<T>(source: AsyncIterable<T>, max: number): AsyncGenerator<T[]> {
-  const it = source[Symbol.asyncIterator]();
-  let next = it.next();
-  try {
-    for (;;) {
-      const first = await next;
-      if (first.done) return;
-      const batch = [first.value];
-      next = it.next();
-      let ended = false;
-      while (batch.length < max) {
-        const r = await Promise.race([
-          next,
-          new Promise<typeof tick>((resolve) => setImmediate(() => resolve(tick))),
-        ]);
-        if (r === tick) break;
-        if (r.done) {
-          ended = true;
-          break;
-        }
-        batch.push(r.value);
-        next = it.next();
-      }
-      yield batch;
-      if (ended) return;
-    }
-  } finally {
-    // Not awaited: a pending next() (ended by the call's abort signal) must not hold this up.
-    it.return?.().catch(() => undefined);
-  }
 }
 
 function telemetrySample(

@@ -38,6 +38,11 @@ export interface LogSource {
    * promise that); ends when `signal` aborts or the source ends (a finished pipeline run).
    */
   follow(query: LogQuery, signal: AbortSignal): AsyncIterable<LogEntry>;
+  /**
+   * The same entries as `follow`, whatever is there at once (up to `maxBatch` a batch): sources that can
+   * hand over a burst in one go offer it, so a reader costs one wait per burst, not one per line.
+   */
+  followBatches?(query: LogQuery, signal: AbortSignal, maxBatch: number): AsyncIterable<LogEntry[]>;
 }
 
 const rank: Readonly<Record<EntryLevel, number>> = {

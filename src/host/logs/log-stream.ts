@@ -30,6 +30,11 @@ export interface LogStreamOptions {
   readonly state?: LogStreamState;
 }
 
+/** Batches of `follow` for a source that offers only entries one at a time. */
+async function* oneByOne(entries: AsyncIterable<LogEntry>): AsyncGenerator<LogEntry[]> {
+  for await (const entry of entries) yield [entry];
+}
+
 /**
  * The entries of one StreamLogs call: the tail, then (with follow) what arrives. While the client reads
  * slower than the source writes, entries wait in a queue of at most `maxQueued`; one more and the
@@ -41,9 +46,25 @@ export async function* streamLogEntries(
   query: LogQuery,
   options: LogStreamOptions,
 ): AsyncGenerator<LogEntry> {
+  for await (const batch of streamLogBatches(source, query, options, 1)) yield* batch;
+}
+
+/**
+ * `streamLogEntries` in batches of at most `maxBatch`: everything waiting goes out at once, so a reader
+ * that keeps up pays one wait per burst rather than one per line.
+ */
+export async function* streamLogBatches(
+  source: LogSource,
+  query: LogQuery,
+  options: LogStreamOptions,
+  maxBatch: number,
+): AsyncGenerator<LogEntry[]> {
   const state = options.state ?? new LogStreamState(options.maxQueued);
   const stop = new AbortController();
-  const queue: LogEntry[] = [];
+  // A queue read from `head`: shifting a long array moves every entry behind the first, per entry.
+  let queue: LogEntry[] = [];
+  let head = 0;
+  const waiting = () => queue.length - head;
   let wake: (() => void) | undefined;
   const notify = () => {
     const resolve = wake;
@@ -62,22 +83,32 @@ export async function* streamLogEntries(
   let pump: Promise<void> | undefined;
   if (options.follow && !stop.signal.aborted) {
     // Asked for before the tail, so the tail ends where following starts.
-    const live = source.follow(query, stop.signal);
+    const live =
+      source.followBatches?.(query, stop.signal, Math.max(maxBatch, 1000)) ??
+      oneByOne(source.follow(query, stop.signal));
     const matches = compileQuery(query);
     pump = (async () => {
       try {
-        for await (const entry of live) {
+        for await (const batch of live) {
           if (stop.signal.aborted) break;
-          if (!matches(entry)) continue;
-          if (queue.length >= state.maxQueued) {
+          let overflow = false;
+          for (const entry of batch) {
+            if (!matches(entry)) continue;
+            if (waiting() >= state.maxQueued) {
+              overflow = true;
+              break;
+            }
+            queue.push(entry);
+          }
+          if (waiting() > state.peakQueued) state.peakQueued = waiting();
+          if (overflow) {
             state.overflowed = true;
-            queue.length = 0;
+            queue = [];
+            head = 0;
             state.queued = 0;
             break;
           }
-          queue.push(entry);
-          state.queued = queue.length;
-          if (queue.length > state.peakQueued) state.peakQueued = queue.length;
+          state.queued = waiting();
           notify();
         }
       } catch (error) {
@@ -97,27 +128,35 @@ export async function* streamLogEntries(
       }`,
       { details: { since: String(state.lastTimestamp ?? query.since ?? 0) } },
     );
-  const delivered = (entry: LogEntry) => {
-    state.delivered++;
-    state.lastTimestamp = entry.timestamp;
+  const delivered = (batch: readonly LogEntry[]) => {
+    state.delivered += batch.length;
+    const last = batch[batch.length - 1];
+    if (last !== undefined) state.lastTimestamp = last.timestamp;
   };
+  const size = Math.max(1, maxBatch);
 
   try {
     const tail = options.tail > 0 && !stop.signal.aborted ? await source.tail(options.tail, query) : [];
-    for (const entry of tail) {
+    for (let at = 0; at < tail.length; at += size) {
       if (state.overflowed) throw tooSlow();
       if (stop.signal.aborted) return;
-      yield entry;
-      delivered(entry);
+      const batch = tail.slice(at, at + size);
+      yield batch;
+      delivered(batch);
     }
     for (;;) {
       if (state.overflowed) throw tooSlow();
       if (stop.signal.aborted) return;
-      const entry = queue.shift();
-      if (entry !== undefined) {
-        state.queued = queue.length;
-        yield entry;
-        delivered(entry);
+      if (waiting() > 0) {
+        const batch = queue.slice(head, head + size);
+        head += batch.length;
+        if (head === queue.length) {
+          queue = [];
+          head = 0;
+        }
+        state.queued = waiting();
+        yield batch;
+        delivered(batch);
         continue;
       }
       if (pumpError !== undefined) throw pumpError;
@@ -130,7 +169,8 @@ export async function* streamLogEntries(
     state.finished = true;
     options.signal.removeEventListener("abort", onAbort);
     stop.abort();
-    queue.length = 0;
+    queue = [];
+    head = 0;
     state.queued = 0;
     await pump;
   }

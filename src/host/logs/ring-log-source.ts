@@ -23,6 +23,9 @@ export class RingLogSource implements LogSource {
   #next = 0;
   #ended = false;
   #waiters = new Set<() => void>();
+  /** Where each follower has read up to: what `room()` waits on. */
+  readonly #cursors = new Set<{ at: number }>();
+  #roomWaiters = new Set<() => void>();
 
   constructor(capacity: number = defaults.agentDiagnostics.logs.agentRingLines) {
     if (!Number.isInteger(capacity) || capacity < 1)
@@ -45,6 +48,11 @@ export class RingLogSource implements LogSource {
     return this.#waiters.size;
   }
 
+  /** Followers reading now. */
+  get followers(): number {
+    return this.#cursors.size;
+  }
+
   append(entry: LogEntry): void {
     if (this.#ended) return;
     this.#entries[this.#next % this.capacity] = entry;
@@ -56,6 +64,30 @@ export class RingLogSource implements LogSource {
   end(): void {
     this.#ended = true;
     this.#wakeAll();
+    this.#wakeRoom();
+  }
+
+  /**
+   * Resolves once every follower has at least `free` entries of the ring left before the writer laps it,
+   * or after `maxWaitMs`. A writer that can slow down (a pipeline run's output) awaits this between
+   * bursts, so a reader that keeps reading is never lapped however fast the writer is, while a reader
+   * that stalls holds the writer up for at most `maxWaitMs` before it is lapped and told so.
+   */
+  room(free: number, maxWaitMs: number): Promise<void> {
+    if (this.#hasRoom(free)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!this.#ended && !this.#hasRoom(free)) return;
+        done();
+      };
+      const done = () => {
+        clearTimeout(timer);
+        this.#roomWaiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(done, maxWaitMs);
+      this.#roomWaiters.add(check);
+    });
   }
 
   async tail(n: number, query: LogQuery): Promise<LogEntry[]> {
@@ -63,11 +95,25 @@ export class RingLogSource implements LogSource {
   }
 
   follow(query: LogQuery, signal: AbortSignal): AsyncIterable<LogEntry> {
+    const batches = this.followBatches(query, signal, 1000);
+    return {
+      async *[Symbol.asyncIterator]() {
+        for await (const batch of batches) yield* batch;
+      },
+    };
+  }
+
+  /**
+   * Like `follow`, but everything already there comes at once (up to `maxBatch` entries a batch): a
+   * reader costs one wait per burst rather than one per line, which is what lets it keep up with a
+   * writer as fast as `cat`.
+   */
+  followBatches(query: LogQuery, signal: AbortSignal, maxBatch: number): AsyncIterable<LogEntry[]> {
     // The cursor is taken now: a tail asked for right after this call ends exactly where following starts.
     const start = this.#next;
     const matches = compileQuery(query);
     return {
-      [Symbol.asyncIterator]: () => this.#follow(start, matches, signal),
+      [Symbol.asyncIterator]: () => this.#follow(start, matches, signal, Math.max(1, maxBatch)),
     };
   }
 
@@ -86,26 +132,51 @@ export class RingLogSource implements LogSource {
     start: number,
     matches: (entry: LogEntry) => boolean,
     signal: AbortSignal,
-  ): AsyncGenerator<LogEntry> {
-    let cursor = start;
-    while (!signal.aborted) {
-      while (cursor < this.#next) {
-        if (cursor < this.#next - this.capacity) {
-          throw new CorralError(
-            "RESOURCE_EXHAUSTED",
-            `reader fell ${this.#next - cursor} entries behind a log that keeps ${this.capacity}`,
-          );
+    maxBatch: number,
+  ): AsyncGenerator<LogEntry[]> {
+    const cursor = { at: start };
+    this.#cursors.add(cursor);
+    try {
+      while (!signal.aborted) {
+        while (cursor.at < this.#next) {
+          if (cursor.at < this.#next - this.capacity) {
+            throw new CorralError(
+              "RESOURCE_EXHAUSTED",
+              `reader fell ${this.#next - cursor.at} entries behind a log that keeps ${this.capacity}`,
+            );
+          }
+          const batch: LogEntry[] = [];
+          const until = Math.min(this.#next, cursor.at + maxBatch);
+          for (; cursor.at < until; cursor.at++) {
+            const entry = this.#entries[cursor.at % this.capacity];
+            if (entry !== undefined && matches(entry)) batch.push(entry);
+          }
+          this.#wakeRoom();
+          if (batch.length > 0) {
+            yield batch;
+            if (signal.aborted) return;
+          }
         }
-        const entry = this.#entries[cursor % this.capacity];
-        cursor++;
-        if (entry !== undefined && matches(entry)) {
-          yield entry;
-          if (signal.aborted) return;
-        }
+        if (this.#ended) return;
+        await this.#changed(signal);
       }
-      if (this.#ended) return;
-      await this.#changed(signal);
+    } finally {
+      this.#cursors.delete(cursor);
+      this.#wakeRoom();
     }
+  }
+
+  #hasRoom(free: number): boolean {
+    const need = this.#next + Math.min(free, this.capacity) - this.capacity;
+    const lapped = this.#next - this.capacity;
+    // A follower already lapped is told so at its next read: waiting for it would only slow the writer.
+    for (const cursor of this.#cursors) if (cursor.at < need && cursor.at >= lapped) return false;
+    return true;
+  }
+
+  #wakeRoom(): void {
+    if (this.#roomWaiters.size === 0) return;
+    for (const check of [...this.#roomWaiters]) check();
   }
 
   #changed(signal: AbortSignal): Promise<void> {
