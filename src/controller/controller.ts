@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { type Clock, systemClock } from "../base/clock.ts";
 import type { FaceContext } from "../faces/face-context.ts";
 import { AgentLogRing } from "../host/logs/ring-log-source.ts";
@@ -122,6 +123,8 @@ export class Controller implements AsyncDisposable {
       });
       stack.adopt(engines.stack);
       const stopping = new AbortController();
+      // Every open stream (a heartbeat stream per agent) listens for the drain: thousands, by design.
+      setMaxListeners(0, stopping.signal);
       const context = assembleFaceContext({
         config,
         storage,
