@@ -122,9 +122,7 @@ export class Controller implements AsyncDisposable {
         logger,
       });
       stack.adopt(engines.stack);
-      const stopping = new AbortController();
-      // Every open stream (a heartbeat stream per agent) listens for the drain: thousands, by design.
-      setMaxListeners(0, stopping.signal);
+      const stopping = drainController();
       const context = assembleFaceContext({
         config,
         storage,
@@ -192,4 +190,11 @@ export class Controller implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Aborted when the controller starts to drain; every open stream (one per agent) listens: thousands. */
+function drainController(): AbortController {
+  const stopping = new AbortController();
+  setMaxListeners(0, stopping.signal);
+  return stopping;
 }
