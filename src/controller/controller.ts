@@ -46,6 +46,7 @@ import { RpcServer } from "../rpc/rpc-server.ts";
 import { controllerStreamLimitKeys, StreamLimits } from "../rpc/stream-limits.ts";
 import { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
+import { CertificateBook } from "../security/certificate-book.ts";
 import { revokedPrefix } from "../security/certificate-inventory.ts";
 import { PrincipalResolver } from "../security/principal-resolver.ts";
 import { securePrivateDir } from "../security/private-dir.ts";
@@ -564,6 +565,7 @@ export class Controller implements AsyncDisposable {
         joinRequests,
         tokens,
         ca,
+        certificates: new CertificateBook({ ca, clock }),
         resolver,
         audit,
         joinRequestTimeoutMs: config.authenticationByRequestTimeoutMs,

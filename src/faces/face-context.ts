@@ -20,6 +20,7 @@ import type { NodeAgent } from "../gen/picontroller_pb.ts";
 import type { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
+import type { CertificateBook } from "../security/certificate-book.ts";
 import type { PrincipalResolver } from "../security/principal-resolver.ts";
 import type { Store } from "../store/store.ts";
 
@@ -96,6 +97,8 @@ export interface FaceContext {
   readonly joinRequests: JoinRequestBook;
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;
+  /** The certificate rules over the CA's inventory (current, untrusted, renewal, revocation). */
+  readonly certificates: CertificateBook;
   readonly resolver: PrincipalResolver;
   readonly audit: AuditLog;
   /** The controller's `hubServer.authenticationByRequest.timeout`. */
