@@ -12,6 +12,7 @@ import { type Clock, systemClock } from "../base/clock.ts";
 import { parseDuration } from "../base/duration.ts";
 import { JoinRequestBook } from "../core/admission/join-requests.ts";
 import { TokenRegistry } from "../core/admission/tokens.ts";
+import { DeviceRegistry } from "../core/devices/device-registry.ts";
 import { AuditLog } from "../core/events/audit-log.ts";
 import { EventFeed } from "../core/events/event-feed.ts";
 import { MetricsHistory } from "../core/metrics/metrics-history.ts";
@@ -69,6 +70,7 @@ import { liveControllerAddresses } from "./live-controller-addresses.ts";
 import { registerNodeMetricGauges } from "./metrics-gauges.ts";
 import { OwnNodeMetrics } from "./metrics-own-node.ts";
 import { OwnNodeResources } from "./own-node-resources.ts";
+import { startOwnership } from "./ownership-start.ts";
 import { PeerReplicator } from "./peer-replicator.ts";
 import { PlanLibrary, shippedPlansDir } from "./provisioning-plans.ts";
 import { agentStepRunner, localStepRunner } from "./provisioning-runners.ts";
@@ -517,6 +519,8 @@ export class Controller implements AsyncDisposable {
       });
       stoppers.push(async () => stopFollowingLeader());
 
+      const ownership = startOwnership({ store, registry, feed, clock, logger });
+      stoppers.push(() => ownership.close());
       const stopping = new AbortController();
       const context: FaceContext = {
         stopping: stopping.signal,
@@ -575,6 +579,8 @@ export class Controller implements AsyncDisposable {
         ownLoad: createLoadReader(),
         metrics: { history: metricsHistory, intervalMs: metricsSettings.intervalMs },
         clusters,
+        ownership,
+        devices: new DeviceRegistry(store, clock),
       };
       const health: HealthRegistry[] = [];
       for (const server of [cluster, bridge]) {

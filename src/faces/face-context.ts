@@ -4,6 +4,7 @@ import type { Clock } from "../base/clock.ts";
 import type { JoinRequestBook } from "../core/admission/join-requests.ts";
 import type { TokenRegistry } from "../core/admission/tokens.ts";
 import type { ClusterEngine } from "../core/clusters/cluster-engine.ts";
+import type { DeviceRegistry } from "../core/devices/device-registry.ts";
 import type { AuditLog } from "../core/events/audit-log.ts";
 import type { EventFeed } from "../core/events/event-feed.ts";
 import type { MetricsHistory, MetricsPoint } from "../core/metrics/metrics-history.ts";
@@ -12,6 +13,7 @@ import type { NodeRecord } from "../core/nodes/node.ts";
 import type { NodeHealthBook } from "../core/nodes/node-health.ts";
 import type { NodeLoad, NodeLoads } from "../core/nodes/node-load.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
+import type { Ownership } from "../core/ownership/ownership.ts";
 import type { ProvisioningEngine } from "../core/provisioning/provisioning-engine.ts";
 import type { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
 import type { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
@@ -115,6 +117,10 @@ export interface FaceContext {
   readonly metrics: { readonly history: MetricsHistory; readonly intervalMs: number };
   /** Clusters of nodes with a k3s lifecycle (`corral cluster`). */
   readonly clusters: ClusterEngine;
+  /** Named devices on the nodes (corral.v1.DevicesService). */
+  readonly devices: DeviceRegistry;
+  /** The ownership directory (go-cart-actor's ControlPlane, corral.v1.MembersService). */
+  readonly ownership: Ownership;
   /**
    * Aborted when the controller starts to drain: streams a client simply opens again elsewhere
    * (heartbeats) end at once instead of holding the shutdown for its whole grace period.
