@@ -74,7 +74,12 @@ export interface Heartbeats {
   nextInterval(): number;
 }
 
-/** What a face may use: the core and the facts. Faces translate; rules live in the core. */
+/**
+ * Everything the controller hands its faces, as one object (the service table passes it on; tests read
+ * it as `controller.context`). No face takes it whole: each declares the slice it touches
+ * (`NodesServiceDeps`, `RelayDeps`, …), which this object satisfies; `test/architecture/sizes.test.ts`
+ * keeps it so. Faces translate; rules live in core, engines and security.
+ */
 export interface FaceContext {
   readonly registry: NodeRegistry;
   readonly feed: EventFeed;
