@@ -1,4 +1,5 @@
 import type { Clock } from "../base/clock.ts";
+import type { Ownership } from "../core/ownership/ownership.ts";
 import { ClusterManager } from "../engines/cluster-manager.ts";
 import { followLeadership, startHousekeeping } from "../engines/leader-duties.ts";
 import { Membership } from "../engines/membership.ts";
@@ -11,6 +12,7 @@ import { type OwnNode, startOwnNodeUpkeep } from "./assemble-own-node.ts";
 import type { Storage } from "./assemble-store.ts";
 import type { ControllerConfig } from "./config.ts";
 import type { ControllerRegistry } from "./controller-registry.ts";
+import { startOwnership } from "./ownership-start.ts";
 import { PlanLibrary, shippedPlansDir } from "./provisioning-plans.ts";
 import { agentStepRunner, localStepRunner } from "./provisioning-runners.ts";
 import { assemble, type Stack } from "./stack.ts";
@@ -22,6 +24,8 @@ export interface Engines extends PeerReplication {
   readonly placement: PlacementReconciler;
   readonly provisioning: ProvisioningDispatcher;
   readonly clusters: ClusterManager;
+  /** The ownership directory (go-cart-actor's ControlPlane, corral.v1.MembersService). */
+  readonly ownership: Ownership;
   readonly stack: Stack;
 }
 
@@ -95,6 +99,8 @@ export function assembleEngines(inputs: EngineInputs): Promise<Engines> {
     stack.defer(followLeadership(leadership));
     const books = [core.joinRequests, core.audit];
     stack.defer(startHousekeeping({ isLeader, books, everyMs: 60_000, logger }));
-    return { membership, controllers, placement, provisioning, clusters, ...replication };
+    const ownership = startOwnership({ store, registry, feed, clock, logger });
+    stack.defer(() => ownership.close());
+    return { membership, controllers, placement, provisioning, clusters, ownership, ...replication };
   });
 }

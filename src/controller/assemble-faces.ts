@@ -3,9 +3,11 @@ import { localLoggingService } from "../agent/services/logging-service.ts";
 import { localPipelineRunsService } from "../agent/services/pipeline-runs-service.ts";
 import { localPipelinesService } from "../agent/services/pipelines-service.ts";
 import type { Clock } from "../base/clock.ts";
+import { DeviceRegistry } from "../core/devices/device-registry.ts";
 import type { FaceContext } from "../faces/face-context.ts";
 import type { AgentLogRing } from "../host/logs/ring-log-source.ts";
 import { Admission } from "../security/admission.ts";
+import { CertificateBook } from "../security/certificate-book.ts";
 import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import { corralVersion } from "../version.ts";
 import type { Core } from "./assemble-core.ts";
@@ -94,5 +96,8 @@ export function assembleFaceContext(inputs: FaceInputs): FaceContext {
     ownLoad: createLoadReader(),
     metrics: { history: core.metricsHistory, intervalMs: core.metricsSettings.intervalMs },
     clusters: engines.clusters,
+    ownership: engines.ownership,
+    certificates: new CertificateBook({ ca, clock }),
+    devices: new DeviceRegistry(store, clock),
   };
 }

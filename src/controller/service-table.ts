@@ -65,6 +65,7 @@ const entry = <S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>)
 
 /** corral's native API: served on every transport, the browser's included. */
 export function browserServices(context: FaceContext): ServiceEntry[] {
+  const hardware = hardwareRelay(context);
   return [
     entry(NodesService, nodesService(context)),
     entry(ClusterService, clusterService(context)),
@@ -78,8 +79,8 @@ export function browserServices(context: FaceContext): ServiceEntry[] {
     entry(ClustersService, clustersService(context)),
     entry(SessionService, sessionService(context)),
     entry(NodeOpsService, nodeOpsService(context)),
-    entry(HardwareService, hardwareRelay(context)),
-    entry(DevicesService, devicesService(context)),
+    entry(HardwareService, hardware),
+    entry(DevicesService, devicesService({ ...context, hardware })),
     entry(PipelineRunsService, pipelineRunsRelay(context)),
   ];
 }

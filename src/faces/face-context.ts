@@ -4,6 +4,7 @@ import type { Clock } from "../base/clock.ts";
 import type { JoinRequestBook } from "../core/admission/join-requests.ts";
 import type { TokenRegistry } from "../core/admission/tokens.ts";
 import type { ClusterEngine } from "../core/clusters/cluster-engine.ts";
+import type { DeviceRegistry } from "../core/devices/device-registry.ts";
 import type { AuditLog } from "../core/events/audit-log.ts";
 import type { EventFeed } from "../core/events/event-feed.ts";
 import type { MetricsHistory, MetricsPoint } from "../core/metrics/metrics-history.ts";
@@ -12,6 +13,7 @@ import type { NodeRecord } from "../core/nodes/node.ts";
 import type { NodeHealthBook } from "../core/nodes/node-health.ts";
 import type { NodeLoad, NodeLoads } from "../core/nodes/node-load.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
+import type { Ownership } from "../core/ownership/ownership.ts";
 import type { ProvisioningEngine } from "../core/provisioning/provisioning-engine.ts";
 import type { HardwareService } from "../gen/corral/v1/hardware_pb.ts";
 import type { PipelineRunsService } from "../gen/corral/v1/pipelines_pb.ts";
@@ -20,6 +22,7 @@ import type { NodeAgent } from "../gen/picontroller_pb.ts";
 import type { PipelinesService } from "../gen/pipelines_pb.ts";
 import type { Admission } from "../security/admission.ts";
 import type { CertificateAuthority } from "../security/certificate-authority.ts";
+import type { CertificateBook } from "../security/certificate-book.ts";
 import type { PrincipalResolver } from "../security/principal-resolver.ts";
 import type { Store } from "../store/store.ts";
 
@@ -71,7 +74,12 @@ export interface Heartbeats {
   nextInterval(): number;
 }
 
-/** What a face may use: the core and the facts. Faces translate; rules live in the core. */
+/**
+ * Everything the controller hands its faces, as one object (the service table passes it on; tests read
+ * it as `controller.context`). No face takes it whole: each declares the slice it touches
+ * (`NodesServiceDeps`, `RelayDeps`, …), which this object satisfies; `test/architecture/sizes.test.ts`
+ * keeps it so. Faces translate; rules live in core, engines and security.
+ */
 export interface FaceContext {
   readonly registry: NodeRegistry;
   readonly feed: EventFeed;
@@ -96,6 +104,8 @@ export interface FaceContext {
   readonly joinRequests: JoinRequestBook;
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;
+  /** The certificate rules over the CA's inventory (current, untrusted, renewal, revocation). */
+  readonly certificates: CertificateBook;
   readonly resolver: PrincipalResolver;
   readonly audit: AuditLog;
   /** The controller's `hubServer.authenticationByRequest.timeout`. */
@@ -112,6 +122,10 @@ export interface FaceContext {
   readonly metrics: { readonly history: MetricsHistory; readonly intervalMs: number };
   /** Clusters of nodes with a k3s lifecycle (`corral cluster`). */
   readonly clusters: ClusterEngine;
+  /** Named devices on the nodes (corral.v1.DevicesService). */
+  readonly devices: DeviceRegistry;
+  /** The ownership directory (go-cart-actor's ControlPlane, corral.v1.MembersService). */
+  readonly ownership: Ownership;
   /**
    * Aborted when the controller starts to drain: streams a client simply opens again elsewhere
    * (heartbeats) end at once instead of holding the shutdown for its whole grace period.

@@ -1,11 +1,19 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../base/errors.ts";
+import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import { fromConnectError } from "../rpc/connect-errors.ts";
-import type { FaceContext } from "./face-context.ts";
+import type { AgentReach, ClusterFacts } from "./face-context.ts";
 
 /** The request header that names the node a per-node call is for (id or name); absent: the controller's own. */
 export const targetNodeHeader = "corral-node";
+
+/** What relaying needs: which node is the controller's own, resolving a target, and dialing its agent. */
+export interface RelayDeps {
+  readonly facts: Pick<ClusterFacts, "controllerNodeId" | "controllerName">;
+  readonly registry: Pick<NodeRegistry, "get">;
+  readonly agents: AgentReach;
+}
 
 type AnyHandler = (request: unknown, ctx: HandlerContext) => unknown;
 
@@ -16,7 +24,7 @@ type AnyHandler = (request: unknown, ctx: HandlerContext) => unknown;
  */
 export function relayToNode<S extends DescService>(
   service: S,
-  context: FaceContext,
+  context: RelayDeps,
   local: Partial<ServiceImpl<S>>,
   targetOf: (request: unknown, ctx: HandlerContext) => string = (_request, ctx) =>
     ctx.requestHeader.get(targetNodeHeader)?.trim() ?? "",
@@ -57,7 +65,7 @@ export function relayToNode<S extends DescService>(
 }
 
 async function forward(
-  context: FaceContext,
+  context: RelayDeps,
   service: DescService,
   method: DescMethod,
   target: string,

@@ -18,6 +18,12 @@ export interface NodeRegistryOptions {
   maxAttempts?: number;
 }
 
+/** One node's change as the store recorded it: its record now, or none once removed. */
+export interface NodeChange {
+  readonly id: string;
+  readonly node?: NodeRecord;
+}
+
 interface Stored {
   kv: KeyValue;
   node: NodeRecord;
@@ -125,6 +131,46 @@ export class NodeRegistry {
       if (result.succeeded) return node;
     }
     throw this.#contention(id);
+  }
+
+  /**
+   * Every node exactly as stored (last-seen as written, not as heard in memory), with the store's
+   * revision: every controller answers the same for the same revision.
+   */
+  async stored(): Promise<{ nodes: NodeRecord[]; revision: number }> {
+    const { items, revision } = await this.#store.list(nodeKeyPrefix);
+    return { nodes: items.map((kv) => decodeStoredNode(kv.value, kv.key)), revision };
+  }
+
+  /**
+   * The latest stored state of each node changed after revision `since` (removed ones without a
+   * record), with the store's revision now; undefined when that history was compacted away.
+   * INVALID_ARGUMENT when `since` is ahead of the store.
+   */
+  async changedSince(since: number): Promise<{ changes: NodeChange[]; revision: number } | undefined> {
+    const revision = await this.#store.revision();
+    if (since > revision) {
+      throw CorralError.invalidArgument(
+        "since_revision",
+        `${since} is ahead of the cluster's revision ${revision}`,
+      );
+    }
+    const events = await this.#store.changes(since + 1, { prefix: nodeKeyPrefix }).catch((error: unknown) => {
+      if (error instanceof CorralError && error.code === ErrorCode.OutOfRange) return undefined;
+      throw error;
+    });
+    if (events === undefined) return undefined;
+    const latest = new Map<string, NodeChange>();
+    for (const event of events) {
+      const id = event.key.slice(nodeKeyPrefix.length);
+      latest.set(
+        id,
+        event.type === "delete" || event.value === undefined
+          ? { id }
+          : { id, node: decodeStoredNode(event.value, event.key) },
+      );
+    }
+    return { changes: [...latest.values()], revision };
   }
 
   async #mutate(

@@ -1,27 +1,33 @@
 import type { ServiceImpl } from "@connectrpc/connect";
+import type { Ownership } from "../../core/ownership/ownership.ts";
 import type { ControlPlane } from "../../gen/control_plane_pb.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
 import { callerOf } from "./caller.ts";
-import { negotiate } from "./negotiate.ts";
-import { readyOwnership, startOwnership } from "./ownership-of.ts";
+import { type NegotiateDeps, negotiate } from "./negotiate.ts";
 
 /**
  * go-cart-actor's messages.ControlPlane on the controller, over the cluster's ownership directory. The
  * controller is a member too (its node, by its advertised host:port): GetCartIds lists the keys it owns.
  * Refusals of ConfirmOwner and Closing are `accepted: false` with the reason, as the seed's ack says.
  */
-export function cartActorControlPlane(context: FaceContext): Partial<ServiceImpl<typeof ControlPlane>> {
-  startOwnership(context);
-  const { facts, clock } = context;
+export interface CartActorControlPlaneDeps extends NegotiateDeps {
+  readonly ownership: Ownership;
+  readonly facts: Pick<ClusterFacts, "advertiseAddress" | "controllerNodeId">;
+}
+
+export function cartActorControlPlane(
+  deps: CartActorControlPlaneDeps,
+): Partial<ServiceImpl<typeof ControlPlane>> {
+  const { ownership, facts, clock } = deps;
   return {
     ping() {
       return { host: facts.advertiseAddress, unixTime: BigInt(Math.floor(clock.now() / 1000)) };
     },
 
     async negotiate(request, ctx) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       const outcome = await negotiate(
-        context,
+        deps,
         ownership,
         request.knownHosts,
         facts.advertiseAddress,
@@ -31,18 +37,18 @@ export function cartActorControlPlane(context: FaceContext): Partial<ServiceImpl
     },
 
     async getCartIds() {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       return { cartIds: ownership.directory.keysOf(facts.controllerNodeId) };
     },
 
     async confirmOwner(request, ctx) {
-      const ownership = await readyOwnership(context);
-      return ownership.confirmOwner(request.cartId, request.newHost, callerOf(ctx, context));
+      await ownership.start();
+      return ownership.confirmOwner(request.cartId, request.newHost, callerOf(ctx, facts.controllerNodeId));
     },
 
     async closing(request, ctx) {
-      const ownership = await readyOwnership(context);
-      return ownership.closing(request.host, callerOf(ctx, context));
+      await ownership.start();
+      return ownership.closing(request.host, callerOf(ctx, facts.controllerNodeId));
     },
   };
 }

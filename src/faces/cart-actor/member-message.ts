@@ -3,7 +3,7 @@ import type { NodeStatus } from "../../core/nodes/node.ts";
 import type { MemberView } from "../../core/ownership/ownership-directory.ts";
 import { type Member, MemberSchema } from "../../gen/corral/v1/members_pb.ts";
 import { NodeStatus as NodeStatusEnum } from "../../gen/corral/v1/nodes_pb.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
 
 const statusToEnum: Record<NodeStatus, NodeStatusEnum> = {
   pending: NodeStatusEnum.PENDING,
@@ -21,7 +21,9 @@ export interface MachineLoad {
 /** A node's latest load, when the controller keeps them (from heartbeats). */
 export type LoadOf = (nodeId: string) => MachineLoad | undefined;
 
-interface LoadSources {
+/** Where load figures come from: the agents' heartbeats and the controller machine, when kept. */
+export interface LoadSources {
+  readonly facts: Pick<ClusterFacts, "controllerNodeId">;
   readonly loads?: { latest(nodeId: string): MachineLoad | undefined };
   readonly ownLoad?: () => Promise<MachineLoad>;
 }
@@ -31,13 +33,12 @@ interface LoadSources {
  * `withOwn`) the controller machine's own, measured now. Read structurally, so that the directory works
  * the same on a controller that keeps no load figures (then they are 0).
  */
-export async function loadsOf(context: FaceContext, withOwn: boolean): Promise<LoadOf> {
-  const sources = context as unknown as LoadSources;
+export async function loadsOf(sources: LoadSources, withOwn: boolean): Promise<LoadOf> {
   const latest = typeof sources.loads?.latest === "function" ? sources.loads : undefined;
   let own: MachineLoad | undefined;
   if (withOwn && typeof sources.ownLoad === "function") own = await sources.ownLoad().catch(() => undefined);
   return (nodeId) =>
-    nodeId === context.facts.controllerNodeId && own !== undefined ? own : latest?.latest(nodeId);
+    nodeId === sources.facts.controllerNodeId && own !== undefined ? own : latest?.latest(nodeId);
 }
 
 export function memberToMessage(member: MemberView, load?: MachineLoad): Member {

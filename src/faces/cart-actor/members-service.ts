@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { DirectoryChange } from "../../core/ownership/ownership.ts";
+import type { DirectoryChange, Ownership } from "../../core/ownership/ownership.ts";
 import {
   KeyClaimSchema,
   MemberEventType,
@@ -9,23 +9,27 @@ import {
   type WatchMembersResponse,
   WatchMembersResponseSchema,
 } from "../../gen/corral/v1/members_pb.ts";
-import type { FaceContext } from "../face-context.ts";
 import { callerOf } from "./caller.ts";
-import { type LoadOf, loadsOf, memberToMessage } from "./member-message.ts";
-import { readyOwnership, startOwnership } from "./ownership-of.ts";
+import { type LoadOf, type LoadSources, loadsOf, memberToMessage } from "./member-message.ts";
 
 type Impl = ServiceImpl<typeof MembersService>;
 
 const maxListedKeys = 100_000;
 
 /** corral.v1.MembersService: the ownership directory for corral's tools and for actor hosts. */
-export function membersService(context: FaceContext): Partial<Impl> {
-  startOwnership(context);
+/** What the members face touches: the ownership directory, and load figures when the controller keeps them. */
+export interface MembersServiceDeps extends LoadSources {
+  readonly ownership: Ownership;
+}
+
+export function membersService(deps: MembersServiceDeps): Partial<Impl> {
+  const { ownership, facts } = deps;
+  const loadSources: LoadSources = deps;
   return {
     async listMembers() {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       const directory = ownership.directory;
-      const load = await loadsOf(context, true);
+      const load = await loadsOf(loadSources, true);
       return {
         members: directory.views().map((view) => memberToMessage(view, load(view.id))),
         keyCount: BigInt(directory.size),
@@ -37,8 +41,8 @@ export function membersService(context: FaceContext): Partial<Impl> {
     async *watchMembers(request, ctx) {
       if (request.fromRevision < 0n)
         throw CorralError.invalidArgument("from_revision", "must not be negative");
-      const ownership = await readyOwnership(context);
-      const load = await loadsOf(context, false);
+      await ownership.start();
+      const load = await loadsOf(loadSources, false);
       for await (const change of ownership.watch({
         fromRevision: Number(request.fromRevision),
         includeClaims: request.includeClaims,
@@ -49,7 +53,7 @@ export function membersService(context: FaceContext): Partial<Impl> {
     },
 
     async resolveOwner(request) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       const answer = ownership.owner(request.key);
       return {
         ...(answer.owner === undefined ? {} : { owner: memberToMessage(ownership.view(answer.owner)) }),
@@ -59,7 +63,7 @@ export function membersService(context: FaceContext): Partial<Impl> {
     },
 
     async listKeys(request) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       if (request.limit < 0) throw CorralError.invalidArgument("limit", "must not be negative");
       const member = ownership.member(request.member);
       let keys = ownership.directory.keysOf(member.id);
@@ -73,14 +77,14 @@ export function membersService(context: FaceContext): Partial<Impl> {
     },
 
     async registerKeys(request) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       const { owners, added } = await ownership.registerKeys(request.keys);
       return { owners: owners.map((owner) => owner?.host ?? ""), added };
     },
 
     async claim(request, ctx) {
-      const ownership = await readyOwnership(context);
-      const caller = callerOf(ctx, context);
+      await ownership.start();
+      const caller = callerOf(ctx, facts.controllerNodeId);
       const member =
         request.member.trim() !== "" ? request.member : caller.isNode ? (caller.nodeId ?? "") : "";
       if (member === "")
@@ -93,11 +97,11 @@ export function membersService(context: FaceContext): Partial<Impl> {
     },
 
     async release(request, ctx) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       const { owner, wasClaimed } = await ownership.release(
         request.key,
         request.forget,
-        callerOf(ctx, context),
+        callerOf(ctx, facts.controllerNodeId),
       );
       return {
         ...(owner === undefined ? {} : { owner: memberToMessage(ownership.view(owner)) }),
@@ -106,22 +110,26 @@ export function membersService(context: FaceContext): Partial<Impl> {
     },
 
     async drain(request, ctx) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       const { member, moved } = await ownership.drain(
         request.member,
         request.draining,
         "operator",
-        callerOf(ctx, context),
+        callerOf(ctx, facts.controllerNodeId),
       );
       return { member: memberToMessage(ownership.view(member)), keysMoved: BigInt(moved) };
     },
 
     async setWeight(request, ctx) {
-      const ownership = await readyOwnership(context);
+      await ownership.start();
       if (!Number.isFinite(request.weight) || request.weight < 0)
         throw CorralError.invalidArgument("weight", "must be 0 (the default) or above");
       const weight = request.weight === 0 ? undefined : request.weight;
-      const { member, moved } = await ownership.setWeight(request.member, weight, callerOf(ctx, context));
+      const { member, moved } = await ownership.setWeight(
+        request.member,
+        weight,
+        callerOf(ctx, facts.controllerNodeId),
+      );
       return { member: memberToMessage(ownership.view(member)), keysMoved: BigInt(moved) };
     },
   };

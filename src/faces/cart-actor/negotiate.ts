@@ -1,13 +1,20 @@
 import { parseHostPort } from "../../base/address.ts";
+import type { Clock } from "../../base/clock.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { emptyResources, type NodeRecord } from "../../core/nodes/node.ts";
 import type { Ownership } from "../../core/ownership/ownership.ts";
 import { defaults } from "../../defaults.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { AgentReach } from "../face-context.ts";
 
-/** Hosts that failed a probe, with when they may be probed again (per controller). */
-const failedProbes = new WeakMap<FaceContext, Map<string, number>>();
+/** Hosts that failed a probe, with when they may be probed again (per controller: per directory). */
+const failedProbes = new WeakMap<Ownership, Map<string, number>>();
+
+/** What a negotiation needs besides the directory: the time, and a way to dial a host over mTLS. */
+export interface NegotiateDeps {
+  readonly clock: Clock;
+  readonly agents: Pick<AgentReach, "client">;
+}
 
 export interface NegotiateOutcome {
   /** Eligible members' hosts, the callee's included, sorted. */
@@ -28,18 +35,18 @@ const maxKnownHosts = 1_024;
  * not returned. The answer is the hosts of the members that are ready and not draining, plus the callee.
  */
 export async function negotiate(
-  context: FaceContext,
+  deps: NegotiateDeps,
   ownership: Ownership,
   knownHosts: readonly string[],
   callee: string,
   signal: AbortSignal,
 ): Promise<NegotiateOutcome> {
   const limits = defaults.ownership;
-  const now = context.clock.now();
-  let failed = failedProbes.get(context);
+  const now = deps.clock.now();
+  let failed = failedProbes.get(ownership);
   if (failed === undefined) {
     failed = new Map();
-    failedProbes.set(context, failed);
+    failedProbes.set(ownership, failed);
   }
   const unknown = [...new Set(knownHosts.slice(0, maxKnownHosts).map((h) => h.trim()))].filter(
     (host) => host !== "" && host !== callee && ownership.find(host) === undefined,
@@ -52,7 +59,7 @@ export async function negotiate(
   const unreachable: string[] = [];
   await Promise.all(
     toProbe.map(async (host) => {
-      const member = await probe(context, ownership, host, timeoutMs, signal);
+      const member = await probe(deps, ownership, host, timeoutMs, signal);
       if (member !== undefined) {
         ownership.learnAlias(host, member);
         failed.delete(host);
@@ -76,7 +83,7 @@ export async function negotiate(
 
 /** Pings `host` over mTLS; answers the node id of the member it turned out to be, if any. */
 async function probe(
-  context: FaceContext,
+  deps: NegotiateDeps,
   ownership: Ownership,
   host: string,
   timeoutMs: number,
@@ -89,7 +96,7 @@ async function probe(
     return undefined;
   }
   try {
-    const client = await context.agents.client(ControlPlane, probeTarget(address.host, address.port));
+    const client = await deps.agents.client(ControlPlane, probeTarget(address.host, address.port));
     const reply = await client.ping({}, { signal, timeoutMs });
     const member = ownership.find(reply.host);
     return member?.status === "ready" ? member.id : undefined;

@@ -3,14 +3,16 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
 import { untilAborted } from "../../base/until-aborted.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { defaults } from "../../defaults.ts";
 import type { WatchAccessResponseSchema } from "../../gen/corral/v1/agent_pb.ts";
 import { NodeRole } from "../../gen/corral/v1/nodes_pb.ts";
 import { mergeStreams } from "../../rpc/merge-streams.ts";
 import { recheckPrincipal } from "../../rpc/principal-context.ts";
 import { revokedPrefix } from "../../security/certificate-inventory.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { Store } from "../../store/store.ts";
 
 type AccessMessage = MessageInitShape<typeof WatchAccessResponseSchema>;
 type Change = {
@@ -26,6 +28,13 @@ const isMember = (node: NodeRecord | undefined): node is NodeRecord =>
 
 const roleOf = (node: NodeRecord) => (node.role === "controller" ? NodeRole.CONTROLLER : NodeRole.AGENT);
 
+/** What an access watch reads: the members, the revocation list in the store, and the feed of changes. */
+export interface AccessWatchDeps {
+  readonly registry: NodeRegistry;
+  readonly store: Store;
+  readonly feed: EventFeed;
+}
+
 /**
  * AgentService/WatchAccess: the revocation list and the membership an agent checks its own callers
  * against, pushed as they change, so a revocation or a removal holds on every agent's listener within
@@ -35,7 +44,7 @@ const roleOf = (node: NodeRecord) => (node.role === "controller" ? NodeRole.CONT
  * failover; the agent opens a new one and gets a fresh view.
  */
 export async function* watchAccess(
-  { registry, store, feed }: FaceContext,
+  { registry, store, feed }: AccessWatchDeps,
   ctx: HandlerContext,
   stopping: AbortSignal,
 ): AsyncGenerator<AccessMessage> {

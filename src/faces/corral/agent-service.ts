@@ -1,13 +1,19 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../base/clock.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
 import { untilAborted } from "../../base/until-aborted.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
+import type { ModelRegistry } from "../../core/models/model-registry.ts";
+import type { NodeLoads } from "../../core/nodes/node-load.ts";
 import type { NodePatch } from "../../core/nodes/node-record.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { defaults } from "../../defaults.ts";
 import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_pb.ts";
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { Store } from "../../store/store.ts";
+import type { ClusterFacts, Heartbeats, PeerFeed } from "../face-context.ts";
 import { watchAccess } from "./access-watch.ts";
 import {
   metadataMapFromMessage,
@@ -40,7 +46,21 @@ function callingNode(ctx: HandlerContext): string {
 
 const neverStopping = new AbortController().signal;
 
-export function agentService(context: FaceContext): Partial<ServiceImpl<typeof AgentService>> {
+/** What the agent face touches: heartbeats and loads, the node records, layer assignments, access watches. */
+export interface AgentServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly heartbeats: Heartbeats;
+  readonly loads: NodeLoads;
+  readonly clock: Clock;
+  readonly models: ModelRegistry;
+  readonly facts: ClusterFacts;
+  readonly peers?: PeerFeed;
+  readonly stopping?: AbortSignal;
+  readonly store: Store;
+  readonly feed: EventFeed;
+}
+
+export function agentService(context: AgentServiceDeps): Partial<ServiceImpl<typeof AgentService>> {
   const { registry, heartbeats, loads, clock, models, facts, peers, stopping = neverStopping } = context;
   const beat = async (nodeId: string, request: HeartbeatRequest) => {
     const nextIn = await heartbeats.heartbeat(nodeId);

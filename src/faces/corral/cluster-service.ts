@@ -1,12 +1,19 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import type { ClusterService } from "../../gen/corral/v1/cluster_pb.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
+
+/** What the cluster face touches: the facts about this controller and the node count. */
+export interface ClusterServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly facts: ClusterFacts;
+}
 
 export function clusterService({
   registry,
   facts,
-}: FaceContext): Partial<ServiceImpl<typeof ClusterService>> {
+}: ClusterServiceDeps): Partial<ServiceImpl<typeof ClusterService>> {
   return {
     async getClusterStatus() {
       const { nodes, revision } = await registry.list();

@@ -2,7 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { ClusterChange, ClusterView } from "../../core/clusters/cluster-engine.ts";
+import type { ClusterChange, ClusterEngine, ClusterView } from "../../core/clusters/cluster-engine.ts";
 import type { ClusterRole, ClusterState, MemberState } from "../../core/clusters/cluster-record.ts";
 import {
   ClusterEventKind,
@@ -14,7 +14,6 @@ import {
 } from "../../gen/corral/v1/clusters_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
 
 const roleToWire: Readonly<Record<ClusterRole, ClusterRoleMessage>> = {
   server: ClusterRoleMessage.SERVER,
@@ -89,8 +88,15 @@ function nameOf(name: string): string {
 
 const by = (ctx: HandlerContext) => describePrincipal(principalOf(ctx));
 
+/** What the clusters face touches: the cluster engine alone. */
+export interface ClustersServiceDeps {
+  readonly clusters: ClusterEngine;
+}
+
 /** corral.v1.ClustersService: clusters of nodes with a k3s lifecycle (`corral cluster …`). */
-export function clustersService({ clusters }: FaceContext): Partial<ServiceImpl<typeof ClustersService>> {
+export function clustersService({
+  clusters,
+}: ClustersServiceDeps): Partial<ServiceImpl<typeof ClustersService>> {
   return {
     async createCluster(request) {
       const view = await clusters.create({

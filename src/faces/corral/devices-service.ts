@@ -1,20 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { preciseTimestamp } from "../../agent/services/hardware-service.ts";
+import type { Clock } from "../../base/clock.ts";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
-import {
-  bytesValue,
-  configNumber,
-  type DeviceKind,
-  type DeviceRecord,
-  spiReadBytes,
-} from "../../core/devices/device.ts";
-import { DeviceRegistry } from "../../core/devices/device-registry.ts";
+import { bytesValue, configNumber, type DeviceRecord } from "../../core/devices/device.ts";
+import type { DeviceRegistry } from "../../core/devices/device-registry.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { defaults } from "../../defaults.ts";
 import {
   type Device,
-  DeviceKind as DeviceKindEnum,
   DeviceSchema,
   type DevicesService,
   type Reading,
@@ -23,83 +18,48 @@ import {
   WatchReadingsResponseSchema,
 } from "../../gen/corral/v1/devices_pb.ts";
 import {
-  GetPwmRequestSchema,
-  type GetPwmResponse,
   HardwareService,
-  I2cReadRegisterRequestSchema,
-  type I2cReadRegisterResponse,
   I2cWriteRegisterRequestSchema,
-  type I2cWriteRegisterResponse,
-  ReadAnalogRequestSchema,
-  type ReadAnalogResponse,
-  ReadPinRequestSchema,
-  type ReadPinResponse,
   SampleInputRequestSchema,
-  type SampleInputResponse,
   SampleSourceSchema,
   SetPwmRequestSchema,
-  type SetPwmResponse,
   SpiTransferRequestSchema,
-  type SpiTransferResponse,
   WritePinRequestSchema,
-  type WritePinResponse,
 } from "../../gen/corral/v1/hardware_pb.ts";
-import type { FaceContext } from "../face-context.ts";
-import { relayToNode } from "../node-relay.ts";
-
-const kindToEnum: Record<DeviceKind, DeviceKindEnum> = {
-  digital: DeviceKindEnum.DIGITAL,
-  analog: DeviceKindEnum.ANALOG,
-  pwm: DeviceKindEnum.PWM,
-  spi: DeviceKindEnum.SPI,
-  i2c: DeviceKindEnum.I2C,
-};
-
-function kindFromEnum(kind: DeviceKindEnum): DeviceKind {
-  const found = (Object.entries(kindToEnum) as [DeviceKind, DeviceKindEnum][]).find(
-    ([, value]) => value === kind,
-  );
-  if (found === undefined) throw CorralError.invalidArgument("kind", "use DIGITAL, ANALOG, PWM, SPI or I2C");
-  return found[0];
-}
-
-/** The default PWM frequency of a device without "pwm_frequency_hz" (software PWM allows up to 100 Hz). */
-const defaultPwmHz = 50;
-
-type Call<Response> = (request: unknown, ctx: HandlerContext) => Promise<Response>;
-
-/** The hardware calls used here, with the answers filled in (the local service and the relay both do). */
-interface HardwareCalls {
-  readPin: Call<ReadPinResponse>;
-  writePin: Call<WritePinResponse>;
-  readAnalog: Call<ReadAnalogResponse>;
-  getPwm: Call<GetPwmResponse>;
-  setPwm: Call<SetPwmResponse>;
-  i2cReadRegister: Call<I2cReadRegisterResponse>;
-  i2cWriteRegister: Call<I2cWriteRegisterResponse>;
-  spiTransfer: Call<SpiTransferResponse>;
-  sampleInput: (request: unknown, ctx: HandlerContext) => AsyncIterable<SampleInputResponse>;
-}
-
-/** `ctx` with another abort signal, so an upstream stream can be ended when the client's ends. */
-function withSignal(ctx: HandlerContext, signal: AbortSignal): HandlerContext {
-  return new Proxy(ctx, {
-    get(target, property) {
-      if (property === "signal") return signal;
-      const value = Reflect.get(target, property, target) as unknown;
-      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
+import type { ClusterFacts } from "../face-context.ts";
+import { type RelayDeps, relayToNode } from "../node-relay.ts";
+import { drainBounded } from "./bounded-drain.ts";
+import {
+  defaultPwmHz,
+  type HardwareCalls,
+  kindFromEnum,
+  kindToEnum,
+  readOnce,
+  sampleSourceOf,
+  spiRequest,
+  withSignal,
+} from "./device-hardware.ts";
 
 /**
  * corral.v1.HardwareService on the controller: each call runs on the node its `node_id` names (id or
  * name; empty: the controller's own node), here or relayed to that node's agent.
  */
-export function hardwareRelay(context: FaceContext): Partial<ServiceImpl<typeof HardwareService>> {
-  return relayToNode(HardwareService, context, context.localHardware ?? {}, (request) =>
+export function hardwareRelay(
+  deps: RelayDeps & { readonly localHardware?: Partial<ServiceImpl<typeof HardwareService>> },
+): Partial<ServiceImpl<typeof HardwareService>> {
+  return relayToNode(HardwareService, deps, deps.localHardware ?? {}, (request) =>
     ((request as { nodeId?: string }).nodeId ?? "").trim(),
   );
+}
+
+/** What the devices face touches: the device registry, the hardware calls (relayed), node names. */
+export interface DevicesServiceDeps {
+  readonly devices: DeviceRegistry;
+  /** corral.v1.HardwareService as the controller serves it: here or relayed to the device's node. */
+  readonly hardware: Partial<ServiceImpl<typeof HardwareService>>;
+  readonly registry: Pick<NodeRegistry, "get">;
+  readonly facts: Pick<ClusterFacts, "controllerNodeId">;
+  readonly clock: Clock;
 }
 
 /**
@@ -107,16 +67,16 @@ export function hardwareRelay(context: FaceContext): Partial<ServiceImpl<typeof 
  * HardwareService of the node each is on (here for the controller's own node, relayed otherwise).
  */
 export function devicesService(
-  context: FaceContext,
+  deps: DevicesServiceDeps,
   options: { maxPending?: number } = {},
 ): ServiceImpl<typeof DevicesService> {
-  const devices = new DeviceRegistry(context.store, context.clock);
-  const hardware = hardwareRelay(context) as unknown as HardwareCalls;
+  const { devices, registry, facts, clock } = deps;
+  const hardware = deps.hardware as unknown as HardwareCalls;
   const maxPending = options.maxPending ?? defaults.agentHardware.streamMaxPending;
 
   const nodeName = async (nodeId: string) => {
     try {
-      return (await context.registry.get(nodeId)).name;
+      return (await registry.get(nodeId)).name;
     } catch {
       return "";
     }
@@ -133,7 +93,7 @@ export function devicesService(
     seq: bigint,
     value: number,
     raw: Uint8Array,
-    at = Date.now(),
+    at = clock.now(),
   ): Reading =>
     create(ReadingSchema, {
       device: device.name,
@@ -143,69 +103,11 @@ export function devicesService(
       raw,
       unit: device.config.unit ?? "",
     });
-  const spiRequest = (device: DeviceRecord, data: Uint8Array) => ({
-    nodeId: device.nodeId,
-    bus: device.bus,
-    chipSelect: device.chipSelect,
-    data,
-    speedHz: configNumber(device, "spi_speed_hz", 0),
-    mode: configNumber(device, "spi_mode", 0),
-  });
-
-  async function readOnce(device: DeviceRecord, ctx: HandlerContext): Promise<Reading> {
-    const nodeId = device.nodeId;
-    switch (device.kind) {
-      case "digital": {
-        const { pin } = await hardware.readPin(
-          create(ReadPinRequestSchema, { nodeId, chip: device.chip, pin: device.pin }),
-          ctx,
-        );
-        const level = pin?.level ?? 0;
-        return reading(device, 1n, level, Uint8Array.of(level));
-      }
-      case "analog": {
-        const answer = await hardware.readAnalog(
-          create(ReadAnalogRequestSchema, { nodeId, device: device.iioDevice, channel: device.register }),
-          ctx,
-        );
-        const raw = new Uint8Array(4);
-        new DataView(raw.buffer).setInt32(0, Number(answer.raw));
-        return reading(device, 1n, answer.value, raw);
-      }
-      case "pwm": {
-        const { pwm } = await hardware.getPwm(
-          create(GetPwmRequestSchema, { nodeId, chip: device.chip, pin: device.pin }),
-          ctx,
-        );
-        return reading(device, 1n, pwm?.enabled === true ? pwm.dutyCycle : 0, new Uint8Array());
-      }
-      case "i2c": {
-        const { data } = await hardware.i2cReadRegister(
-          create(I2cReadRegisterRequestSchema, {
-            nodeId,
-            bus: device.bus,
-            address: device.address,
-            register: device.register,
-            length: device.length,
-          }),
-          ctx,
-        );
-        return reading(device, 1n, bytesValue(data), data);
-      }
-      case "spi": {
-        const { data } = await hardware.spiTransfer(
-          create(SpiTransferRequestSchema, spiRequest(device, spiReadBytes(device))),
-          ctx,
-        );
-        return reading(device, 1n, bytesValue(data), data);
-      }
-    }
-  }
 
   return {
     async listDevices(request) {
       const filter = request.nodeId.trim();
-      const nodeId = filter === "" ? undefined : (await context.registry.get(filter)).id;
+      const nodeId = filter === "" ? undefined : (await registry.get(filter)).id;
       const list = await devices.list(nodeId);
       return { devices: await Promise.all(list.map(message)) };
     },
@@ -217,8 +119,8 @@ export function devicesService(
     async addDevice(request) {
       const input = request.device;
       if (input === undefined) throw CorralError.invalidArgument("device", "is required");
-      const target = input.nodeId.trim() === "" ? context.facts.controllerNodeId : input.nodeId.trim();
-      const node = await context.registry.get(target);
+      const target = input.nodeId.trim() === "" ? facts.controllerNodeId : input.nodeId.trim();
+      const node = await registry.get(target);
       const added = await devices.add({
         name: input.name,
         nodeId: node.id,
@@ -242,7 +144,7 @@ export function devicesService(
     },
 
     async readDevice(request, ctx) {
-      return { reading: await readOnce(await devices.get(request.name), ctx) };
+      return { reading: await readOnce(hardware, await devices.get(request.name), ctx, reading) };
     },
 
     async writeDevice(request, ctx) {
@@ -293,7 +195,7 @@ export function devicesService(
             }),
             ctx,
           );
-          return { reading: await readOnce(device, ctx) };
+          return { reading: await readOnce(hardware, device, ctx, reading) };
         }
         case "spi": {
           const { data } = await hardware.spiTransfer(
@@ -312,101 +214,51 @@ export function devicesService(
 
     async *watchReadings(request, ctx): AsyncGenerator<WatchReadingsResponse> {
       const device = await devices.get(request.name);
-      const source = (() => {
-        switch (device.kind) {
-          case "digital":
-            return { case: "pin" as const, value: { chip: device.chip, pin: device.pin } };
-          case "pwm":
-            return { case: "pwm" as const, value: { chip: device.chip, pin: device.pin } };
-          case "analog":
-            return { case: "analog" as const, value: { device: device.iioDevice, channel: device.register } };
-          case "i2c":
-            return {
-              case: "i2c" as const,
-              value: {
-                bus: device.bus,
-                address: device.address,
-                register: device.register,
-                length: device.length,
-              },
-            };
-          case "spi": {
-            const spi = spiRequest(device, spiReadBytes(device));
-            return { case: "spi" as const, value: { ...spi } };
-          }
-        }
-      })();
       const upstreamAbort = new AbortController();
       const onAbort = () => upstreamAbort.abort();
       ctx.signal.addEventListener("abort", onAbort);
       const upstream = hardware.sampleInput(
         create(SampleInputRequestSchema, {
           nodeId: device.nodeId,
-          source: create(SampleSourceSchema, { source }),
+          source: create(SampleSourceSchema, { source: sampleSourceOf(device) }),
           rateHz: request.rateHz,
           maxSamples: request.maxReadings,
         }),
         withSignal(ctx, upstreamAbort.signal),
-      ) as AsyncIterable<SampleInputResponse>;
-
-      // The node's samples are pumped into a bounded queue; the client takes them at its pace. A client
-      // more than maxPending readings behind is dropped rather than buffered without bound.
-      const queue: Reading[] = [];
-      let failure: unknown;
-      let finished = false;
-      let wake: (() => void) | undefined;
-      const notify = () => {
-        const resolve = wake;
-        wake = undefined;
-        resolve?.();
-      };
-      const pump = (async () => {
-        try {
-          for await (const batch of upstream) {
-            for (const sample of batch.samples) {
-              const at =
-                sample.time === undefined
-                  ? Date.now()
-                  : Number(sample.time.seconds) * 1000 + sample.time.nanos / 1e6;
-              queue.push(reading(device, sample.seq, sample.value, sample.raw, at));
-            }
-            if (queue.length > maxPending) {
-              failure = new CorralError(
-                ErrorCode.ResourceExhausted,
-                `the reader of "${device.name}" fell more than ${maxPending} readings behind; it was dropped`,
-                { details: { maxPending: String(maxPending) } },
-              );
-              queue.length = 0;
-              upstreamAbort.abort();
-              break;
-            }
-            notify();
-          }
-        } catch (error) {
-          if (!upstreamAbort.signal.aborted) failure = error;
-        } finally {
-          finished = true;
-          notify();
+      );
+      const batches = (async function* () {
+        for await (const batch of upstream) {
+          yield batch.samples.map((sample) =>
+            reading(
+              device,
+              sample.seq,
+              sample.value,
+              sample.raw,
+              sample.time === undefined
+                ? clock.now()
+                : Number(sample.time.seconds) * 1000 + sample.time.nanos / 1e6,
+            ),
+          );
         }
       })();
       try {
-        for (;;) {
-          if (failure !== undefined) throw failure;
-          if (queue.length > 0) {
-            yield create(WatchReadingsResponseSchema, {
-              readings: queue.splice(0, defaults.agentHardware.sampleMaxBatch),
-            });
-            continue;
-          }
-          if (finished || ctx.signal.aborted) return;
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-          });
+        for await (const readings of drainBounded({
+          upstream: batches,
+          upstreamAbort,
+          signal: ctx.signal,
+          maxPending,
+          maxBatch: defaults.agentHardware.sampleMaxBatch,
+          overflow: () =>
+            new CorralError(
+              ErrorCode.ResourceExhausted,
+              `the reader of "${device.name}" fell more than ${maxPending} readings behind; it was dropped`,
+              { details: { maxPending: String(maxPending) } },
+            ),
+        })) {
+          yield create(WatchReadingsResponseSchema, { readings });
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
-        upstreamAbort.abort();
-        await pump;
       }
     },
   };

@@ -1,10 +1,15 @@
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { JoinRequestBook } from "../../core/admission/join-requests.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import type { JoinService } from "../../gen/corral/v1/join_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
+import type { Admission } from "../../security/admission.ts";
+import type { CertificateAuthority } from "../../security/certificate-authority.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { Store } from "../../store/store.ts";
+import type { Heartbeats } from "../face-context.ts";
 import { peerHost } from "../peer.ts";
 import { pendingJoinMessage } from "./join-request-message.ts";
 import {
@@ -14,7 +19,17 @@ import {
   servicesFromMessage,
 } from "./node-message.ts";
 
-export function joinService(context: FaceContext): Partial<ServiceImpl<typeof JoinService>> {
+/** What the join face touches: admission, the join requests, and the feed for watching them. */
+export interface JoinServiceDeps {
+  readonly admission: Admission;
+  readonly joinRequests: JoinRequestBook;
+  readonly feed: EventFeed;
+  readonly ca: CertificateAuthority;
+  readonly heartbeats: Heartbeats;
+  readonly store: Store;
+}
+
+export function joinService(context: JoinServiceDeps): Partial<ServiceImpl<typeof JoinService>> {
   const { admission, joinRequests, feed, ca, heartbeats } = context;
   return {
     async join(request, ctx) {

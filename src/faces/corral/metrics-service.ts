@@ -2,14 +2,15 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { GpuPoint, MetricsPoint } from "../../core/metrics/metrics-history.ts";
+import type { GpuPoint, MetricsHistory, MetricsPoint } from "../../core/metrics/metrics-history.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import {
   type MetricsSample,
   MetricsSampleSchema,
   type MetricsService,
 } from "../../gen/corral/v1/metrics_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { PeerFeed } from "../face-context.ts";
 
 /** Samples one push may carry: an agent's backlog after an outage, bounded. */
 const maxSamplesPerPush = 1_000;
@@ -46,6 +47,13 @@ export function sampleToMessage(point: MetricsPoint): MetricsSample {
   });
 }
 
+/** What the metrics face touches: the in-memory history, the nodes, and the other controllers. */
+export interface MetricsServiceDeps {
+  readonly metrics: { readonly history: MetricsHistory; readonly intervalMs: number };
+  readonly registry: NodeRegistry;
+  readonly peers?: PeerFeed;
+}
+
 /**
  * corral.v1.MetricsService: agents push samples of their node (the history lives in the controller's
  * memory), people and the dashboard read a node's history and watch it live.
@@ -54,7 +62,7 @@ export function metricsService({
   metrics,
   registry,
   peers,
-}: FaceContext): Partial<ServiceImpl<typeof MetricsService>> {
+}: MetricsServiceDeps): Partial<ServiceImpl<typeof MetricsService>> {
   const { history, intervalMs } = metrics;
   const interval = () => durationFromMs(intervalMs);
   const nodeIdOf = async (idOrName: string): Promise<string> => {

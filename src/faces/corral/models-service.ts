@@ -2,7 +2,10 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import { type ModelRecord, type PlacementState, placedLayers } from "../../core/models/model.ts";
+import type { ModelRegistry } from "../../core/models/model-registry.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import {
   type Model,
   ModelEventType,
@@ -11,7 +14,6 @@ import {
   PlacementState as PlacementStateEnum,
   type WatchModelsResponse,
 } from "../../gen/corral/v1/models_pb.ts";
-import type { FaceContext } from "../face-context.ts";
 
 const stateToEnum: Record<PlacementState, PlacementStateEnum> = {
   unassigned: PlacementStateEnum.UNASSIGNED,
@@ -48,12 +50,19 @@ function required(value: string, field: string): string {
   return value;
 }
 
+/** What the models face touches: the model registry, node names, the feed for watches. */
+export interface ModelsServiceDeps {
+  readonly models: ModelRegistry;
+  readonly registry: NodeRegistry;
+  readonly feed: EventFeed;
+}
+
 /** corral.v1.ModelsService: the model registry and placement, for the CLI and the TUI. */
 export function modelsService({
   models,
   registry,
   feed,
-}: FaceContext): Partial<ServiceImpl<typeof ModelsService>> {
+}: ModelsServiceDeps): Partial<ServiceImpl<typeof ModelsService>> {
   const names = async () => {
     const { nodes } = await registry.list();
     const byId = new Map(nodes.map((node) => [node.id, node.name]));

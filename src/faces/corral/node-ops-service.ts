@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import type { NodeOpsService } from "../../gen/corral/v1/node_ops_pb.ts";
 import {
   type CommandRequest,
@@ -12,23 +13,33 @@ import {
   LogFilterSchema,
   NodeAgent,
 } from "../../gen/picontroller_pb.ts";
+import type { PipelinesService } from "../../gen/pipelines_pb.ts";
 import {
   StartPipelineRequestSchema,
   type StartPipelineResponse,
   StopPipelineRequestSchema,
 } from "../../gen/pipelines_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { AgentReach, ClusterFacts } from "../face-context.ts";
 import { controllerPipelinesService } from "../nanoping/pipelines-relay.ts";
 
 const maxNodeLength = 256;
+
+/** What node operations touch: the controller's own node (here) and the agents of the others (relayed). */
+export interface NodeOpsServiceDeps {
+  readonly facts: ClusterFacts;
+  readonly registry: NodeRegistry;
+  readonly agents: AgentReach;
+  readonly localNodeAgent: Partial<ServiceImpl<typeof NodeAgent>>;
+  readonly localPipelines?: Partial<ServiceImpl<typeof PipelinesService>>;
+}
 
 /**
  * corral.v1.NodeOpsService: the browser's way to a node's log and allow-listed commands. The target
  * node is a request field (browsers cannot be trusted to set relay headers consistently), and each call
  * becomes the node's own NodeAgent call, so the agent's allow-list, limits and audit apply unchanged.
  */
-export function nodeOpsService(context: FaceContext): Partial<ServiceImpl<typeof NodeOpsService>> {
+export function nodeOpsService(context: NodeOpsServiceDeps): Partial<ServiceImpl<typeof NodeOpsService>> {
   const isOwnNode = async (target: string) => {
     if (target === "" || target === context.facts.controllerNodeId || target === context.facts.controllerName)
       return true;

@@ -1,14 +1,21 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
 import { matchesNodeFilter, validateNodeFilter } from "../../core/nodes/node-filter.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { NodeEventType, type NodesService, type WatchNodesResponse } from "../../gen/corral/v1/nodes_pb.ts";
-import type { FaceContext } from "../face-context.ts";
 import { filterFromMessage, nodeToMessage } from "./node-message.ts";
 
 type Impl = ServiceImpl<typeof NodesService>;
 
-export function nodesService({ registry, feed }: FaceContext): Partial<Impl> {
+/** What the nodes face touches: the registry, and the feed for watches. */
+export interface NodesServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly feed: EventFeed;
+}
+
+export function nodesService({ registry, feed }: NodesServiceDeps): Partial<Impl> {
   return {
     async listNodes(request) {
       const { nodes, revision } = await registry.list(filterFromMessage(request.filter));

@@ -1,14 +1,27 @@
 import type { ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../base/clock.ts";
 import { CorralError } from "../../base/errors.ts";
+import type { MetricsHistory } from "../../core/metrics/metrics-history.ts";
+import type { NodeLoads } from "../../core/nodes/node-load.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import type { ControllerPeerService } from "../../gen/corral/v1/peers_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
 import { sampleFromMessage } from "./metrics-service.ts";
 
 /** Samples one Replicate may carry (senders keep theirs to `ha.replicateMaxSamples`). */
 const maxReplicatedSamples = 50_000;
 /** Load figures one Replicate may carry: one per node. */
 const maxReplicatedLoads = 100_000;
+
+/** What the peer face touches: where heard samples and loads go, and who may pass them on. */
+export interface PeerServiceDeps {
+  readonly metrics: { readonly history: MetricsHistory; readonly intervalMs: number };
+  readonly loads: NodeLoads;
+  readonly registry: NodeRegistry;
+  readonly clock: Clock;
+  readonly facts: ClusterFacts;
+}
 
 /**
  * corral.v1.ControllerPeerService: another controller of this cluster passes on what its agents told
@@ -21,7 +34,7 @@ export function peerService({
   registry,
   clock,
   facts,
-}: FaceContext): Partial<ServiceImpl<typeof ControllerPeerService>> {
+}: PeerServiceDeps): Partial<ServiceImpl<typeof ControllerPeerService>> {
   return {
     async replicate(request, ctx) {
       const principal = principalOf(ctx);

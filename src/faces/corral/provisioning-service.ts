@@ -2,7 +2,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { stepStatusToWire } from "../../agent/provisioning/step-wire.ts";
-import type { JobView } from "../../core/provisioning/provisioning-engine.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
+import type { JobView, ProvisioningEngine } from "../../core/provisioning/provisioning-engine.ts";
 import {
   isFinished,
   type NodeRunRecord,
@@ -21,7 +22,6 @@ import {
 } from "../../gen/corral/v1/provisioning_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
 
 type Impl = ServiceImpl<typeof ProvisioningService>;
 
@@ -87,8 +87,14 @@ export function jobToMessage(view: JobView, withSteps = true): MessageInitShape<
 
 const caller = (ctx: HandlerContext) => describePrincipal(principalOf(ctx));
 
+/** What the provisioning face touches: the dispatcher, and the feed for watches. */
+export interface ProvisioningServiceDeps {
+  readonly provisioning: ProvisioningEngine;
+  readonly feed: EventFeed;
+}
+
 /** corral.v1.ProvisioningService: the CLI's `corral provision …`, over the dispatcher. */
-export function provisioningService({ provisioning, feed }: FaceContext): Partial<Impl> {
+export function provisioningService({ provisioning, feed }: ProvisioningServiceDeps): Partial<Impl> {
   return {
     async listPlans() {
       const catalog = await provisioning.listPlans();

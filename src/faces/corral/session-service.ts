@@ -1,5 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../base/clock.ts";
 import {
   ListJoinRequestsRequestSchema,
   WatchJoinRequestsRequestSchema,
@@ -14,12 +15,12 @@ import { mergeStreams } from "../../rpc/merge-streams.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { accessRuleFor, accessTable } from "../../security/access-table.ts";
 import { describePrincipal, type Role as RoleName } from "../../security/principal.ts";
-import { membersService } from "../cart-actor/members-service.ts";
-import type { FaceContext } from "../face-context.ts";
-import { joinService } from "./join-service.ts";
-import { metricsService } from "./metrics-service.ts";
-import { modelsService } from "./models-service.ts";
-import { nodesService } from "./nodes-service.ts";
+import { type MembersServiceDeps, membersService } from "../cart-actor/members-service.ts";
+import type { ClusterFacts } from "../face-context.ts";
+import { type JoinServiceDeps, joinService } from "./join-service.ts";
+import { type MetricsServiceDeps, metricsService } from "./metrics-service.ts";
+import { type ModelsServiceDeps, modelsService } from "./models-service.ts";
+import { type NodesServiceDeps, nodesService } from "./nodes-service.ts";
 
 const roleToEnum: Record<RoleName, Role> = {
   viewer: Role.VIEWER,
@@ -34,8 +35,15 @@ async function* tagged<T>(source: AsyncIterable<T>, tag: (item: T) => Event): As
   for await (const item of source) yield tag(item);
 }
 
+/** What the session face touches: what the watches it merges touch, plus this cluster's names and the time. */
+export type SessionServiceDeps = NodesServiceDeps &
+  JoinServiceDeps &
+  ModelsServiceDeps &
+  MembersServiceDeps &
+  MetricsServiceDeps & { readonly facts: ClusterFacts; readonly clock: Clock };
+
 /** corral.v1.SessionService: who the caller is, and the cluster-wide watches on one stream. */
-export function sessionService(context: FaceContext): Partial<ServiceImpl<typeof SessionService>> {
+export function sessionService(context: SessionServiceDeps): Partial<ServiceImpl<typeof SessionService>> {
   const nodes = nodesService(context);
   const join = joinService(context);
   const models = modelsService(context);

@@ -3,12 +3,12 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
-import type { TokenRecord, TokenRole } from "../../core/admission/tokens.ts";
+import type { TokenRecord, TokenRegistry, TokenRole } from "../../core/admission/tokens.ts";
 import { defaults } from "../../defaults.ts";
 import { Role, type TokenInfo, TokenInfoSchema, type TokensService } from "../../gen/corral/v1/tokens_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
+import type { CertificateAuthority } from "../../security/certificate-authority.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
 
 const roleFromEnum: Partial<Record<Role, TokenRole>> = {
   [Role.UNSPECIFIED]: "node",
@@ -38,7 +38,13 @@ export function tokenInfo(record: TokenRecord): TokenInfo {
   });
 }
 
-export function tokensService({ tokens, ca }: FaceContext): Partial<ServiceImpl<typeof TokensService>> {
+/** What the tokens face touches: the join tokens, and the CA fingerprint a join command pins. */
+export interface TokensServiceDeps {
+  readonly tokens: TokenRegistry;
+  readonly ca: CertificateAuthority;
+}
+
+export function tokensService({ tokens, ca }: TokensServiceDeps): Partial<ServiceImpl<typeof TokensService>> {
   return {
     async createToken(request, ctx) {
       const role = roleFromEnum[request.role];

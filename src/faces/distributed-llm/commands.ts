@@ -1,11 +1,22 @@
 import { CorralError } from "../../base/errors.ts";
 import { clusterTotals } from "../../core/metrics/cluster-metrics.ts";
-import type { ModelRecord } from "../../core/models/model.ts";
+import type { ModelRegistry } from "../../core/models/model-registry.ts";
 import { describeRanges } from "../../core/models/model-registry.ts";
+import type { NodeLoads } from "../../core/nodes/node-load.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { defaults } from "../../defaults.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
+import { count, formatCounts, placed, table } from "./command-text.ts";
 import { isMember, memoryInUse, namesOf } from "./messages.ts";
 import { describeLayerMoves } from "./placement-text.ts";
+
+/** What the TUI's commands touch: the nodes and their loads, models and placement, this cluster's names. */
+export interface CommandDeps {
+  readonly registry: NodeRegistry;
+  readonly models: ModelRegistry;
+  readonly loads: NodeLoads;
+  readonly facts: ClusterFacts;
+}
 
 /**
  * TUIService.ExecuteCommand: a fixed registry of named cluster commands, run in-process against the core.
@@ -30,7 +41,7 @@ interface CommandSpec {
   readonly args: number;
   /** Options it accepts (`format`: table or json). */
   readonly options: readonly string[];
-  readonly run: (context: FaceContext, args: readonly string[], json: boolean) => Promise<string>;
+  readonly run: (context: CommandDeps, args: readonly string[], json: boolean) => Promise<string>;
 }
 
 const commands: Readonly<Record<string, CommandSpec>> = {
@@ -203,7 +214,7 @@ function helpText(): string {
  * controller itself (the store, say) is thrown.
  */
 export async function executeCommand(
-  context: FaceContext,
+  context: CommandDeps,
   request: { command: string; args: readonly string[]; options: Readonly<Record<string, string>> },
 ): Promise<CommandResult> {
   const { maxCommandArgs, maxCommandArgLength } = defaults.distributedLlm;
@@ -263,32 +274,4 @@ export async function executeCommand(
 
 function fail(exitCode: number, error: string): CommandResult {
   return { success: false, output: "", error, exitCode };
-}
-
-function placed(model: ModelRecord): number {
-  return model.assignments.reduce((sum, range) => sum + range.count, 0);
-}
-
-function count(values: readonly string[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const value of values) counts[value] = (counts[value] ?? 0) + 1;
-  return counts;
-}
-
-function formatCounts(counts: Readonly<Record<string, number>>): string {
-  return Object.entries(counts)
-    .map(([key, n]) => `${n} ${key}`)
-    .join(", ");
-}
-
-function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((header, i) =>
-    Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)),
-  );
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join("  ")
-      .trimEnd();
-  return [line(headers.map((h) => h.toUpperCase())), ...rows.map(line)].join("\n");
 }

@@ -1,17 +1,31 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { TokenRegistry } from "../../core/admission/tokens.ts";
 import { clusterTotals } from "../../core/metrics/cluster-metrics.ts";
+import type { ModelRegistry } from "../../core/models/model-registry.ts";
 import type { NodeRecord, Resources } from "../../core/nodes/node.ts";
+import type { NodeLoads } from "../../core/nodes/node-load.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { validateNodeId, validateNodeName, validateResources } from "../../core/nodes/node-validation.ts";
 import { defaults } from "../../defaults.ts";
 import type { DiscoveryService, ResourceInfo } from "../../gen/node_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts, Heartbeats } from "../face-context.ts";
 import { clusterMetrics, isMember, memoryInUse, modelInfo, nodeInfo, resourcePredicate } from "./messages.ts";
 import { describeLayerMoves } from "./placement-text.ts";
 
+/** What Distributed LLM's DiscoveryService touches: registration (nodes, tokens), models, heartbeats, loads. */
+export interface DiscoveryServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly facts: ClusterFacts;
+  readonly models: ModelRegistry;
+  readonly heartbeats: Heartbeats;
+  readonly loads: NodeLoads;
+  readonly tokens: TokenRegistry;
+}
+
 export function distributedLlmDiscoveryService(
-  context: FaceContext,
+  context: DiscoveryServiceDeps,
 ): Partial<ServiceImpl<typeof DiscoveryService>> {
   const { registry, facts, models, heartbeats } = context;
   return {
@@ -152,7 +166,7 @@ export function distributedLlmDiscoveryService(
  * rename; a fresh UUID otherwise. A node that left under that id gives it up to the new registration.
  */
 async function callersId(
-  { registry }: FaceContext,
+  { registry }: DiscoveryServiceDeps,
   name: string,
   existing: NodeRecord | undefined,
 ): Promise<{ id?: string }> {
@@ -179,7 +193,7 @@ async function admit(
   ctx: HandlerContext,
   name: string,
   current: NodeRecord | undefined,
-  { tokens }: FaceContext,
+  { tokens }: DiscoveryServiceDeps,
 ): Promise<void> {
   const principal = principalOf(ctx);
   if (principal.kind === "local" || principal.kind === "controller") return;

@@ -1,13 +1,17 @@
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../base/clock.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
+import type { NodeLoads } from "../../core/nodes/node-load.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { defaults } from "../../defaults.ts";
 import type { MetricsStreamResponse, NodeService } from "../../gen/node_pb.ts";
 import { EmptySchema, NodeAgent, type SystemMetrics } from "../../gen/picontroller_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { AgentReach, ClusterFacts } from "../face-context.ts";
 import { isMember, nodeInfo, streamIntervalMs, unixSeconds } from "./messages.ts";
 import {
   type NodeReading,
@@ -18,7 +22,21 @@ import {
 } from "./node-metrics.ts";
 import { Wakeup } from "./wakeup.ts";
 
-export function distributedLlmNodeService(context: FaceContext): Partial<ServiceImpl<typeof NodeService>> {
+/** What Distributed LLM's NodeService touches: the nodes and their loads, the controller's own node, its agents. */
+export interface DistributedLlmNodeServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly feed: EventFeed;
+  readonly clock: Clock;
+  readonly loads: NodeLoads;
+  readonly facts: ClusterFacts;
+  readonly agents: AgentReach;
+  readonly localNodeAgent: Partial<ServiceImpl<typeof NodeAgent>>;
+  readonly ownLoad: () => Promise<{ cpuUsage: number; memoryUsedMb: number }>;
+}
+
+export function distributedLlmNodeService(
+  context: DistributedLlmNodeServiceDeps,
+): Partial<ServiceImpl<typeof NodeService>> {
   const { registry, feed, clock, loads, facts, agents } = context;
 
   /** A member named by `node_id` (id or name); a node that left is not found. */

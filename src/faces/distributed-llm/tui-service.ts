@@ -1,11 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../base/clock.ts";
 import { CorralError } from "../../base/errors.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import { clusterTotals } from "../../core/metrics/cluster-metrics.ts";
 import { nodeStatuses } from "../../core/nodes/node.ts";
 import { type ClusterUpdate, ClusterUpdateSchema, type TUIService } from "../../gen/node_pb.ts";
-import type { FaceContext } from "../face-context.ts";
-import { executeCommand } from "./commands.ts";
+import { type CommandDeps, executeCommand } from "./commands.ts";
 import {
   clusterMetrics,
   isMember,
@@ -21,7 +22,13 @@ import { Wakeup } from "./wakeup.ts";
 const updateTypes = ["nodes", "models", "metrics"] as const;
 type UpdateType = (typeof updateTypes)[number];
 
-export function distributedLlmTuiService(context: FaceContext): Partial<ServiceImpl<typeof TUIService>> {
+/** What Distributed LLM's TUIService touches: what its commands do, plus the feed and the time. */
+export interface TuiServiceDeps extends CommandDeps {
+  readonly feed: EventFeed;
+  readonly clock: Clock;
+}
+
+export function distributedLlmTuiService(context: TuiServiceDeps): Partial<ServiceImpl<typeof TUIService>> {
   const { registry, models, feed, clock } = context;
 
   const update = async (type: UpdateType): Promise<ClusterUpdate> => {

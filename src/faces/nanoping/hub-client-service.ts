@@ -1,8 +1,15 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { ConnectionState, type HubClientService } from "../../gen/hub_client_pb.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
 import { nanopingNode } from "./node-message.ts";
+
+/** What the controller's own hub client touches: its own node record. */
+export interface HubClientServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly facts: ClusterFacts;
+}
 
 /**
  * The hub client API as served by the controller itself: the controller's node is always signed in to
@@ -11,7 +18,7 @@ import { nanopingNode } from "./node-message.ts";
 export function controllerHubClientService({
   registry,
   facts,
-}: FaceContext): Partial<ServiceImpl<typeof HubClientService>> {
+}: HubClientServiceDeps): Partial<ServiceImpl<typeof HubClientService>> {
   return {
     getLocalNodeId() {
       return { nodeId: facts.controllerNodeId, isAuthenticated: true };

@@ -1,8 +1,11 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
+import type { JoinRequestBook } from "../../core/admission/join-requests.ts";
+import type { EventFeed } from "../../core/events/event-feed.ts";
 import { metadataEquals } from "../../core/nodes/metadata.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
 import { matchesNodeFilter, type NodeFilter } from "../../core/nodes/node-filter.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import type {
   GetNodesRequest,
   HubServerService,
@@ -10,7 +13,7 @@ import type {
 } from "../../gen/hub_server_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { Store } from "../../store/store.ts";
 import { requestingNode } from "./join-requests.ts";
 import { metadataFromItem, nanopingNode, serviceFromEnum } from "./node-message.ts";
 
@@ -62,7 +65,17 @@ function nodeUpdate(
   return undefined;
 }
 
-export function hubServerService(context: FaceContext): Partial<ServiceImpl<typeof HubServerService>> {
+/** What NanoPing's hub server touches: the nodes, the join requests, and the feed. */
+export interface HubServerServiceDeps {
+  readonly registry: NodeRegistry;
+  readonly joinRequests: JoinRequestBook;
+  readonly feed: EventFeed;
+  readonly store: Store;
+}
+
+export function hubServerService(
+  context: HubServerServiceDeps,
+): Partial<ServiceImpl<typeof HubServerService>> {
   const { registry, joinRequests, feed, store } = context;
   return {
     async getNodes(request) {

@@ -4,9 +4,8 @@ import { LoggingService } from "../../gen/logging_pb.ts";
 import { checkAccess, methodPath } from "../../rpc/authorize.ts";
 import { principalRecheckKey, recheckPrincipal } from "../../rpc/principal-context.ts";
 import { accessRuleFor } from "../../security/access-table.ts";
-import type { FaceContext } from "../face-context.ts";
 import { guardHandlers } from "../guard-handlers.ts";
-import { relayToNode } from "../node-relay.ts";
+import { type RelayDeps, relayToNode } from "../node-relay.ts";
 
 /**
  * LoggingService on the controller: routed by `node_id` like PipelinesService — served here for the
@@ -18,7 +17,7 @@ import { relayToNode } from "../node-relay.ts";
  * node) ends the stream at its next batch, with the status a new call would get.
  */
 export function controllerLoggingService(
-  context: FaceContext,
+  context: RelayDeps,
   local: Partial<ServiceImpl<typeof LoggingService>>,
 ): Partial<ServiceImpl<typeof LoggingService>> {
   const relayed = relayToNode(LoggingService, context, local, (request) => nodeIdOf(request));

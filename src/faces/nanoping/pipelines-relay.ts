@@ -5,9 +5,8 @@ import { PipelinesService } from "../../gen/pipelines_pb.ts";
 import { hasProcessBlock } from "../../pipelines/process-policy.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
 import { guardHandlers } from "../guard-handlers.ts";
-import { relayToNode } from "../node-relay.ts";
+import { type RelayDeps, relayToNode } from "../node-relay.ts";
 
 /** The methods that store a config: where a `process` block would come in. */
 const storesConfig = new Set(["createPipeline", "updatePipeline"]);
@@ -23,7 +22,7 @@ const storesConfig = new Set(["createPipeline", "updatePipeline"]);
  * of programs again (src/pipelines/process-policy.ts).
  */
 export function controllerPipelinesService(
-  context: FaceContext,
+  context: RelayDeps,
   local: Partial<ServiceImpl<typeof PipelinesService>>,
 ): Partial<ServiceImpl<typeof PipelinesService>> {
   const relayed = relayToNode(PipelinesService, context, local, (request) => nodeIdOf(request));

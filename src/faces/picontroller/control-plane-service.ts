@@ -1,13 +1,16 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Clock } from "../../base/clock.ts";
 import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
-import { decodeStoredNode } from "../../core/nodes/node-codec.ts";
-import { nodeKeyPrefix } from "../../core/nodes/node-keys.ts";
+import type { NodeHealthBook } from "../../core/nodes/node-health.ts";
+import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { defaults } from "../../defaults.ts";
 import type { ControlPlane, NodeState } from "../../gen/picontroller_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
+import type { Admission } from "../../security/admission.ts";
+import type { CertificateAuthority } from "../../security/certificate-authority.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts, Heartbeats } from "../face-context.ts";
 import { peerHost } from "../peer.ts";
 import { nodeResources, registeredResources } from "./registration.ts";
 
@@ -23,6 +26,19 @@ function nodeState(node: NodeRecord): NodeStateInit {
     labels: node.labels,
     role: node.role,
     resources: nodeResources(node),
+  };
+}
+
+function removedState(nodeId: string): NodeStateInit {
+  return {
+    nodeId,
+    name: "",
+    address: "",
+    status: "removed",
+    lastSeen: 0n,
+    labels: {},
+    role: "",
+    resources: undefined,
   };
 }
 
@@ -43,8 +59,26 @@ function subjectNode(ctx: HandlerContext, requested: string): string {
   return requested;
 }
 
-export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof ControlPlane>> {
-  const { registry, facts, clock, store, admission, ca, heartbeats, health } = context;
+/** What Pi-Controller's ControlPlane touches: admission for registration, health reports, the nodes. */
+export interface PiControlPlaneDeps {
+  readonly registry: NodeRegistry;
+  readonly facts: Pick<ClusterFacts, "clusterId" | "controllerName" | "leader">;
+  readonly clock: Clock;
+  readonly admission: Admission;
+  readonly ca: Pick<CertificateAuthority, "certificatePem">;
+  readonly heartbeats: Heartbeats;
+  readonly health: NodeHealthBook;
+}
+
+export function piControlPlane({
+  registry,
+  facts,
+  clock,
+  admission,
+  ca,
+  heartbeats,
+  health,
+}: PiControlPlaneDeps): Partial<ServiceImpl<typeof ControlPlane>> {
   return {
     /**
      * Registration for Pi-Controller-style agents, on the same path as every other join: a join token
@@ -139,40 +173,15 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
         timestamp: BigInt(clock.now()),
       };
       if (request.sinceRevision > 0n) {
-        const revision = await store.revision();
-        const since = Number(request.sinceRevision);
-        if (since > revision) {
-          throw CorralError.invalidArgument(
-            "since_revision",
-            `${since} is ahead of the cluster's revision ${revision}`,
+        const changed = await registry.changedSince(Number(request.sinceRevision));
+        if (changed !== undefined) {
+          const nodes = changed.changes.map(({ id, node }) =>
+            node === undefined ? removedState(id) : nodeState(node),
           );
-        }
-        const changes = await store.changes(since + 1, { prefix: nodeKeyPrefix }).catch((error: unknown) => {
-          if (error instanceof CorralError && error.code === "OUT_OF_RANGE") return undefined;
-          throw error;
-        });
-        if (changes !== undefined) {
-          const latest = new Map<string, NodeStateInit>();
-          for (const event of changes) {
-            const id = event.key.slice(nodeKeyPrefix.length);
-            if (event.type === "delete" || event.value === undefined) {
-              latest.set(id, {
-                nodeId: id,
-                name: "",
-                address: "",
-                status: "removed",
-                lastSeen: 0n,
-                labels: {},
-                role: "",
-                resources: undefined,
-              });
-            } else latest.set(id, nodeState(decodeStoredNode(event.value, event.key)));
-          }
-          return { ...base, revision: BigInt(revision), nodes: [...latest.values()] };
+          return { ...base, revision: BigInt(changed.revision), nodes };
         }
       }
-      const { items, revision } = await store.list(nodeKeyPrefix);
-      const nodes = items.map((kv) => decodeStoredNode(kv.value, kv.key));
+      const { nodes, revision } = await registry.stored();
       return { ...base, revision: BigInt(revision), nodes: nodes.map(nodeState) };
     },
   };

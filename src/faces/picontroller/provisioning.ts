@@ -1,12 +1,12 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { JobView } from "../../core/provisioning/provisioning-engine.ts";
+import type { JobView, ProvisioningEngine } from "../../core/provisioning/provisioning-engine.ts";
 import type { RunStatus } from "../../core/provisioning/provisioning-job.ts";
 import type { ControlPlane, ProvisioningResponseSchema } from "../../gen/picontroller_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
+import type { ClusterFacts } from "../face-context.ts";
 
 /** Pi-Controller's four job statuses; a cancelled job is a failed one there, its message says why. */
 const piStatus: Readonly<Record<RunStatus, string>> = {
@@ -37,6 +37,12 @@ export function provisioningResponse(view: JobView): MessageInitShape<typeof Pro
   };
 }
 
+/** What Pi-Controller's RequestProvisioning touches: the dispatcher, and this cluster's id. */
+export interface PiProvisioningDeps {
+  readonly provisioning: ProvisioningEngine;
+  readonly facts: ClusterFacts;
+}
+
 /**
  * ControlPlane/RequestProvisioning: a job of the provisioning engine. `node_id` (an id or a name)
  * targets one node; `cluster_id` targets every ready agent of this cluster when it is this cluster's id,
@@ -46,7 +52,7 @@ export function provisioningResponse(view: JobView): MessageInitShape<typeof Pro
 export function piRequestProvisioning({
   provisioning,
   facts,
-}: FaceContext): Pick<ServiceImpl<typeof ControlPlane>, "requestProvisioning"> {
+}: PiProvisioningDeps): Pick<ServiceImpl<typeof ControlPlane>, "requestProvisioning"> {
   return {
     async requestProvisioning(request, ctx) {
       const nodeId = request.nodeId.trim();
