@@ -7,14 +7,14 @@ import type { NodePatch } from "../../core/nodes/node-record.ts";
 import { defaults } from "../../defaults.ts";
 import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_pb.ts";
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
-import type { FaceContext } from "../face-context.ts";
-import { watchAccess } from "./access-watch.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
   resourcesFromMessage,
   servicesFromMessage,
-} from "./node-message.ts";
+} from "../../wire/corral-node.ts";
+import type { FaceContext } from "../face-context.ts";
+import { watchAccess } from "./access-watch.ts";
 
 const updatableFields = new Set([
   "name",

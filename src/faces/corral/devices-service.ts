@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { preciseTimestamp } from "../../agent/services/hardware-service.ts";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
 import {
   bytesValue,
@@ -44,6 +43,7 @@ import {
   WritePinRequestSchema,
   type WritePinResponse,
 } from "../../gen/corral/v1/hardware_pb.ts";
+import { preciseTimestamp } from "../../wire/precise-timestamp.ts";
 import type { FaceContext } from "../face-context.ts";
 import { relayToNode } from "../node-relay.ts";
 

@@ -4,15 +4,15 @@ import { CorralError } from "../../base/errors.ts";
 import type { JoinService } from "../../gen/corral/v1/join_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
-import type { FaceContext } from "../face-context.ts";
-import { peerHost } from "../peer.ts";
-import { pendingJoinMessage } from "./join-request-message.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
   resourcesFromMessage,
   servicesFromMessage,
-} from "./node-message.ts";
+} from "../../wire/corral-node.ts";
+import type { FaceContext } from "../face-context.ts";
+import { peerHost } from "../peer.ts";
+import { pendingJoinMessage } from "./join-request-message.ts";
 
 export function joinService(context: FaceContext): Partial<ServiceImpl<typeof JoinService>> {
   const { admission, joinRequests, feed, ca, heartbeats } = context;

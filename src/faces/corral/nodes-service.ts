@@ -3,8 +3,8 @@ import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
 import { matchesNodeFilter, validateNodeFilter } from "../../core/nodes/node-filter.ts";
 import { NodeEventType, type NodesService, type WatchNodesResponse } from "../../gen/corral/v1/nodes_pb.ts";
+import { filterFromMessage, nodeToMessage } from "../../wire/corral-node.ts";
 import type { FaceContext } from "../face-context.ts";
-import { filterFromMessage, nodeToMessage } from "./node-message.ts";
 
 type Impl = ServiceImpl<typeof NodesService>;
 

@@ -1,7 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { stepStatusToWire } from "../../agent/provisioning/step-wire.ts";
 import type { JobView } from "../../core/provisioning/provisioning-engine.ts";
 import {
   isFinished,
@@ -21,6 +20,7 @@ import {
 } from "../../gen/corral/v1/provisioning_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
+import { stepStatusToWire } from "../../wire/provisioning-steps.ts";
 import type { FaceContext } from "../face-context.ts";
 
 type Impl = ServiceImpl<typeof ProvisioningService>;

@@ -1,8 +1,8 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
 import { ConnectionState, type HubClientService } from "../../gen/hub_client_pb.ts";
+import { nanopingNode } from "../../wire/nanoping-node.ts";
 import type { FaceContext } from "../face-context.ts";
-import { nanopingNode } from "./node-message.ts";
 
 /**
  * The hub client API as served by the controller itself: the controller's node is always signed in to

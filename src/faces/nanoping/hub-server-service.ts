@@ -10,9 +10,9 @@ import type {
 } from "../../gen/hub_server_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
+import { metadataFromItem, nanopingNode, serviceFromEnum } from "../../wire/nanoping-node.ts";
 import type { FaceContext } from "../face-context.ts";
 import { requestingNode } from "./join-requests.ts";
-import { metadataFromItem, nanopingNode, serviceFromEnum } from "./node-message.ts";
 
 /** NanoPing's filters: every metadata key with an equal value of the same oneof type, every service. */
 export function hubNodeFilter(request: GetNodesRequest): NodeFilter {
