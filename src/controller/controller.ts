@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ServerCredentials } from "@grpc/grpc-js";
-import { createLoadReader } from "../agent/machine/system-resources.ts";
+import { createLoadReader, MachineSampler } from "../agent/machine/machine-sampler.ts";
 import { createMetricsSampler } from "../agent/metrics-pusher.ts";
 import { controllerUdpTargets } from "../agent/pipelines/udp-target-resolver.ts";
 import { localLoggingService } from "../agent/services/logging-service.ts";
@@ -318,13 +318,15 @@ export class Controller implements AsyncDisposable {
         resourcesRefreshMs: parseDuration(defaults.controller.ownResourcesRefresh),
         nvidiaSmi: defaults.controller.nvidiaSmi,
       };
+      // The controller's node reads its machine once for all its readers, as an agent does.
+      const machine = new MachineSampler({ nvidiaSmi: ownNode.nvidiaSmi, onWarning: (m) => logger.warn(m) });
       const localNode = await createNodeAgent({
         dataDir: config.dataDir,
         nodeId: () => controllerNodeId,
         controllerState: () => "CONNECTED",
         logger,
         logRing,
-        nvidiaSmi: ownNode.nvidiaSmi,
+        machine,
       });
       stoppers.push(() => localNode.close());
       // The controller's own node starts runs and steps like an agent: what a killed controller left
@@ -409,6 +411,7 @@ export class Controller implements AsyncDisposable {
         nodeId: controllerNodeId,
         refreshMs: ownNode.resourcesRefreshMs,
         nvidiaSmi: ownNode.nvidiaSmi,
+        machine,
         ...(ownNode.maxLayers === undefined ? {} : { maxLayers: ownNode.maxLayers }),
         logger,
       });
@@ -418,7 +421,7 @@ export class Controller implements AsyncDisposable {
         history: metricsHistory,
         nodeId: controllerNodeId,
         intervalMs: metricsSettings.intervalMs,
-        sample: createMetricsSampler({ nvidiaSmi: ownNode.nvidiaSmi }),
+        sample: createMetricsSampler({ machine }),
         nodeIds: async () => new Set((await registry.list()).nodes.map((node) => node.id)),
         logger,
         loads,
@@ -570,7 +573,7 @@ export class Controller implements AsyncDisposable {
         provisioning,
         models,
         loads,
-        ownLoad: createLoadReader(),
+        ownLoad: createLoadReader({ machine }),
         metrics: { history: metricsHistory, intervalMs: metricsSettings.intervalMs },
         clusters,
       };
