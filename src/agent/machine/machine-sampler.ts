@@ -6,6 +6,7 @@ import { parseDuration } from "../../base/duration.ts";
 import type { GpuPoint } from "../../core/metrics/metrics-history.ts";
 import { defaults } from "../../defaults.ts";
 import { type FsUsageEntry, listFileSystemsWithin } from "./file-systems.ts";
+import { discoverGpus, type GpuDiscovery, type GpuDiscoveryOptions } from "./gpu-discovery.ts";
 import { createGpuReader } from "./gpu-metrics.ts";
 import {
   type CpuTimes,
@@ -31,6 +32,8 @@ export interface MachineSamplerOptions {
   readonly vcgencmdTimeoutMs?: number;
   /** nvidia-smi: a name on PATH or a path; false for no GPU figures. Default "nvidia-smi". */
   readonly nvidiaSmi?: string | false;
+  /** How the GPUs the node has are found (timeout, output cap); the command defaults to `nvidiaSmi`. */
+  readonly gpuDiscovery?: GpuDiscoveryOptions;
   /** The file system listing (si.fsSize by default), for tests. */
   readonly listFileSystems?: () => Promise<FsUsageEntry[]>;
   /** The listing is given up after this; default `agentHardware.diskListTimeout`. */
@@ -56,6 +59,7 @@ export type MachinePart =
   | "network"
   | "temperature"
   | "gpus"
+  | "gpuInventory"
   | "fileSystems";
 
 export interface LoadAverage {
@@ -133,6 +137,15 @@ export class MachineSampler {
       },
       temperature,
       gpus,
+      gpuInventory: async () =>
+        options.nvidiaSmi === false && options.gpuDiscovery?.command === undefined
+          ? { gpus: [] }
+          : discoverGpus({
+              ...(options.nvidiaSmi === undefined || options.nvidiaSmi === false
+                ? {}
+                : { command: options.nvidiaSmi }),
+              ...options.gpuDiscovery,
+            }),
       fileSystems: () => listFileSystemsWithin(list, diskTimeoutMs, warn),
     };
   }
@@ -168,6 +181,11 @@ export class MachineSampler {
   /** Every GPU nvidia-smi reports now; empty without NVIDIA GPUs. */
   gpus(maxAgeMs?: number): Promise<GpuPoint[]> {
     return this.#part("gpus", maxAgeMs);
+  }
+
+  /** The GPUs this machine has (name, memory, uuid), with a warning where nvidia-smi is there but fails. */
+  gpuInventory(maxAgeMs?: number): Promise<GpuDiscovery> {
+    return this.#part("gpuInventory", maxAgeMs);
   }
 
   /** The file system listing with usage; empty (and told to onWarning) when it fails or hangs. */
@@ -238,6 +256,7 @@ interface PartValue {
   network: NetworkSample[];
   temperature: number | undefined;
   gpus: GpuPoint[];
+  gpuInventory: GpuDiscovery;
   fileSystems: FsUsageEntry[];
 }
 

@@ -2,13 +2,13 @@ import os from "node:os";
 import type { Resources } from "../../core/nodes/node.ts";
 import { maxLayersFor } from "../../core/nodes/node-capacity.ts";
 import { dropFileMounts, selectDisks } from "./file-systems.ts";
-import { discoverGpus, type GpuDiscoveryOptions } from "./gpu-discovery.ts";
+import type { GpuDiscoveryOptions } from "./gpu-discovery.ts";
 import { MachineSampler } from "./machine-sampler.ts";
 
 export interface SystemResourcesOptions {
   /** The node's machine sampler: its file system listing is the one metrics read. Default: one of its own. */
   machine?: MachineSampler;
-  /** How GPUs are found (nvidia-smi path, timeout, output cap). */
+  /** How GPUs are found (nvidia-smi path, timeout, output cap); for a sampler of its own only. */
   gpu?: GpuDiscoveryOptions;
   /**
    * `df` (behind si.fsSize) can hang on a dead network mount: give up on disks after this; default
@@ -27,9 +27,10 @@ export async function readSystemResources(options: SystemResourcesOptions = {}):
     new MachineSampler({
       onWarning: warn,
       ...(options.diskTimeoutMs === undefined ? {} : { diskTimeoutMs: options.diskTimeoutMs }),
+      ...(options.gpu === undefined ? {} : { gpuDiscovery: options.gpu }),
     });
   const [gpuResult, disks] = await Promise.all([
-    discoverGpus(options.gpu),
+    machine.gpuInventory(),
     machine.fileSystems().then((listing) => dropFileMounts(selectDisks(listing))),
   ]);
   if (gpuResult.warning !== undefined) warn(`GPU discovery: ${gpuResult.warning}`);
