@@ -155,7 +155,10 @@ export function metricsAndGpioService(
         dataDir: deps.dataDir,
         ...(deps.gpioReason === undefined ? {} : { gpioReason: deps.gpioReason }),
         ...(deps.hardware === undefined ? {} : { hardware: deps.hardware }),
-        ...(machine === undefined ? {} : { temperature: () => machine.temperature() }),
+        // A health check answers for now, as GetSystemMetrics does (and its reading is then shared).
+        ...(machine === undefined
+          ? {}
+          : { temperature: () => machine.temperature(0), memory: () => machine.memory(0) }),
       }));
 
   return {
