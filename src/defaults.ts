@@ -178,6 +178,8 @@ export const defaults = {
     vcgencmdTimeout: "2s",
     /** si.fsSize (df) can hang on a dead network mount: metrics report no disks after this. */
     diskListTimeout: "5s",
+    /** A machine figure (CPU, memory, disks, GPUs…) this recent is shared by the node's readers, not read again. */
+    machineSampleMaxAge: "1s",
     health: {
       /** Free space on the data dir's file system below this percent: DEGRADED; below the next: UNHEALTHY. */
       diskFreeDegradedPercent: 5,

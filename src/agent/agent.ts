@@ -47,7 +47,8 @@ import { localApiGuard } from "./local-api/edge-checks.ts";
 import { forwardToController } from "./local-api/forward-service.ts";
 import { agentHubClientService } from "./local-api/hub-client-service.ts";
 import { forwardingHubServerService } from "./local-api/hub-server-service.ts";
-import { readLoad, readSystemResources } from "./machine/system-resources.ts";
+import { createLoadReader, MachineSampler } from "./machine/machine-sampler.ts";
+import { readSystemResources } from "./machine/system-resources.ts";
 import { createMetricsSampler, MetricsPusher } from "./metrics-pusher.ts";
 import { routeByNodeId, routingPipelinesService } from "./pipelines/agent-pipelines.ts";
 import { controllerUdpResolver } from "./pipelines/udp-target-resolver.ts";
@@ -196,6 +197,8 @@ export class Agent implements AsyncDisposable {
         port: listenPort,
       });
 
+      // One reading of the machine serves the heartbeat's load, the metrics pusher and NodeAgent calls.
+      const machine = new MachineSampler({ onWarning: (message) => logger.warn(message) });
       const link = new ControllerLink({
         store,
         identity,
@@ -203,12 +206,12 @@ export class Agent implements AsyncDisposable {
         ...(options.caFingerprint === undefined ? {} : { caFingerprint: options.caFingerprint }),
         selfReport: async () => ({
           address: advertise,
-          resources: await readSystemResources({ onWarning: (message) => logger.warn(message) }),
+          resources: await readSystemResources({ machine, onWarning: (message) => logger.warn(message) }),
           services: offeredServices,
           version: corralVersion,
           labels: options.labels ?? {},
         }),
-        load: readLoad,
+        load: createLoadReader({ machine }),
         onCredentials: (credentials) =>
           clusterTls.update(credentials.caPem, credentials.certificatePem, credentials.privateKeyPem),
       });
@@ -223,6 +226,7 @@ export class Agent implements AsyncDisposable {
         controllerState: () => link.state.value,
         logger,
         logRing,
+        machine,
       });
       closers.push(() => nodeAgent.close());
       cluster.add(NodeAgent, nodeAgent.impl);
@@ -301,7 +305,7 @@ export class Agent implements AsyncDisposable {
       closers.unshift(() => trust.close());
       const metricsPusher = new MetricsPusher({
         client: () => link.client(MetricsService),
-        sample: createMetricsSampler(),
+        sample: createMetricsSampler({ machine }),
         logger,
       });
       metricsPusher.start();

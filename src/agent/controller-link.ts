@@ -10,7 +10,6 @@ import { CorralError } from "../base/errors.ts";
 import { parseToken } from "../core/admission/tokens.ts";
 import type { NodeService, Resources } from "../core/nodes/node.ts";
 import { defaults } from "../defaults.ts";
-import { metadataToMessage } from "../faces/corral/node-message.ts";
 import {
   AgentService,
   type HeartbeatRequestSchema,
@@ -22,6 +21,7 @@ import type { Logger } from "../observability/logger.ts";
 import { fromConnectError } from "../rpc/connect-errors.ts";
 import { FailoverTransport, parseAddressList } from "../rpc/failover-transport.ts";
 import { certificateTimes, createKeyAndCsr } from "../security/node-key.ts";
+import { metadataToMessage } from "../wire/corral-node.ts";
 import { fetchControllerCa, normalizeFingerprint } from "./ca-pin.ts";
 import { ConnectionStateCell } from "./connection-state.ts";
 import { HeartbeatStream } from "./heartbeat-stream.ts";

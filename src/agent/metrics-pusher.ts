@@ -1,6 +1,3 @@
-import { readFile } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
@@ -9,35 +6,20 @@ import type { MetricsPoint } from "../core/metrics/metrics-history.ts";
 import { defaults } from "../defaults.ts";
 import type { MetricsService } from "../gen/corral/v1/metrics_pb.ts";
 import type { Logger } from "../observability/logger.ts";
-import { createGpuReader } from "./machine/gpu-metrics.ts";
+import { MachineSampler } from "./machine/machine-sampler.ts";
 
 /** Kept here too: tests and older callers import it from the pusher. */
 export { parseGpuMetricsCsv } from "./machine/gpu-metrics.ts";
 
-import {
-  createCpuSampler,
-  createTemperatureReader,
-  memoryFromMeminfo,
-  parseLoadavg,
-  parseMeminfo,
-  parseNetDev,
-} from "./machine/system-metrics.ts";
-
 export interface MetricsSamplerOptions {
-  /** Root of the proc file system; default "/proc". */
+  /** The node's machine sampler, shared with its heartbeats and NodeAgent; without one, one of its own. */
+  readonly machine?: MachineSampler;
+  /** Root of the proc file system; default "/proc" (this and the next two: for a sampler of its own). */
   readonly procDir?: string;
   readonly sysDir?: string;
   /** nvidia-smi: a name on PATH or a path; false for no GPU figures. Default "nvidia-smi". */
   readonly nvidiaSmi?: string | false;
   readonly clock?: () => number;
-}
-
-async function readText(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, "utf8");
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -46,27 +28,29 @@ async function readText(file: string): Promise<string | undefined> {
  * previous CPU and network counters).
  */
 export function createMetricsSampler(options: MetricsSamplerOptions = {}): () => Promise<MetricsPoint> {
-  const procDir = options.procDir ?? "/proc";
   const now = options.clock ?? Date.now;
-  const cpu = createCpuSampler({ procDir });
-  const temperature = createTemperatureReader({
-    ...(options.sysDir === undefined ? {} : { sysDir: options.sysDir }),
-    vcgencmd: false,
-  });
-  const gpus = createGpuReader(options.nvidiaSmi ?? "nvidia-smi");
+  const machine =
+    options.machine ??
+    new MachineSampler({
+      ...(options.procDir === undefined ? {} : { procDir: options.procDir }),
+      ...(options.sysDir === undefined ? {} : { sysDir: options.sysDir }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
+      vcgencmd: false,
+      nvidiaSmi: options.nvidiaSmi ?? "nvidia-smi",
+    });
+  const cpu = machine.cpuMeter();
   let previousNet: { at: number; rx: number; tx: number } | undefined;
   return async () => {
-    const [cpuPercent, meminfo, netdev, loadavg, celsius, gpuPoints] = await Promise.all([
+    const [cpuPercent, memory, network, load, celsius, gpuPoints] = await Promise.all([
       cpu(),
-      readText(path.join(procDir, "meminfo")),
-      readText(path.join(procDir, "net", "dev")),
-      readText(path.join(procDir, "loadavg")),
-      temperature(),
-      gpus(),
+      machine.memory(),
+      machine.network(),
+      machine.loadAverage(),
+      machine.temperature(),
+      machine.gpus(),
     ]);
     const at = now();
-    const memory = meminfo === undefined ? undefined : memoryFromMeminfo(parseMeminfo(meminfo));
-    const interfaces = netdev === undefined ? [] : parseNetDev(netdev).filter((i) => i.name !== "lo");
+    const interfaces = network.filter((i) => i.name !== "lo");
     const rx = interfaces.reduce((sum, i) => sum + i.rxBytes, 0);
     const tx = interfaces.reduce((sum, i) => sum + i.txBytes, 0);
     let rxRate = 0;
@@ -78,17 +62,11 @@ export function createMetricsSampler(options: MetricsSamplerOptions = {}): () =>
       txRate = Math.max(0, tx - previousNet.tx) / seconds;
     }
     previousNet = { at, rx, tx };
-    const load = (loadavg === undefined ? undefined : parseLoadavg(loadavg)) ?? {
-      load1: os.loadavg()[0] ?? 0,
-      load5: os.loadavg()[1] ?? 0,
-      load15: os.loadavg()[2] ?? 0,
-    };
-    const total = memory?.totalBytes ?? os.totalmem();
     return {
       timeUnixMs: at,
       cpuPercent,
-      memoryUsedBytes: memory?.usedBytes ?? Math.max(0, total - os.freemem()),
-      memoryTotalBytes: total,
+      memoryUsedBytes: memory.usedBytes,
+      memoryTotalBytes: memory.totalBytes,
       networkRxBytesPerSecond: rxRate,
       networkTxBytesPerSecond: txRate,
       ...(celsius === undefined ? {} : { temperatureCelsius: celsius }),

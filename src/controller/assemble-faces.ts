@@ -1,4 +1,4 @@
-import { createLoadReader } from "../agent/machine/system-resources.ts";
+import { createLoadReader } from "../agent/machine/machine-sampler.ts";
 import { localLoggingService } from "../agent/services/logging-service.ts";
 import { localPipelineRunsService } from "../agent/services/pipeline-runs-service.ts";
 import { localPipelinesService } from "../agent/services/pipelines-service.ts";
@@ -93,7 +93,7 @@ export function assembleFaceContext(inputs: FaceInputs): FaceContext {
     provisioning: engines.provisioning,
     models: core.models,
     loads: core.loads,
-    ownLoad: createLoadReader(),
+    ownLoad: createLoadReader({ machine: own.machine }),
     metrics: { history: core.metricsHistory, intervalMs: core.metricsSettings.intervalMs },
     clusters: engines.clusters,
     ownership: engines.ownership,

@@ -1,9 +1,10 @@
 import { join } from "node:path";
+import { MachineSampler } from "../agent/machine/machine-sampler.ts";
 import { createMetricsSampler } from "../agent/metrics-pusher.ts";
+import { controllerUdpTargets } from "../agent/pipelines/udp-target-resolver.ts";
 import { createNodeAgent, type LocalNodeAgent } from "../agent/services/node-agent/node-agent.ts";
 import { parseDuration } from "../base/duration.ts";
 import { defaults } from "../defaults.ts";
-import { controllerUdpTargets } from "../faces/corral/pipeline-udp-targets.ts";
 import type { AgentLogRing } from "../host/logs/ring-log-source.ts";
 import { ProcessLedger } from "../host/process-ledger.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -28,6 +29,8 @@ export interface OwnNode {
   readonly controllerNodeId: string;
   readonly settings: OwnNodeSettings;
   readonly localNode: LocalNodeAgent;
+  /** The controller's machine, read once for all its readers, as an agent's is. */
+  readonly machine: MachineSampler;
   /** Process groups started here, reaped after a crash. */
   readonly ledger: ProcessLedger;
   readonly localPipelines: PipelineManager;
@@ -57,13 +60,14 @@ export function assembleOwnNode(
       resourcesRefreshMs: parseDuration(defaults.controller.ownResourcesRefresh),
       nvidiaSmi: defaults.controller.nvidiaSmi,
     };
+    const machine = new MachineSampler({ nvidiaSmi: settings.nvidiaSmi, onWarning: (m) => logger.warn(m) });
     const localNode = await createNodeAgent({
       dataDir: config.dataDir,
       nodeId: () => controllerNodeId,
       controllerState: () => "CONNECTED",
       logger,
       logRing,
-      nvidiaSmi: settings.nvidiaSmi,
+      machine,
     });
     stack.defer(() => localNode.close());
     // The controller's own node starts runs and steps like an agent: what a killed controller left
@@ -95,7 +99,7 @@ export function assembleOwnNode(
       }),
     });
     stack.defer(() => localPipelines.close());
-    return { controllerNodeId, settings, localNode, ledger, localPipelines, agents };
+    return { controllerNodeId, settings, localNode, machine, ledger, localPipelines, agents };
   });
 }
 
@@ -115,6 +119,7 @@ export async function startOwnNodeUpkeep(
     nodeId: own.controllerNodeId,
     refreshMs: own.settings.resourcesRefreshMs,
     nvidiaSmi: own.settings.nvidiaSmi,
+    machine: own.machine,
     ...(own.settings.maxLayers === undefined ? {} : { maxLayers: own.settings.maxLayers }),
     logger,
   });
@@ -123,7 +128,7 @@ export async function startOwnNodeUpkeep(
     history: core.metricsHistory,
     nodeId: own.controllerNodeId,
     intervalMs: core.metricsSettings.intervalMs,
-    sample: createMetricsSampler({ nvidiaSmi: own.settings.nvidiaSmi }),
+    sample: createMetricsSampler({ machine: own.machine }),
     nodeIds: async () => new Set((await registry.list()).nodes.map((node) => node.id)),
     logger,
     loads: core.loads,

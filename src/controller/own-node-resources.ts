@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { MachineSampler } from "../agent/machine/machine-sampler.ts";
 import { readSystemResources } from "../agent/machine/system-resources.ts";
 import type { Resources } from "../core/nodes/node.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
@@ -14,6 +15,8 @@ export interface OwnNodeResourcesOptions {
   /** Set by the operator: the layers the node may hold, instead of the rule's figure. */
   readonly maxLayers?: number;
   readonly logger: Logger;
+  /** The controller node's machine sampler, shared with its metrics and load; default: one of its own. */
+  readonly machine?: MachineSampler;
   /** How the machine is read; the agents' reader unless a test gives another. */
   readonly read?: typeof readSystemResources;
 }
@@ -54,6 +57,7 @@ export class OwnNodeResources implements AsyncDisposable {
       const read = this.#o.read ?? readSystemResources;
       const measured = await read({
         gpu: { command: this.#o.nvidiaSmi },
+        ...(this.#o.machine === undefined ? {} : { machine: this.#o.machine }),
         onWarning: (message) => logger.warn(message),
       });
       const found =

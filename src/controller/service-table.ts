@@ -1,6 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { pipelineRunsRelay } from "../agent/services/pipeline-runs-service.ts";
 import { cartActorControlPlane } from "../faces/cart-actor/control-plane-service.ts";
 import { membersService } from "../faces/cart-actor/members-service.ts";
 import { agentService } from "../faces/corral/agent-service.ts";
@@ -14,6 +13,7 @@ import { modelsService } from "../faces/corral/models-service.ts";
 import { nodeOpsService } from "../faces/corral/node-ops-service.ts";
 import { nodesService } from "../faces/corral/nodes-service.ts";
 import { peerService } from "../faces/corral/peer-service.ts";
+import { pipelineRunsRelay } from "../faces/corral/pipeline-runs-relay.ts";
 import { provisioningService } from "../faces/corral/provisioning-service.ts";
 import { sessionService } from "../faces/corral/session-service.ts";
 import { tokensService } from "../faces/corral/tokens-service.ts";

@@ -4,14 +4,10 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { type FsEntry, selectDisks } from "../../src/agent/machine/file-systems.ts";
 import { discoverGpus, nvidiaSmiArgs, parseNvidiaSmiCsv } from "../../src/agent/machine/gpu-discovery.ts";
-import {
-  createLoadReader,
-  type FsEntry,
-  readLoad,
-  readSystemResources,
-  selectDisks,
-} from "../../src/agent/machine/system-resources.ts";
+import { createLoadReader } from "../../src/agent/machine/machine-sampler.ts";
+import { readSystemResources } from "../../src/agent/machine/system-resources.ts";
 import { maxLayersFor } from "../../src/core/nodes/node-capacity.ts";
 
 const h100 = "NVIDIA H100 80GB HBM3, 81559, GPU-5d3c8a1e-2b4f-4c6d-9e8f-0a1b2c3d4e5f";
@@ -271,16 +267,16 @@ describe("readSystemResources on this machine", () => {
   });
 });
 
-describe("readLoad", () => {
+describe("the heartbeat load reader", () => {
   it("gives CPU use in percent and memory in use within the machine's memory", async () => {
-    const load = await readLoad();
+    const load = await createLoadReader()();
     assert.ok(load.cpuUsage >= 0 && load.cpuUsage <= 100, String(load.cpuUsage));
     const totalMb = os.totalmem() / (1024 * 1024);
     assert.ok(load.memoryUsedMb > 0 && load.memoryUsedMb < totalMb, String(load.memoryUsedMb));
   });
 
   it("sees a busy CPU as busy", async () => {
-    const reader = createLoadReader(50);
+    const reader = createLoadReader({ firstSampleMs: 50 });
     await reader(); // baseline
     const until = Date.now() + 300;
     let spins = 0;

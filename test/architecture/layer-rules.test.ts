@@ -10,17 +10,6 @@ const srcDir = fileURLToPath(new URL("../../src/", import.meta.url));
  * shrinks: a new forbidden import fails the test, and so does an entry that no longer exists.
  */
 const knownDebts = new Set<string>([
-  // Node-side services moved to agent/services/ but still borrow face helpers, and two faces reach into them.
-  "agent/controller-link.ts → faces/corral/node-message.ts",
-  "agent/local-api/hub-client-service.ts → faces/nanoping/node-message.ts",
-  "agent/pipelines/udp-target-resolver.ts → faces/corral/pipeline-udp-targets.ts",
-  "agent/services/cart-actor-control-plane.ts → faces/cart-actor/peer-caller.ts",
-  "agent/services/pipeline-runs-service.ts → faces/face-context.ts",
-  "agent/services/pipeline-runs-service.ts → faces/guard-handlers.ts",
-  "agent/services/pipeline-runs-service.ts → faces/node-relay.ts",
-  "faces/corral/devices-service.ts → agent/services/hardware-service.ts",
-  "faces/corral/pipeline-udp-targets.ts → agent/services/pipeline-runs-service.ts",
-  "faces/corral/provisioning-service.ts → agent/provisioning/step-wire.ts",
   // Engines still name three controller types instead of declaring what they need.
   "engines/last-seen-batcher.ts → controller/controller-registry.ts",
   "engines/provisioning-dispatcher.ts → controller/provisioning-plans.ts",
@@ -67,6 +56,10 @@ describe("layer rules on src/ imports", () => {
       { from: "cli/main.ts", to: "agent/controller-link.ts" },
       { from: "base/errors.ts", to: "core/nodes/node.ts" },
       { from: "pipelines/run.ts", to: "agent/agent.ts" },
+      { from: "wire/corral-node.ts", to: "faces/corral/nodes-service.ts" },
+      { from: "wire/corral-node.ts", to: "agent/agent.ts" },
+      { from: "engines/membership.ts", to: "wire/corral-node.ts" },
+      { from: "store/sqlite/sqlite-store.ts", to: "wire/corral-node.ts" },
     ];
     assert.equal(new Set(violations(planted).map(describeEdge)).size, planted.length);
     const allowed: ImportEdge[] = [
@@ -75,6 +68,11 @@ describe("layer rules on src/ imports", () => {
       { from: "cli/commands/up-command.ts", to: "agent/agent.ts" },
       { from: "controller/controller.ts", to: "faces/corral/nodes-service.ts" },
       { from: "core/nodes/node.ts", to: "defaults.ts" },
+      { from: "wire/corral-node.ts", to: "core/nodes/node.ts" },
+      { from: "wire/corral-node.ts", to: "gen/corral/v1/nodes_pb.ts" },
+      { from: "faces/corral/nodes-service.ts", to: "wire/corral-node.ts" },
+      { from: "agent/controller-link.ts", to: "wire/corral-node.ts" },
+      { from: "controller/provisioning-runners.ts", to: "wire/provisioning-steps.ts" },
     ];
     assert.deepEqual(violations(allowed), []);
     assert.deepEqual(

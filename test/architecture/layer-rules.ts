@@ -61,12 +61,18 @@ export const layerRules: readonly {
     name: "the store does not import the domain (core) nor anything above it",
     forbids: (_edge, from, to) =>
       from === "store" &&
-      ["core", "faces", "agent", "controller", "rpc", "security", "cli", "tui"].includes(to),
+      ["core", "wire", "faces", "agent", "controller", "rpc", "security", "cli", "tui"].includes(to),
   },
   {
     name: "engines depend on core, base, the store's interface and generated types only (the controller wires them)",
     forbids: (_edge, from, to) =>
-      from === "engines" && ["controller", "faces", "agent", "rpc", "cli", "tui", "pipelines"].includes(to),
+      from === "engines" &&
+      ["controller", "faces", "agent", "rpc", "cli", "tui", "pipelines", "wire"].includes(to),
+  },
+  {
+    name: "wire translates core records to and from generated messages: it imports only base, core and gen (faces, the agent and the controller share it)",
+    forbids: (edge, from, to) =>
+      from === "wire" && !["wire", "base", "core", "gen"].includes(to) && !sharedLeaves.has(edge.to),
   },
   {
     name: "faces and the agent do not import each other (node-side services belong to the agent)",

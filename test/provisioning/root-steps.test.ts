@@ -3,11 +3,12 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { runSteps, type StepEvent } from "../../src/agent/provisioning/step-runner.ts";
-import { stepFromWire, stepToWire } from "../../src/agent/provisioning/step-wire.ts";
+import { runSteps } from "../../src/agent/provisioning/step-runner.ts";
 import { shippedPlansDir } from "../../src/controller/provisioning-plans.ts";
 import { parsePlan } from "../../src/core/provisioning/provisioning-plan.ts";
+import type { StepEvent } from "../../src/core/provisioning/provisioning-step.ts";
 import { StepSpecSchema } from "../../src/gen/corral/v1/provisioning_pb.ts";
+import { stepFromWire, stepToWire } from "../../src/wire/provisioning-steps.ts";
 
 /** `root: true`: how a plan asks for root, and how a node may refuse it. */
 describe("provisioning steps that ask for root", () => {

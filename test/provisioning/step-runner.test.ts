@@ -5,12 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runProcess } from "../../src/agent/provisioning/process-runner.ts";
-import {
-  runSteps,
-  type StepEvent,
-  type StepRunnerOptions,
-} from "../../src/agent/provisioning/step-runner.ts";
-import type { StepSpec } from "../../src/core/provisioning/provisioning-step.ts";
+import { runSteps, type StepRunnerOptions } from "../../src/agent/provisioning/step-runner.ts";
+import type { StepEvent, StepSpec } from "../../src/core/provisioning/provisioning-step.ts";
 import { agentIdentity } from "../../src/host/run-as.ts";
 
 const node = process.execPath;

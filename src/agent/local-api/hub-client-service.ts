@@ -3,9 +3,9 @@ import { CorralError } from "../../base/errors.ts";
 import type { NodeRecord, NodeService } from "../../core/nodes/node.ts";
 import { emptyResources } from "../../core/nodes/node.ts";
 import { validateMetadata, validateNodeName } from "../../core/nodes/node-validation.ts";
-import { metadataFromItem, nanopingNode } from "../../faces/nanoping/node-message.ts";
 import { ConnectionState, HubClientService } from "../../gen/hub_client_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
+import { metadataFromItem, nanopingNode } from "../../wire/nanoping-node.ts";
 import type { ControllerLink } from "../controller-link.ts";
 import type { IdentityStore } from "../identity-store.ts";
 

@@ -1,46 +1,10 @@
 import { execFile } from "node:child_process";
 import { access, readdir, readFile, stat } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
-import si from "systeminformation";
 import { parseDuration } from "../../base/duration.ts";
-import type { GpuPoint } from "../../core/metrics/metrics-history.ts";
 import { defaults } from "../../defaults.ts";
-import { createGpuReader } from "./gpu-metrics.ts";
-import { type FsEntry, selectDisks } from "./system-resources.ts";
 
-/** One sample of the node, the fields of picontroller.SystemMetrics (bytes as plain numbers). */
-export interface SystemMetricsSample {
-  /** Percent of all CPUs busy since the previous sample, 0–100. */
-  cpuUsage: number;
-  memoryTotalBytes: number;
-  memoryUsedBytes: number;
-  /** Percent, 0–100. */
-  memoryUsage: number;
-  swapTotalBytes: number;
-  swapUsedBytes: number;
-  disks: DiskSample[];
-  load: { load1: number; load5: number; load15: number };
-  uptimeSeconds: number;
-  network: NetworkSample[];
-  /** Degrees Celsius; undefined when the board has no readable sensor. */
-  temperatureCelsius: number | undefined;
-  /** Milliseconds since the Unix epoch. */
-  timestamp: number;
-  hostname: string;
-  cpuCount: number;
-  /** Every GPU nvidia-smi reports now; empty without NVIDIA GPUs. */
-  gpus: GpuPoint[];
-}
-
-export interface DiskSample {
-  mount: string;
-  filesystem: string;
-  totalBytes: number;
-  usedBytes: number;
-  /** Percent, 0–100. */
-  usage: number;
-}
+/** The machine's figures as Linux shows them (/proc, /sys, vcgencmd), parsed; MachineSampler reads them. */
 
 export interface NetworkSample {
   name: string;
@@ -202,52 +166,7 @@ export function parseVcgencmdTemp(text: string): number | undefined {
   return Number.isFinite(celsius) ? celsius : undefined;
 }
 
-/** si.fsSize() entries with usage, the ones `selectDisks` keeps (real file systems, one per device). */
-export interface FsUsageEntry extends FsEntry {
-  used: number;
-  available?: number;
-}
-
-export function disksFromFsSize(entries: readonly FsUsageEntry[]): DiskSample[] {
-  const byMount = new Map(entries.map((entry) => [entry.mount, entry]));
-  return selectDisks(entries).flatMap((disk) => {
-    const entry = byMount.get(disk.mount);
-    if (entry === undefined) return [];
-    const used = Number.isFinite(entry.used) && entry.used > 0 ? entry.used : 0;
-    return [
-      {
-        mount: disk.mount,
-        filesystem: entry.fs,
-        totalBytes: disk.sizeBytes,
-        usedBytes: used,
-        usage: Math.min(100, (used / disk.sizeBytes) * 100),
-      },
-    ];
-  });
-}
-
 // ------------------------------------------------------------------------------------------- readers
-
-export interface SystemMetricsOptions {
-  /** Root of the proc file system; default "/proc". */
-  procDir?: string;
-  /** Root of sysfs; default "/sys". */
-  sysDir?: string;
-  /**
-   * `vcgencmd` (Raspberry Pi firmware), asked for the temperature only when no thermal zone answers;
-   * a path, or false for never. Default: "vcgencmd" when it is on PATH.
-   */
-  vcgencmd?: string | false;
-  vcgencmdTimeoutMs?: number;
-  /** The file system listing (si.fsSize by default), for tests. */
-  listFileSystems?: () => Promise<FsUsageEntry[]>;
-  diskTimeoutMs?: number;
-  /** The first sample of CPU use waits this long between its two readings; default 100 ms. */
-  firstSampleMs?: number;
-  /** nvidia-smi: a name on PATH or a path; false for no GPU figures. Default "nvidia-smi". */
-  nvidiaSmi?: string | false;
-  onWarning?: (message: string) => void;
-}
 
 async function readText(file: string): Promise<string | undefined> {
   try {
@@ -309,7 +228,16 @@ function runCapture(program: string, args: string[], timeoutMs: number): Promise
  * the board has no readable sensor.
  */
 export function createTemperatureReader(
-  options: Pick<SystemMetricsOptions, "sysDir" | "vcgencmd" | "vcgencmdTimeoutMs"> = {},
+  options: {
+    /** Root of sysfs; default "/sys". */
+    sysDir?: string;
+    /**
+     * `vcgencmd` (Raspberry Pi firmware), asked only when no thermal zone answers; a path, or false for
+     * never. Default: "vcgencmd" when it is on PATH.
+     */
+    vcgencmd?: string | false;
+    vcgencmdTimeoutMs?: number;
+  } = {},
 ): () => Promise<number | undefined> {
   let vcgencmd: Promise<string | undefined> | undefined;
   const timeoutMs = options.vcgencmdTimeoutMs ?? parseDuration(defaults.agentHardware.vcgencmdTimeout);
@@ -324,134 +252,3 @@ export function createTemperatureReader(
     return output === undefined ? undefined : parseVcgencmdTemp(output);
   };
 }
-
-function osCpuTimes(): CpuTimes {
-  let busy = 0;
-  let total = 0;
-  for (const cpu of os.cpus()) {
-    const t = cpu.times;
-    const all = t.user + t.nice + t.sys + t.irq + t.idle;
-    total += all;
-    busy += all - t.idle;
-  }
-  return { busy, total };
-}
-
-/**
- * A CPU sampler with its own memory: each call measures the time since the previous call. The first call,
- * or one too soon after the last to show any CPU time, waits `firstSampleMs` between two readings.
- * Reads /proc/stat, or os.cpus() where there is none.
- */
-export function createCpuSampler(
-  options: { procDir?: string; firstSampleMs?: number } = {},
-): () => Promise<number> {
-  const statFile = path.join(options.procDir ?? "/proc", "stat");
-  const sampleMs = options.firstSampleMs ?? 100;
-  let previous: CpuTimes | undefined;
-  const read = async (): Promise<CpuTimes> => {
-    const text = await readText(statFile);
-    return (text === undefined ? undefined : parseProcStat(text)) ?? osCpuTimes();
-  };
-  return async () => {
-    let now = await read();
-    if (previous === undefined || now.total - previous.total <= 0) {
-      previous = now;
-      await new Promise<void>((resolve) => setTimeout(resolve, sampleMs));
-      now = await read();
-    }
-    const usage = cpuUsageBetween(previous, now);
-    previous = now;
-    return usage;
-  };
-}
-
-async function listFileSystemsWithTimeout(
-  list: () => Promise<FsUsageEntry[]>,
-  timeoutMs: number,
-  warn: (message: string) => void,
-): Promise<DiskSample[]> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), timeoutMs);
-  });
-  try {
-    const listing = await Promise.race([list(), timedOut]);
-    if (listing === "timeout") {
-      warn(`disks: listing file systems took longer than ${timeoutMs} ms; reporting no disks`);
-      return [];
-    }
-    return disksFromFsSize(listing);
-  } catch (error) {
-    warn(`disks: ${error instanceof Error ? error.message : String(error)}; reporting no disks`);
-    return [];
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * A reader of the node's metrics. Keep one per agent: its CPU figure covers the time since its previous
- * call. Figures come from `procDir` (/proc) and `sysDir` (/sys), os.* where those are missing; nothing is
- * invented: an unreadable figure is 0 (and told to onWarning), a missing sensor leaves the temperature out.
- */
-export function createSystemMetricsReader(
-  options: SystemMetricsOptions = {},
-): () => Promise<SystemMetricsSample> {
-  const procDir = options.procDir ?? "/proc";
-  const warn = options.onWarning ?? (() => {});
-  const cpu = createCpuSampler({
-    procDir,
-    ...(options.firstSampleMs === undefined ? {} : { firstSampleMs: options.firstSampleMs }),
-  });
-  const temperature = createTemperatureReader(options);
-  const listFileSystems = options.listFileSystems ?? (() => si.fsSize() as Promise<FsUsageEntry[]>);
-  const diskTimeoutMs = options.diskTimeoutMs ?? parseDuration(defaults.agentHardware.diskListTimeout);
-  const gpus = createGpuReader(options.nvidiaSmi ?? "nvidia-smi");
-
-  return async () => {
-    const [cpuUsage, meminfo, netdev, loadavg, uptime, celsius, disks, gpuPoints] = await Promise.all([
-      cpu(),
-      readText(path.join(procDir, "meminfo")),
-      readText(path.join(procDir, "net", "dev")),
-      readText(path.join(procDir, "loadavg")),
-      readText(path.join(procDir, "uptime")),
-      temperature(),
-      listFileSystemsWithTimeout(listFileSystems, diskTimeoutMs, warn),
-      gpus(),
-    ]);
-    let memory = meminfo === undefined ? undefined : memoryFromMeminfo(parseMeminfo(meminfo));
-    if (memory === undefined) {
-      const total = os.totalmem();
-      const used = Math.max(0, total - os.freemem());
-      memory = {
-        totalBytes: total,
-        usedBytes: used,
-        availableBytes: total - used,
-        usage: total > 0 ? (used / total) * 100 : 0,
-        swapTotalBytes: 0,
-        swapUsedBytes: 0,
-      };
-    }
-    const [load1 = 0, load5 = 0, load15 = 0] = os.loadavg();
-    return {
-      cpuUsage,
-      memoryTotalBytes: memory.totalBytes,
-      memoryUsedBytes: memory.usedBytes,
-      memoryUsage: memory.usage,
-      swapTotalBytes: memory.swapTotalBytes,
-      swapUsedBytes: memory.swapUsedBytes,
-      disks,
-      load: (loadavg === undefined ? undefined : parseLoadavg(loadavg)) ?? { load1, load5, load15 },
-      uptimeSeconds: (uptime === undefined ? undefined : parseUptime(uptime)) ?? Math.floor(os.uptime()),
-      network: netdev === undefined ? [] : parseNetDev(netdev),
-      temperatureCelsius: celsius,
-      timestamp: Date.now(),
-      hostname: os.hostname(),
-      cpuCount: os.cpus().length,
-      gpus: gpuPoints,
-    };
-  };
-}
-
-/** The agent's metrics reader (its CPU figure covers the time since the previous call of this function). */
-export const readSystemMetrics: () => Promise<SystemMetricsSample> = createSystemMetricsReader();

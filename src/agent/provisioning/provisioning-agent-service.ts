@@ -5,8 +5,8 @@ import { checkStep, type StepSpec } from "../../core/provisioning/provisioning-s
 import { defaults } from "../../defaults.ts";
 import type { ProvisioningAgentService } from "../../gen/corral/v1/provisioning_pb.ts";
 import type { Logger } from "../../observability/logger.ts";
+import { eventToWire, stepFromWire } from "../../wire/provisioning-steps.ts";
 import { runSteps, type StepRunnerOptions } from "./step-runner.ts";
-import { eventToWire, stepFromWire } from "./step-wire.ts";
 
 export type AgentRunnerSettings = Omit<StepRunnerOptions, "signal" | "maxOutputBytes">;
 

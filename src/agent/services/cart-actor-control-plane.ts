@@ -1,10 +1,10 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Client, ServiceImpl } from "@connectrpc/connect";
 import { ErrorCode } from "../../base/errors.ts";
-import { memberIdOf, onlyForItself, ownerIdOf, peerNodeOf } from "../../faces/cart-actor/peer-caller.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
 import { MembersService } from "../../gen/corral/v1/members_pb.ts";
 import { fromConnectError } from "../../rpc/connect-errors.ts";
+import { memberIdOf, onlyForItself, ownerIdOf, peerNodeOf } from "./cart-actor-peer-caller.ts";
 
 /** What an agent offers for calling its controller (its ControllerLink): typed clients with its identity. */
 export interface ControllerCalls {

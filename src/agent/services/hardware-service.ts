@@ -23,6 +23,7 @@ import {
   type WatchPinsResponse,
   WatchPinsResponseSchema,
 } from "../../gen/corral/v1/hardware_pb.ts";
+import { preciseTimestamp } from "../../wire/precise-timestamp.ts";
 import {
   checkLevel,
   type PinEdge as EdgeName,
@@ -128,14 +129,6 @@ export function sampleSourceSpec(source: SampleSource | undefined): SampleSource
         "name a pin, an analog channel, an I²C register, an SPI transfer or a PWM line",
       );
   }
-}
-
-/** A Timestamp from fractional ms (samples are due at fractions of a ms at high rates). */
-export function preciseTimestamp(ms: number) {
-  const seconds = Math.floor(ms / 1000);
-  const stamp = timestampFromMs(seconds * 1000);
-  stamp.nanos = Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6));
-  return stamp;
 }
 
 const hexBytes = (data: Uint8Array) => Buffer.from(data).toString("hex");

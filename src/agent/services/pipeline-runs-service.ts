@@ -2,9 +2,6 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { FaceContext } from "../../faces/face-context.ts";
-import { guardHandlers } from "../../faces/guard-handlers.ts";
-import { relayToNode } from "../../faces/node-relay.ts";
 import {
   type PipelineRun as PbRun,
   PipelineRunEventType,
@@ -12,7 +9,7 @@ import {
   PipelineRunState,
   type PipelineRunSummary,
   PipelineRunSummarySchema,
-  PipelineRunsService,
+  type PipelineRunsService,
   type WatchPipelineRunsResponse,
   WatchPipelineRunsResponseSchema,
 } from "../../gen/corral/v1/pipelines_pb.ts";
@@ -123,22 +120,4 @@ async function* watch(
     unsubscribe();
     ctx.signal.removeEventListener("abort", onAbort);
   }
-}
-
-/**
- * On the controller: runs here for the controller's own node (`node_id` empty or the controller's),
- * relayed to the owning agent over mTLS otherwise; a node without the PIPELINES service is
- * FAILED_PRECONDITION, an unknown one NOT_FOUND.
- */
-export function pipelineRunsRelay(context: FaceContext): Partial<ServiceImpl<typeof PipelineRunsService>> {
-  const nodeIdOf = (request: unknown) => ((request as { nodeId?: string }).nodeId ?? "").trim();
-  const relayed = relayToNode(PipelineRunsService, context, context.localPipelineRuns ?? {}, nodeIdOf);
-  const check = async (request: unknown) => {
-    const nodeId = nodeIdOf(request);
-    if (nodeId === "") return;
-    const node = await context.registry.get(nodeId);
-    if (!node.services.includes("PIPELINES"))
-      throw new CorralError("FAILED_PRECONDITION", `node ${node.name} does not offer the PIPELINES service`);
-  };
-  return guardHandlers(PipelineRunsService, relayed, check);
 }

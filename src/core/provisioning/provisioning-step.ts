@@ -69,6 +69,17 @@ export type StepSpec =
 export const stepStatuses = ["pending", "running", "succeeded", "failed", "skipped", "unchanged"] as const;
 export type StepStatus = (typeof stepStatuses)[number];
 
+/** What running a step reports (the agent's runner, relayed to the controller): a step started, produced output, or ended. */
+export interface StepEvent {
+  readonly index: number;
+  readonly status: StepStatus;
+  readonly output?: string;
+  readonly outputTruncated?: boolean;
+  readonly message?: string;
+  readonly exitCode?: number;
+  readonly at: number;
+}
+
 /** systemd unit names: no leading dash (it would read as an option), no path, no spaces. */
 const unitName = /^[A-Za-z0-9@_:.\\-]+$/;
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;

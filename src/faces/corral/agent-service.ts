@@ -13,14 +13,14 @@ import { defaults } from "../../defaults.ts";
 import type { AgentService, HeartbeatRequest } from "../../gen/corral/v1/agent_pb.ts";
 import { principalOf, recheckPrincipal } from "../../rpc/principal-context.ts";
 import type { Store } from "../../store/store.ts";
-import type { ClusterFacts, Heartbeats, PeerFeed } from "../face-context.ts";
-import { watchAccess } from "./access-watch.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
   resourcesFromMessage,
   servicesFromMessage,
-} from "./node-message.ts";
+} from "../../wire/corral-node.ts";
+import type { ClusterFacts, Heartbeats, PeerFeed } from "../face-context.ts";
+import { watchAccess } from "./access-watch.ts";
 
 const updatableFields = new Set([
   "name",

@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { preciseTimestamp } from "../../agent/services/hardware-service.ts";
 import type { Clock } from "../../base/clock.ts";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { bytesValue, configNumber, type DeviceRecord } from "../../core/devices/device.ts";
@@ -26,6 +25,7 @@ import {
   SpiTransferRequestSchema,
   WritePinRequestSchema,
 } from "../../gen/corral/v1/hardware_pb.ts";
+import { preciseTimestamp } from "../../wire/precise-timestamp.ts";
 import type { ClusterFacts } from "../face-context.ts";
 import { type RelayDeps, relayToNode } from "../node-relay.ts";
 import { drainBounded } from "./bounded-drain.ts";

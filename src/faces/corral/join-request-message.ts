@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { JoinRequestRecord } from "../../core/admission/join-request.ts";
 import { JoinRequestState, type PendingJoin, PendingJoinSchema } from "../../gen/corral/v1/join_pb.ts";
-import { metadataToMessage } from "./node-message.ts";
+import { metadataToMessage } from "../../wire/corral-node.ts";
 
 const stateToEnum: Record<JoinRequestRecord["state"], JoinRequestState> = {
   pending: JoinRequestState.PENDING,

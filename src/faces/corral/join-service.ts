@@ -9,15 +9,15 @@ import type { Admission } from "../../security/admission.ts";
 import type { CertificateAuthority } from "../../security/certificate-authority.ts";
 import { describePrincipal } from "../../security/principal.ts";
 import type { Store } from "../../store/store.ts";
-import type { Heartbeats } from "../face-context.ts";
-import { peerHost } from "../peer.ts";
-import { pendingJoinMessage } from "./join-request-message.ts";
 import {
   metadataMapFromMessage,
   nodeToMessage,
   resourcesFromMessage,
   servicesFromMessage,
-} from "./node-message.ts";
+} from "../../wire/corral-node.ts";
+import type { Heartbeats } from "../face-context.ts";
+import { peerHost } from "../peer.ts";
+import { pendingJoinMessage } from "./join-request-message.ts";
 
 /** What the join face touches: admission, the join requests, and the feed for watching them. */
 export interface JoinServiceDeps {

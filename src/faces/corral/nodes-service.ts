@@ -5,7 +5,7 @@ import type { NodeRecord } from "../../core/nodes/node.ts";
 import { matchesNodeFilter, validateNodeFilter } from "../../core/nodes/node-filter.ts";
 import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { NodeEventType, type NodesService, type WatchNodesResponse } from "../../gen/corral/v1/nodes_pb.ts";
-import { filterFromMessage, nodeToMessage } from "./node-message.ts";
+import { filterFromMessage, nodeToMessage } from "../../wire/corral-node.ts";
 
 type Impl = ServiceImpl<typeof NodesService>;
 

@@ -1,7 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { stepStatusToWire } from "../../agent/provisioning/step-wire.ts";
 import type { EventFeed } from "../../core/events/event-feed.ts";
 import type { JobView, ProvisioningEngine } from "../../core/provisioning/provisioning-engine.ts";
 import {
@@ -22,6 +21,7 @@ import {
 } from "../../gen/corral/v1/provisioning_pb.ts";
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
+import { stepStatusToWire } from "../../wire/provisioning-steps.ts";
 
 type Impl = ServiceImpl<typeof ProvisioningService>;
 

@@ -2,8 +2,8 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
 import type { NodeRegistry } from "../../core/nodes/node-registry.ts";
 import { ConnectionState, type HubClientService } from "../../gen/hub_client_pb.ts";
+import { nanopingNode } from "../../wire/nanoping-node.ts";
 import type { ClusterFacts } from "../face-context.ts";
-import { nanopingNode } from "./node-message.ts";
 
 /** What the controller's own hub client touches: its own node record. */
 export interface HubClientServiceDeps {

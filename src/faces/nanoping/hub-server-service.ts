@@ -14,8 +14,8 @@ import type {
 import { principalOf } from "../../rpc/principal-context.ts";
 import { describePrincipal } from "../../security/principal.ts";
 import type { Store } from "../../store/store.ts";
+import { metadataFromItem, nanopingNode, serviceFromEnum } from "../../wire/nanoping-node.ts";
 import { requestingNode } from "./join-requests.ts";
-import { metadataFromItem, nanopingNode, serviceFromEnum } from "./node-message.ts";
 
 /** NanoPing's filters: every metadata key with an equal value of the same oneof type, every service. */
 export function hubNodeFilter(request: GetNodesRequest): NodeFilter {

@@ -1,7 +1,7 @@
 import type { JoinRequestRecord } from "../../core/admission/join-request.ts";
 import type { NodeRecord } from "../../core/nodes/node.ts";
 import { emptyResources } from "../../core/nodes/node.ts";
-import { nanopingNode } from "./node-message.ts";
+import { nanopingNode } from "../../wire/nanoping-node.ts";
 
 /** A pending join request as NanoPing shows it: the would-be node, offline. */
 export function requestingNode(record: JoinRequestRecord) {

@@ -3,13 +3,11 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { disksFromFsSize, type FsUsageEntry } from "../../../src/agent/machine/file-systems.ts";
+import { createCpuSampler } from "../../../src/agent/machine/machine-sampler.ts";
 import {
   cpuUsageBetween,
-  createCpuSampler,
-  createSystemMetricsReader,
   createTemperatureReader,
-  disksFromFsSize,
-  type FsUsageEntry,
   memoryFromMeminfo,
   parseLoadavg,
   parseMeminfo,
@@ -17,9 +15,9 @@ import {
   parseProcStat,
   parseUptime,
   parseVcgencmdTemp,
-  readSystemMetrics,
   temperatureFromZones,
 } from "../../../src/agent/machine/system-metrics.ts";
+import { createSystemMetricsReader } from "../../../src/agent/machine/system-metrics-reader.ts";
 
 // Captured from a Debian 12 VM (24 GiB, no swap).
 const meminfo = `MemTotal:       24684084 kB
@@ -302,7 +300,7 @@ describe("readers", () => {
       return;
     }
     const total = Number(/^MemTotal:\s+(\d+) kB/m.exec(text)?.[1]);
-    const sample = await readSystemMetrics();
+    const sample = await createSystemMetricsReader()();
     assert.equal(sample.memoryTotalBytes, total * 1024);
     assert.ok(sample.cpuUsage >= 0 && sample.cpuUsage <= 100);
     assert.ok(sample.memoryUsage > 0 && sample.memoryUsage < 100);

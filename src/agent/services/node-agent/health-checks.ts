@@ -177,6 +177,8 @@ export interface HealthCheckOptions {
   diskSpace?: (dir: string) => Promise<{ freeBytes: number; totalBytes: number }>;
   /** Board temperature; default: thermal zones, then vcgencmd. */
   temperature?: () => Promise<number | undefined>;
+  /** Memory now (the node's machine sampler); default: `procDir`/meminfo. */
+  memory?: () => Promise<{ totalBytes: number; availableBytes: number }>;
 }
 
 async function statfsSpace(dir: string): Promise<{ freeBytes: number; totalBytes: number }> {
@@ -219,7 +221,9 @@ export async function runHealthChecks(options: HealthCheckOptions): Promise<Heal
       const space = await (options.diskSpace ?? statfsSpace)(options.dataDir);
       return diskCheck({ ...space, path: options.dataDir }, thresholds);
     }),
-    guarded("memory", async () => memoryCheck(await readMemory(options.procDir ?? "/proc"), thresholds)),
+    guarded("memory", async () =>
+      memoryCheck(await (options.memory?.() ?? readMemory(options.procDir ?? "/proc")), thresholds),
+    ),
     guarded("gpio", () => gpioCheck(options.gpio, options.gpioReason)),
     guarded("hardware", async () =>
       options.hardware === undefined ? undefined : hardwareCheck(options.hardware),

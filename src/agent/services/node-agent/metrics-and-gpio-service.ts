@@ -19,7 +19,8 @@ import {
 import { corralVersion } from "../../../version.ts";
 import type { ConnectionStateName } from "../../connection-state.ts";
 import { checkLevel, type GpioBackend, type GpioLevel } from "../../hardware/gpio/gpio-backend.ts";
-import { readSystemMetrics, type SystemMetricsSample } from "../../machine/system-metrics.ts";
+import type { MachineSampler } from "../../machine/machine-sampler.ts";
+import { createSystemMetricsReader, type SystemMetricsSample } from "../../machine/system-metrics-reader.ts";
 import { type HealthReport, runHealthChecks } from "./health-checks.ts";
 
 export interface MetricsAndGpioDeps {
@@ -33,7 +34,9 @@ export interface MetricsAndGpioDeps {
   /** When the agent started, ms since the epoch (HealthStatus.uptime_seconds counts from here). */
   startedAt: number;
   controllerState: () => ConnectionStateName;
-  /** The metrics reader; default: the agent's shared one. */
+  /** The node's machine sampler (shared with heartbeats and the metrics pusher); default: one of its own. */
+  machine?: MachineSampler;
+  /** The metrics reader; default: one over `machine`. */
   readMetrics?: () => Promise<SystemMetricsSample>;
   /** The health checks; default: runHealthChecks over these deps. */
   checkHealth?: () => Promise<HealthReport>;
@@ -139,7 +142,10 @@ export async function controlGpio(
 export function metricsAndGpioService(
   deps: MetricsAndGpioDeps,
 ): Pick<ServiceImpl<typeof NodeAgent>, "getSystemMetrics" | "controlGPIO" | "healthCheck"> {
-  const readMetrics = deps.readMetrics ?? readSystemMetrics;
+  const readMetrics =
+    deps.readMetrics ??
+    createSystemMetricsReader(deps.machine === undefined ? {} : { machine: deps.machine });
+  const machine = deps.machine;
   const checkHealth =
     deps.checkHealth ??
     (() =>
@@ -149,6 +155,10 @@ export function metricsAndGpioService(
         dataDir: deps.dataDir,
         ...(deps.gpioReason === undefined ? {} : { gpioReason: deps.gpioReason }),
         ...(deps.hardware === undefined ? {} : { hardware: deps.hardware }),
+        // A health check answers for now, as GetSystemMetrics does (and its reading is then shared).
+        ...(machine === undefined
+          ? {}
+          : { temperature: () => machine.temperature(0), memory: () => machine.memory(0) }),
       }));
 
   return {

@@ -8,7 +8,7 @@ import type { ConnectionStateName } from "../../connection-state.ts";
 import type { GpioBackend } from "../../hardware/gpio/gpio-backend.ts";
 import { createGpioBackend } from "../../hardware/gpio/select-backend.ts";
 import { createHardware, type Hardware } from "../../hardware/hardware.ts";
-import { createSystemMetricsReader } from "../../machine/system-metrics.ts";
+import type { MachineSampler } from "../../machine/machine-sampler.ts";
 import { hardwareService } from "../hardware-service.ts";
 import { CommandExecutor } from "./exec/command-executor.ts";
 import { execAndLogsService } from "./exec-and-logs-service.ts";
@@ -21,8 +21,8 @@ export interface NodeAgentOptions {
   readonly logger: Logger;
   /** The node's own log lines (fed by the logger's tee). */
   readonly logRing: AgentLogRing;
-  /** nvidia-smi for GetSystemMetrics' GPU figures (a name on PATH or a path; default nvidia-smi). */
-  readonly nvidiaSmi?: string;
+  /** The node's machine sampler, shared with its heartbeats and metrics pusher (GetSystemMetrics, HealthCheck). */
+  readonly machine?: MachineSampler;
 }
 
 /** Pi-Controller's NodeAgent on this machine: metrics, GPIO, allow-listed exec and logs, with their parts. */
@@ -84,9 +84,7 @@ export async function createNodeAgent(options: NodeAgentOptions): Promise<LocalN
       dataDir: options.dataDir,
       startedAt: Date.now(),
       controllerState: options.controllerState,
-      ...(options.nvidiaSmi === undefined
-        ? {}
-        : { readMetrics: createSystemMetricsReader({ nvidiaSmi: options.nvidiaSmi }) }),
+      ...(options.machine === undefined ? {} : { machine: options.machine }),
     }),
     ...execAndLogsService({ executor, logs }),
   };

@@ -1,14 +1,18 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { CorralError } from "../../base/errors.ts";
-import type { StepSpec, StepStatus, SystemdAction } from "../../core/provisioning/provisioning-step.ts";
+import { CorralError } from "../base/errors.ts";
+import type {
+  StepEvent,
+  StepSpec,
+  StepStatus,
+  SystemdAction,
+} from "../core/provisioning/provisioning-step.ts";
 import {
   type RunStepsResponse,
   type RunStepsResponseSchema,
   type StepSpec as StepSpecMessage,
   type StepSpecSchema,
   StepStatus as StepStatusMessage,
-} from "../../gen/corral/v1/provisioning_pb.ts";
-import type { StepEvent } from "./step-runner.ts";
+} from "../gen/corral/v1/provisioning_pb.ts";
 
 /** corral.v1.ProvisioningAgentService messages ↔ the core's step model: the controller and the agent both use it. */
 

@@ -1,14 +1,14 @@
 import { create } from "@bufbuild/protobuf";
-import { CorralError } from "../../base/errors.ts";
-import type { MetadataValue, NodeRecord, NodeService } from "../../core/nodes/node.ts";
+import { CorralError } from "../base/errors.ts";
+import type { MetadataValue, NodeRecord, NodeService } from "../core/nodes/node.ts";
 import {
   type Node,
   type NodeMetadataItem,
   NodeMetadataItemSchema,
   NodeSchema,
   NodeService as NodeServiceEnum,
-} from "../../gen/hub_node_pb.ts";
-import { metadataFromOneof, metadataOneof } from "../metadata-oneof.ts";
+} from "../gen/hub_node_pb.ts";
+import { metadataFromOneof, metadataOneof } from "./metadata-oneof.ts";
 
 const serviceToEnum: Record<NodeService, NodeServiceEnum> = {
   HUB_SERVER: NodeServiceEnum.HUB_SERVER,

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { CorralError } from "../../base/errors.ts";
-import type { MetadataValue, NodeRecord, NodeService, NodeStatus, Resources } from "../../core/nodes/node.ts";
-import type { NodeFilter as CoreNodeFilter } from "../../core/nodes/node-filter.ts";
+import { CorralError } from "../base/errors.ts";
+import type { MetadataValue, NodeRecord, NodeService, NodeStatus, Resources } from "../core/nodes/node.ts";
+import type { NodeFilter as CoreNodeFilter } from "../core/nodes/node-filter.ts";
 import {
   type MetadataValue as MetadataValueMessage,
   MetadataValueSchema,
@@ -13,8 +13,8 @@ import {
   NodeService as NodeServiceEnum,
   NodeStatus as NodeStatusEnum,
   type Resources as ResourcesMessage,
-} from "../../gen/corral/v1/nodes_pb.ts";
-import { metadataFromOneof, metadataOneof } from "../metadata-oneof.ts";
+} from "../gen/corral/v1/nodes_pb.ts";
+import { metadataFromOneof, metadataOneof } from "./metadata-oneof.ts";
 
 const statusToEnum: Record<NodeStatus, NodeStatusEnum> = {
   pending: NodeStatusEnum.PENDING,
