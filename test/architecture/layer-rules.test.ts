@@ -21,10 +21,6 @@ const knownDebts = new Set<string>([
   "faces/corral/devices-service.ts → agent/services/hardware-service.ts",
   "faces/corral/pipeline-udp-targets.ts → agent/services/pipeline-runs-service.ts",
   "faces/corral/provisioning-service.ts → agent/provisioning/step-wire.ts",
-  // Engines still name three controller types instead of declaring what they need.
-  "engines/last-seen-batcher.ts → controller/controller-registry.ts",
-  "engines/provisioning-dispatcher.ts → controller/provisioning-plans.ts",
-  "engines/provisioning-dispatcher.ts → controller/provisioning-runners.ts",
 ]);
 
 describe("layer rules on src/ imports", () => {

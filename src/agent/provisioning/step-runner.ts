@@ -1,5 +1,5 @@
 import { parseDuration } from "../../base/duration.ts";
-import type { StepSpec, StepStatus } from "../../core/provisioning/provisioning-step.ts";
+import type { StepEvent, StepSpec } from "../../core/provisioning/provisioning-step.ts";
 import { defaults } from "../../defaults.ts";
 import type { ProcessRecorder } from "../../host/process-ledger.ts";
 import type { RunAs } from "../../host/run-as.ts";
@@ -9,16 +9,7 @@ import type { StepContext, StepResult } from "./step-context.ts";
 import { runSystemdStep } from "./systemd-step.ts";
 import { runWaitForStep } from "./wait-for-step.ts";
 
-/** What the runner reports: a step started, produced output, or ended. */
-export interface StepEvent {
-  readonly index: number;
-  readonly status: StepStatus;
-  readonly output?: string;
-  readonly outputTruncated?: boolean;
-  readonly message?: string;
-  readonly exitCode?: number;
-  readonly at: number;
-}
+export type { StepEvent };
 
 export interface StepRunnerOptions {
   readonly signal: AbortSignal;

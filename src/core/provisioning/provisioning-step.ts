@@ -69,6 +69,20 @@ export type StepSpec =
 export const stepStatuses = ["pending", "running", "succeeded", "failed", "skipped", "unchanged"] as const;
 export type StepStatus = (typeof stepStatuses)[number];
 
+/**
+ * What a step runner reports: a step started, produced output, or ended. A domain type, because the
+ * controller's dispatcher reads it from runners on nodes and in its own process alike.
+ */
+export interface StepEvent {
+  readonly index: number;
+  readonly status: StepStatus;
+  readonly output?: string;
+  readonly outputTruncated?: boolean;
+  readonly message?: string;
+  readonly exitCode?: number;
+  readonly at: number;
+}
+
 /** systemd unit names: no leading dash (it would read as an option), no path, no spaces. */
 const unitName = /^[A-Za-z0-9@_:.\\-]+$/;
 const envName = /^[A-Za-z_][A-Za-z0-9_]*$/;
