@@ -1,8 +1,8 @@
 import { parseHostPort } from "../../base/address.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { emptyResources, type NodeRecord } from "../../core/nodes/node.ts";
-import type { Ownership } from "../../core/ownership/ownership.ts";
 import { defaults } from "../../defaults.ts";
+import type { OwnershipFollower as Ownership } from "../../engines/ownership-follower.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
 import type { FaceContext } from "../face-context.ts";
 

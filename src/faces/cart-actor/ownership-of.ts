@@ -1,5 +1,5 @@
 import { CorralError, ErrorCode } from "../../base/errors.ts";
-import { Ownership } from "../../core/ownership/ownership.ts";
+import { OwnershipFollower as Ownership } from "../../engines/ownership-follower.ts";
 import { createLogger, type Logger } from "../../observability/logger.ts";
 import type { FaceContext } from "../face-context.ts";
 
