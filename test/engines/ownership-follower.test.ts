@@ -282,4 +282,34 @@ describe("OwnershipFollower (directory over the store)", () => {
       await replica.close();
     }
   });
+  it("a claim held by a member that died while no follower ran is released when one starts", async () => {
+    await using f = await cluster(2);
+    await f.ownership.claim("orphan", host(1));
+    await f.ownership.close();
+    // Nobody follows the store now: the holder goes down unnoticed.
+    await f.core.registry.setStatus("node-1", "down");
+    const next = new OwnershipFollower({
+      store: f.core.store,
+      registry: f.core.registry,
+      feed: f.feed,
+      clock: f.core.clock,
+    });
+    try {
+      await next.start();
+      await until(() => next.directory.claimOf("orphan") === undefined, "the orphan claim released");
+      assert.equal(next.owner("orphan").owner?.id, "node-0");
+    } finally {
+      await next.close();
+    }
+  });
+
+  it("after close it follows the store no more, and its callers stop waiting", async () => {
+    await using f = await cluster(2);
+    const revision = f.ownership.revision;
+    await f.ownership.close();
+    await f.core.registry.setStatus("node-1", "suspect");
+    assert.equal(f.ownership.revision, revision, "a closed follower applies nothing");
+    assert.equal(f.ownership.directory.member("node-1")?.status, "ready");
+    assert.equal(f.core.store.activeWatchers(), 0, "its store watch is closed");
+  });
 });

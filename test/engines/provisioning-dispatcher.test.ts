@@ -3,7 +3,14 @@ import { describe, it } from "node:test";
 import type { RunPlanInput } from "../../src/core/provisioning/provisioning-engine.ts";
 import { decodeJob, jobKey, jobSequenceKey } from "../../src/core/provisioning/provisioning-job.ts";
 import { rejectsWith } from "../core/core-fixture.ts";
-import { dispatcherOf, historyOf, planSource, scriptedRunner, withNodes } from "./engine-fixture.ts";
+import {
+  dispatcherOf,
+  historyOf,
+  planSource,
+  type StepScript,
+  scriptedRunner,
+  withNodes,
+} from "./engine-fixture.ts";
 
 const greet = `name: greet
 version: 1
@@ -72,8 +79,9 @@ describe("ProvisioningDispatcher (constructed directly over an in-memory store)"
 
   it("a failed step fails its node and the job; a retry runs only the failed node and succeeds", async () => {
     await using f = await withNodes(["pi-1", "pi-2"]);
-    const { runner, calls } = scriptedRunner((node, _step, index, call) =>
-      node.name === "pi-2" && index === 1 && call === 1 ? { fail: "exit status 1" } : {},
+    const { runner, calls } = scriptedRunner(
+      (node, _step, index, call): StepScript =>
+        node.name === "pi-2" && index === 1 && call === 1 ? { fail: "exit status 1" } : {},
     );
     const dispatcher = dispatcherOf(f, planSource([greet]), runner);
     await dispatcher.start();
