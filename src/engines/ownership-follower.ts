@@ -8,7 +8,6 @@ import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import {
   type Ack,
   type Caller,
-  type ClaimView,
   checkEligible,
   checkKey,
   checkRoom,
@@ -23,10 +22,15 @@ import {
   memberOfNode,
   type OwnershipLimits,
   reject,
-  sameMember,
   withoutClaim,
   withoutDrain,
 } from "../core/ownership/ownership.ts";
+import {
+  claimView,
+  type KnownMembers,
+  nodeChange,
+  ownershipChange,
+} from "../core/ownership/ownership-changes.ts";
 import {
   type DirectoryMember,
   type MemberView,
@@ -343,7 +347,7 @@ export class OwnershipFollower implements AsyncDisposable {
       for (const member of this.#directory.views()) yield { type: "snapshot", revision, member };
       if (options.includeClaims) {
         for (const [key, nodeId] of this.#directory.claims())
-          yield { type: "snapshot-claim", revision, claim: this.#claimView(key, nodeId) };
+          yield { type: "snapshot-claim", revision, claim: claimView(this.#directory, key, nodeId) };
       }
       yield { type: "synced", revision };
       from = revision + 1;
@@ -355,58 +359,21 @@ export class OwnershipFollower implements AsyncDisposable {
     })) {
       const change =
         event.kind === "node"
-          ? this.#nodeChange(event)
-          : this.#ownershipChange(event, options.includeClaims === true);
+          ? nodeChange(this.#known(), event)
+          : ownershipChange(this.#known(), event, options.includeClaims === true);
       if (change !== undefined) yield change;
     }
   }
 
-  #nodeChange(event: NodeEvent): DirectoryChange | undefined {
-    const id = event.node?.id;
-    if (id === undefined) return undefined;
-    const state = this.#states.get(id);
-    const before = event.type === "node.deleted" ? event.node : event.previous;
-    const was = before === undefined ? undefined : memberOfNode(before, state, this.#limits);
-    const is =
-      event.type === "node.put" && event.node !== undefined
-        ? memberOfNode(event.node, state, this.#limits)
-        : undefined;
-    if (is !== undefined) {
-      if (sameMember(was, is)) return undefined;
-      return { type: "put", revision: event.revision, member: this.#directory.view(is) };
-    }
-    if (was === undefined) return undefined;
-    return { type: "deleted", revision: event.revision, member: this.#directory.view(was) };
-  }
-
-  #ownershipChange(event: OwnershipEvent, includeClaims: boolean): DirectoryChange | undefined {
-    if (event.nodeId !== undefined) {
-      const removed = this.#removed.get(event.nodeId);
-      const node =
-        this.#nodes.get(event.nodeId) ??
-        (removed !== undefined && event.revision < removed.revision ? removed.node : undefined);
-      if (node === undefined) return undefined;
-      const was = memberOfNode(node, event.previousState, this.#limits);
-      const is = memberOfNode(node, event.state, this.#limits);
-      if (is === undefined || sameMember(was, is)) return undefined;
-      return { type: "put", revision: event.revision, member: this.#directory.view(is) };
-    }
-    if (!includeClaims || event.ownershipKey === undefined) return undefined;
-    const claim = event.entry?.claim;
-    const previous = event.previousEntry?.claim;
-    if (claim !== undefined && claim !== previous)
-      return { type: "claimed", revision: event.revision, claim: this.#claimView(event.ownershipKey, claim) };
-    if (previous !== undefined && claim === undefined)
-      return {
-        type: "released",
-        revision: event.revision,
-        claim: this.#claimView(event.ownershipKey, previous),
-      };
-    return undefined;
-  }
-
-  #claimView(key: string, nodeId: string): ClaimView {
-    return { key, nodeId, host: this.#directory.member(nodeId)?.host ?? "" };
+  /** What the follower knows beyond the directory, for describing feed events to watchers. */
+  #known(): KnownMembers {
+    return {
+      directory: this.#directory,
+      nodes: this.#nodes,
+      removed: this.#removed,
+      states: this.#states,
+      limits: this.#limits,
+    };
   }
 
   // ------------------------------------------------------------------ following the store
