@@ -1,8 +1,8 @@
 import type { Clock } from "../base/clock.ts";
-import type { Ownership } from "../core/ownership/ownership.ts";
 import { ClusterManager } from "../engines/cluster-manager.ts";
 import { followLeadership, startHousekeeping } from "../engines/leader-duties.ts";
 import { Membership } from "../engines/membership.ts";
+import type { OwnershipFollower as Ownership } from "../engines/ownership-follower.ts";
 import { PlacementReconciler } from "../engines/placement-reconciler.ts";
 import { ProvisioningDispatcher } from "../engines/provisioning-dispatcher.ts";
 import type { Logger } from "../observability/logger.ts";

@@ -2,7 +2,7 @@ import type { Clock } from "../base/clock.ts";
 import { CorralError, ErrorCode } from "../base/errors.ts";
 import type { EventFeed } from "../core/events/event-feed.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
-import { Ownership } from "../core/ownership/ownership.ts";
+import { OwnershipFollower as Ownership } from "../engines/ownership-follower.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { Store } from "../store/store.ts";
 

@@ -1,19 +1,13 @@
 import { runSteps } from "../agent/provisioning/step-runner.ts";
 import { CorralError } from "../base/errors.ts";
-import type { NodeRecord } from "../core/nodes/node.ts";
-import type { StepEvent, StepSpec } from "../core/provisioning/provisioning-step.ts";
+import type { NodeStepRunner } from "../engines/provisioning-dispatcher.ts";
 import type { AgentReach } from "../faces/face-context.ts";
 import { ProvisioningAgentService } from "../gen/corral/v1/provisioning_pb.ts";
 import type { ProcessRecorder } from "../host/process-ledger.ts";
 import { fromConnectError } from "../rpc/connect-errors.ts";
 import { eventFromWire, stepToWire } from "../wire/provisioning-steps.ts";
 
-/** Runs a node's steps and reports what happens: on its agent, or here for the controller's own node. */
-export type NodeStepRunner = (
-  node: NodeRecord,
-  steps: readonly StepSpec[],
-  run: { jobId: string; signal: AbortSignal; maxOutputBytes: number },
-) => AsyncIterable<StepEvent>;
+export type { NodeStepRunner };
 
 /** The controller calling the node's agent (ProvisioningAgentService/RunSteps over mTLS). */
 export function agentStepRunner(agents: AgentReach): NodeStepRunner {

@@ -1,5 +1,15 @@
-import type { ControllerRegistry } from "../controller/controller-registry.ts";
 import type { Logger } from "../observability/logger.ts";
+
+/**
+ * Where last-seen batches travel between controllers (the controller registry on etcd): publishing answers
+ * false while this controller has no lease to write under.
+ */
+export interface LastSeenChannel {
+  publishLastSeen(seen: Record<string, number>): Promise<boolean>;
+  followLastSeen(onBatch: (batch: { readonly seen: Readonly<Record<string, number>> }) => void): {
+    close(): void;
+  };
+}
 
 /** The part of Membership the batcher drives. */
 export interface HeardNodes {
@@ -8,7 +18,7 @@ export interface HeardNodes {
 }
 
 export interface LastSeenBatcherOptions {
-  readonly registry: ControllerRegistry;
+  readonly registry: LastSeenChannel;
   readonly membership: HeardNodes;
   /** How often this controller publishes what it heard. */
   readonly everyMs: number;

@@ -1,8 +1,6 @@
 import type { Clock } from "../base/clock.ts";
 import { parseDuration } from "../base/duration.ts";
 import { CorralError } from "../base/errors.ts";
-import type { PlanLibrary } from "../controller/provisioning-plans.ts";
-import type { NodeStepRunner } from "../controller/provisioning-runners.ts";
 import type { NodeRecord } from "../core/nodes/node.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import type {
@@ -39,7 +37,7 @@ import {
   startNodeRun,
 } from "../core/provisioning/provisioning-job.ts";
 import type { Plan } from "../core/provisioning/provisioning-plan.ts";
-import { describeStep, type StepSpec } from "../core/provisioning/provisioning-step.ts";
+import { describeStep, type StepEvent, type StepSpec } from "../core/provisioning/provisioning-step.ts";
 import {
   type Builtins,
   listItems,
@@ -53,6 +51,18 @@ import type { Logger } from "../observability/logger.ts";
 import type { Store } from "../store/store.ts";
 import type { Op } from "../store/types.ts";
 
+/** Where the dispatcher reads plans from; loaded on each use, so new plan files count at once. */
+export interface PlanSource {
+  load(): Promise<PlanCatalog & { resolve(ref: string): Plan }>;
+}
+
+/** Runs a node's steps and reports what happens: on its agent, or in this process for the controller's node. */
+export type NodeStepRunner = (
+  node: NodeRecord,
+  steps: readonly StepSpec[],
+  run: { jobId: string; signal: AbortSignal; maxOutputBytes: number },
+) => AsyncIterable<StepEvent>;
+
 export interface DispatcherOptions {
   readonly store: Store;
   readonly registry: NodeRegistry;
@@ -60,7 +70,7 @@ export interface DispatcherOptions {
   readonly logger: Logger;
   readonly clusterId: string;
   readonly controllerNodeId: string;
-  readonly plans: PlanLibrary;
+  readonly plans: PlanSource;
   /** Steps of agents' nodes. */
   readonly remote: NodeStepRunner;
   /** Steps of the controller's own node. */

@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { describeEdge, folderCycles, type ImportEdge, importEdges, violations } from "./layer-rules.ts";
+import {
+  coreImpurities,
+  describeEdge,
+  folderCycles,
+  type ImportEdge,
+  importEdges,
+  sourceFiles,
+  violations,
+} from "./layer-rules.ts";
 
 const srcDir = fileURLToPath(new URL("../../src/", import.meta.url));
 
@@ -9,12 +19,7 @@ const srcDir = fileURLToPath(new URL("../../src/", import.meta.url));
  * Imports the architecture forbids that are still there (issue #18 takes them out). The list only
  * shrinks: a new forbidden import fails the test, and so does an entry that no longer exists.
  */
-const knownDebts = new Set<string>([
-  // Engines still name three controller types instead of declaring what they need.
-  "engines/last-seen-batcher.ts → controller/controller-registry.ts",
-  "engines/provisioning-dispatcher.ts → controller/provisioning-plans.ts",
-  "engines/provisioning-dispatcher.ts → controller/provisioning-runners.ts",
-]);
+const knownDebts = new Set<string>([]);
 
 describe("layer rules on src/ imports", () => {
   const edges = importEdges(srcDir);
@@ -82,5 +87,46 @@ describe("layer rules on src/ imports", () => {
       ]).map((c) => c.join(" → ")),
       ["rpc → security"],
     );
+  });
+});
+
+describe("core is pure (issue #18: no timers, no clock behind the injected one, no environment, no I/O)", () => {
+  it("no file under src/core/ reads the time, sets a timer, reads process.env or imports Node I/O", () => {
+    const coreDir = join(srcDir, "core");
+    const files = sourceFiles(coreDir);
+    assert.ok(files.length > 30, `only ${files.length} core files read: the reader is broken`);
+    const found = files.flatMap((file) =>
+      coreImpurities(`core/${file}`, readFileSync(join(coreDir, file), "utf8")),
+    );
+    assert.deepEqual(found, [], "core must stay pure: inject a Clock, move timers and sleeps to an engine");
+  });
+
+  it("the check catches each kind of impurity, and lets computation and mentions in comments pass", () => {
+    const planted = [
+      "const t = Date.now();",
+      "const t = new Date();",
+      "const t = performance.now();",
+      "setTimeout(() => undefined, 10);",
+      "const h = setInterval(tick, 1000);",
+      "globalThis.setImmediate(run);",
+      'const level = process.env.CORRAL_LOG_LEVEL ?? "warn";',
+      'import { setTimeout as sleep } from "node:timers/promises";',
+      'import { readFile } from "node:fs/promises";',
+      'import { createServer } from "node:net";',
+      'import * as net from "node:net";',
+      'const fs = await import("node:fs");',
+    ];
+    for (const line of planted)
+      assert.equal(coreImpurities("core/planted.ts", line).length, 1, `not caught: ${line}`);
+    const allowed = [
+      'import { createHash, randomBytes } from "node:crypto";',
+      'import { isAbsolute, posix } from "node:path";',
+      'import { isIPv4, isIPv6 } from "node:net";',
+      "// never Date.now() here: the clock is injected",
+      'const text = "setTimeout and process.env are only words here";',
+      "const at = new Date(clock.now()).toISOString();",
+      "const now = options.clock.now();",
+    ];
+    for (const line of allowed) assert.deepEqual(coreImpurities("core/allowed.ts", line), [], line);
   });
 });

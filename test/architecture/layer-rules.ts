@@ -21,7 +21,7 @@ export function importEdges(srcDir: string): ImportEdge[] {
   return edges;
 }
 
-function sourceFiles(srcDir: string, sub = ""): string[] {
+export function sourceFiles(srcDir: string, sub = ""): string[] {
   const files: string[] = [];
   for (const entry of readdirSync(join(srcDir, sub), { withFileTypes: true })) {
     const path = join(sub, entry.name);
@@ -139,3 +139,76 @@ export function folderCycles(edges: readonly ImportEdge[]): string[][] {
 }
 
 export const describeEdge = (edge: ImportEdge) => `${edge.from} → ${edge.to}`;
+
+/**
+ * What core may take from Node: computation only. Hashing and random ids (crypto), path arithmetic on plan
+ * paths (path), and telling IP literals apart (net's isIP*, no sockets).
+ */
+const coreNodeModules: ReadonlyMap<string, readonly string[] | "any"> = new Map<
+  string,
+  readonly string[] | "any"
+>([
+  ["node:crypto", "any"],
+  ["node:path", "any"],
+  ["node:net", ["isIP", "isIPv4", "isIPv6"]],
+]);
+
+const timerFunctions = new Set(["setTimeout", "setInterval", "setImmediate"]);
+
+/**
+ * Why a core file is not pure: it reads the time behind the injected clock (`Date.now()`, `new Date()`,
+ * `performance.now()`), sets timers or sleeps, reads the environment, or imports a Node module that does
+ * I/O. Read from the syntax tree, so comments and strings that mention these do not count.
+ */
+export function coreImpurities(file: string, text: string): string[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const at = (node: ts.Node, what: string) =>
+    found.push(`${file}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1} ${what}`);
+  const visit = (node: ts.Node): void => {
+    if (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) {
+      const spec = node.moduleSpecifier;
+      if (spec !== undefined && ts.isStringLiteral(spec) && spec.text.startsWith("node:")) {
+        const allowed = coreNodeModules.get(spec.text);
+        const names = importedNames(node);
+        if (allowed === undefined) at(node, `imports ${spec.text}`);
+        else if (allowed !== "any") {
+          const extra = names === undefined ? ["*"] : names.filter((n) => !allowed.includes(n));
+          if (extra.length > 0) at(node, `imports ${extra.join(", ")} from ${spec.text}`);
+        }
+      }
+    } else if (ts.isPropertyAccessExpression(node)) {
+      const target = node.expression.getText(source);
+      const name = node.name.text;
+      if ((target === "Date" || target === "performance") && name === "now") at(node, `${target}.now`);
+      if (target === "process" && name === "env") at(node, "process.env");
+      if (target === "globalThis" && timerFunctions.has(name)) at(node, name);
+    } else if (ts.isNewExpression(node) && node.expression.getText(source) === "Date") {
+      if ((node.arguments ?? []).length === 0) at(node, "new Date() (the time now)");
+    } else if (ts.isCallExpression(node) && ts.isIdentifier(node.expression)) {
+      if (timerFunctions.has(node.expression.text)) at(node, node.expression.text);
+    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
+      const [arg] = node.arguments;
+      if (arg !== undefined && ts.isStringLiteral(arg) && arg.text.startsWith("node:"))
+        at(node, `imports ${arg.text} dynamically`);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
+/** The names an import takes (undefined for a namespace or default import, which takes everything). */
+function importedNames(node: ts.ImportDeclaration | ts.ExportDeclaration): string[] | undefined {
+  if (ts.isExportDeclaration(node)) {
+    const clause = node.exportClause;
+    return clause !== undefined && ts.isNamedExports(clause)
+      ? clause.elements.map((e) => (e.propertyName ?? e.name).text)
+      : undefined;
+  }
+  const clause = node.importClause;
+  if (clause === undefined || clause.name !== undefined) return undefined;
+  const bindings = clause.namedBindings;
+  if (bindings === undefined || !ts.isNamedImports(bindings)) return undefined;
+  return bindings.elements.map((e) => (e.propertyName ?? e.name).text);
+}

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ControlPlane } from "../../src/gen/control_plane_pb.ts";
 import { eventually } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
+import { runCorral as cli } from "../helpers/corral-processes.ts";
 import { type CartCluster, startCartCluster } from "./cart-cluster.ts";
 
 /**
@@ -12,27 +11,6 @@ import { type CartCluster, startCartCluster } from "./cart-cluster.ts";
  * "exports") and the CLI, against a real controller with two agents.
  */
 const { OwnershipClient } = await import("corral/ownership");
-
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("CORRAL_")) env[key] = value;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corral, ...args],
-      { timeout: 30_000, killSignal: "SIGKILL", env },
-      (error, stdout, stderr) => {
-        resolve({
-          code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
-}
 
 describe("the ownership client library and the CLI", () => {
   let cluster: CartCluster;

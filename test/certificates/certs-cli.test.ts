@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,31 +7,10 @@ import { readSealingKey } from "../../src/security/ca-key-file.ts";
 import { CertificateAuthority } from "../../src/security/certificate-authority.ts";
 import { joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
-
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { runCorral } from "../helpers/corral-processes.ts";
 
 /** The real CLI, without the caller's CORRAL_* settings, to completion (at most 60 s). */
-function run(args: string[]): Promise<Result> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("CORRAL_")) env[key] = value;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corral, ...args],
-      { timeout: 60_000, killSignal: "SIGKILL", env },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const run = (args: string[]) => runCorral(args, { timeoutMs: 60_000 });
 
 describe("corral certs", () => {
   let cluster: TestController;

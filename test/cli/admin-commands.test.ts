@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,36 +7,7 @@ import { after, before, describe, it } from "node:test";
 import type { NewJoinRequest } from "../../src/core/admission/join-requests.ts";
 import { CertificateAuthority } from "../../src/security/certificate-authority.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
-
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** The environment without the caller's CORRAL_* settings, so a developer's shell cannot steer the tests. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("CORRAL_")) env[key] = value;
-  return { ...env, ...extra };
-}
-
-/** Runs the real CLI to completion (at most 30 s) and reports how it exited. */
-function corralRun(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corral, ...args],
-      { timeout: 30_000, killSignal: "SIGKILL", env: cleanEnv(env) },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+import { cleanCorralEnv, corralBin, runCorral } from "../helpers/corral-processes.ts";
 
 let sequence = 0;
 
@@ -63,6 +34,9 @@ function joinRequest(name: string, overrides: Partial<NewJoinRequest> = {}): New
 }
 
 const tokenPattern = /^corral1\.[0-9a-f]{64}\.[0-9a-z]{12}\.[A-Za-z0-9_-]{43}$/;
+
+/** Runs the real CLI to completion (at most 30 s); `env` is added to the cleaned environment. */
+const corralRun = (args: string[], env: Record<string, string> = {}) => runCorral(args, { env });
 
 describe("corral requests, token and nodes against a real controller", () => {
   let cluster: TestController;
@@ -261,10 +235,14 @@ describe("corral requests, token and nodes against a real controller", () => {
     it("watch prints the pending requests, then new ones and decisions, until Ctrl-C", async () => {
       const book = cluster.controller.context.joinRequests;
       const first = await book.submit(joinRequest("watch-a"), 300_000);
-      const child = spawn(process.execPath, [corral, "--server", bridge, "-o", "json", "requests", "watch"], {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: cleanEnv(),
-      });
+      const child = spawn(
+        process.execPath,
+        [corralBin, "--server", bridge, "-o", "json", "requests", "watch"],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: cleanCorralEnv(),
+        },
+      );
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       let stdout = "";
       let stderr = "";

@@ -1,52 +1,20 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
-
-const run = promisify(execFile);
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-async function corralExit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [corral, ...args], { timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
-/** Waits for a line on the child's stdout, bounded in time. */
-function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let seen = "";
-    const timer = setTimeout(
-      () => reject(new Error(`no ${pattern} within ${timeoutMs} ms; got:\n${seen}`)),
-      timeoutMs,
-    );
-    child.stdout?.on("data", (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (pattern.test(seen)) {
-        clearTimeout(timer);
-        resolve(seen);
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code} before ${pattern}; got:\n${seen}`));
-    });
-  });
-}
+import { CorralProcesses, runCorral as corralExit } from "../helpers/corral-processes.ts";
 
 describe("corral CLI", () => {
   let dir: string;
+  const processes = new CorralProcesses();
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "corral-cli-"));
   });
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(async () => {
+    await processes.killAll();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it("exits 2 and names the key when the config is wrong", async () => {
     const file = join(dir, "bad.yaml");
@@ -85,27 +53,19 @@ describe("corral CLI", () => {
         "",
       ].join("\n"),
     );
-    const child = spawn(process.execPath, [corral, "controller", "--config", file, "--log-level", "warn"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    try {
-      const banner = await waitForOutput(child, /bridge \(gRPC, h2c\)\s+(\S+)/);
-      const bridge = /bridge \(gRPC, h2c\)\s+(\S+)/.exec(banner)?.[1] ?? "";
-      const listed = await corralExit(["--server", bridge, "-o", "json", "nodes", "ls"]);
-      assert.equal(listed.code, 0, listed.stderr);
-      const json = JSON.parse(listed.stdout) as { nodes: { name: string; status: string }[] };
-      assert.deepEqual(
-        json.nodes.map((n) => [n.name, n.status]),
-        [["CLI Controller", "NODE_STATUS_READY"]],
-      );
-      const missing = await corralExit(["--server", bridge, "nodes", "get", "nobody"]);
-      assert.equal(missing.code, 1);
-      assert.match(missing.stderr, /NOT_FOUND: node "nobody" not found/);
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-      child.kill("SIGTERM");
-      assert.equal(await exited, 0);
-    } finally {
-      child.kill("SIGKILL");
-    }
+    const controller = processes.start(["controller", "--config", file, "--log-level", "warn"]);
+    const banner = await controller.waitForOutput(/bridge \(gRPC, h2c\)\s+(\S+)/);
+    const bridge = banner[1] ?? "";
+    const listed = await corralExit(["--server", bridge, "-o", "json", "nodes", "ls"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const json = JSON.parse(listed.stdout) as { nodes: { name: string; status: string }[] };
+    assert.deepEqual(
+      json.nodes.map((n) => [n.name, n.status]),
+      [["CLI Controller", "NODE_STATUS_READY"]],
+    );
+    const missing = await corralExit(["--server", bridge, "nodes", "get", "nobody"]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /NOT_FOUND: node "nobody" not found/);
+    assert.deepEqual(await controller.stop("SIGTERM"), { code: 0, signal: null }, controller.stderr());
   });
 });

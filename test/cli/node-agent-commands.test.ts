@@ -1,37 +1,14 @@
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { eventually, joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
-
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("CORRAL_")));
-}
-
-function corralRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corral, ...args],
-      { timeout: 30_000, killSignal: "SIGKILL", env: cleanEnv() },
-      (error, stdout, stderr) => {
-        resolve({
-          code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
-}
+import { CorralProcesses, cleanCorralEnv, runCorral as corralRun } from "../helpers/corral-processes.ts";
 
 describe("corral health / metrics / gpio / exec / logs, through the controller", () => {
   let cluster: TestController;
   let node: TestAgent;
   let server: string[];
+  const processes = new CorralProcesses();
   before(async () => {
     cluster = await startTestController();
     node = await startTestAgent({ name: "pi-cli" });
@@ -39,6 +16,7 @@ describe("corral health / metrics / gpio / exec / logs, through the controller",
     server = ["--server", `127.0.0.1:${cluster.bridgePort}`];
   });
   after(async () => {
+    await processes.killAll();
     await node.close();
     await cluster.close();
   });
@@ -74,14 +52,10 @@ describe("corral health / metrics / gpio / exec / logs, through the controller",
   });
 
   it("follows the node's own log until stopped", async () => {
-    const child = spawn(process.execPath, [corral, ...server, "logs", "-f", "-n", "0", "--node", "pi-cli"], {
-      env: cleanEnv(),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
+    const follow = processes.start(
+      [...server, "logs", "-f", "-n", "0", "--node", "pi-cli"],
+      cleanCorralEnv(),
+    );
     try {
       // The agent's log ring is what its logger feeds; write lines the way the agent logs them, until the
       // CLI (which needs a moment to start) shows one written after it began to follow.
@@ -89,14 +63,13 @@ describe("corral health / metrics / gpio / exec / logs, through the controller",
       await eventually(
         async () => {
           node.agent.logRing.write("info", marker);
-          return out.includes(marker) ? true : undefined;
+          return follow.stdout().includes(marker) ? true : undefined;
         },
         20_000,
         "the new log line",
       );
     } finally {
-      child.kill("SIGINT");
-      await new Promise((resolve) => child.once("exit", resolve));
+      await follow.stop("SIGINT");
     }
   });
 });

@@ -1,40 +1,7 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startTestController, type TestController } from "../helpers/controller.ts";
-
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("CORRAL_")) env[key] = value;
-  return env;
-}
-
-/** The real CLI, to completion (at most 30 s). */
-function corralRun(args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corral, ...args],
-      { timeout: 30_000, killSignal: "SIGKILL", env: cleanEnv() },
-      (error, stdout, stderr) => {
-        resolve({
-          code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
-}
+import { runCorral as corralRun } from "../helpers/corral-processes.ts";
 
 describe("corral models (the CLI against a real controller)", () => {
   let cluster: TestController;

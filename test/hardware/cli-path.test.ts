@@ -1,40 +1,19 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { join } from "node:path";
+import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { eventually, joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
+import { cleanCorralEnv, corralBin, runCorral } from "../helpers/corral-processes.ts";
 
 // Every simulated backend through the whole path: the corral CLI (a child process) → the controller's
 // loopback bridge → the node's agent over mTLS → the simulated backend, and back.
 
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("CORRAL_")));
-}
-
-function corralRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corral, ...args],
-      { timeout: 60_000, killSignal: "SIGKILL", env: cleanEnv() },
-      (error, stdout, stderr) => {
-        resolve({
-          code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
-}
+const corralRun = (args: string[]) => runCorral(args, { timeoutMs: 60_000 });
 
 /** A long-running CLI command whose output lines are collected as they come. */
 function corralStream(args: string[]): { child: ChildProcess; lines: string[]; done: Promise<number> } {
-  const child = spawn(process.execPath, [corral, ...args], {
-    env: cleanEnv(),
+  const child = spawn(process.execPath, [corralBin, ...args], {
+    env: cleanCorralEnv(),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];

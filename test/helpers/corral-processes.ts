@@ -5,6 +5,69 @@ import { join } from "node:path";
 /** bin/corral.js: the real CLI, run as a separate node process. */
 export const corralBin = join(import.meta.dirname, "../../bin/corral.js");
 
+/**
+ * The test's environment without the caller's CORRAL_* settings (so a developer's shell cannot steer a
+ * test), plus `extra`.
+ */
+export function cleanCorralEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("CORRAL_")) env[key] = value;
+  return { ...env, ...extra };
+}
+
+/** How one run of the CLI ended. */
+export interface CorralRun {
+  /** The exit status; -1 when it was killed (by the time limit or a signal). */
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** True when it ran past `timeoutMs` and was killed. */
+  readonly timedOut: boolean;
+}
+
+export interface RunCorralOptions {
+  /** Added to the cleaned environment (CORRAL_* of the caller removed). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Written to the CLI's stdin, which is then closed; without it stdin is /dev/null. */
+  readonly stdin?: string;
+  /** Killed (SIGKILL) past this; default 30 s. */
+  readonly timeoutMs?: number;
+}
+
+/** Runs the real CLI (`node bin/corral.js …args`) to completion and reports how it exited. */
+export function runCorral(args: readonly string[], options: RunCorralOptions = {}): Promise<CorralRun> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [corralBin, ...args], {
+      stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      env: cleanCorralEnv(options.env),
+    });
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    if (options.stdin !== undefined) child.stdin?.end(options.stdin);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    const finish = (code: number) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, timedOut });
+    };
+    child.once("error", (error) => {
+      stderr += String(error);
+      finish(-1);
+    });
+    child.once("close", (code) => finish(code ?? -1));
+  });
+}
+
 /** A corral process (controller or agent) started by a test; its output is kept for failure messages. */
 export interface CorralProcess {
   readonly child: ChildProcess;
@@ -29,8 +92,12 @@ export interface CorralProcess {
 export class CorralProcesses {
   readonly #children = new Set<CorralProcess>();
 
-  start(args: readonly string[]): CorralProcess {
-    const child = spawn(process.execPath, [corralBin, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  /** Starts `corral …args`, with the test's environment unless `env` is given (e.g. `cleanCorralEnv()`). */
+  start(args: readonly string[], env?: NodeJS.ProcessEnv): CorralProcess {
+    const child = spawn(process.execPath, [corralBin, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(env === undefined ? {} : { env }),
+    });
     let out = "";
     let err = "";
     let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;

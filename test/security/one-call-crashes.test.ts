@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +28,7 @@ import {
   type AgentProcess,
   type ControllerProcess,
   CorralProcesses,
-  corralBin,
+  runCorral as corral,
   startAgentProcess,
   startControllerProcess,
 } from "../helpers/corral-processes.ts";
@@ -41,30 +40,6 @@ import { connectCaller, grpcCaller, type Outcome } from "./fuzz-targets.ts";
  * non-ASCII letters in a refusal, a 7 000-character id that overflowed the response's headers, a
  * 100 000-character id that hung an agent's local API and stalled its controller link.
  */
-
-interface Cli {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function corral(args: string[]): Promise<Cli> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("CORRAL_")) env[key] = value;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [corralBin, ...args],
-      { timeout: 30_000, killSignal: "SIGKILL", env },
-      (error, stdout, stderr) =>
-        resolve({
-          code: error === null ? 0 : typeof error.code === "number" ? error.code : -1,
-          stdout,
-          stderr,
-        }),
-    );
-  });
-}
 
 const encode = <S extends DescMessage>(schema: S, init: MessageInitShape<S>): Buffer =>
   Buffer.from(toBinary(schema, create(schema, init)));

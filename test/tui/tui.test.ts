@@ -31,6 +31,7 @@ import { sparkBars, sparkline } from "../../src/tui/sparkline.ts";
 import { TuiStore } from "../../src/tui/store.ts";
 import { fit, sanitize, textWidth, truncate } from "../../src/tui/text.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
+import { corralBin } from "../helpers/corral-processes.ts";
 
 const t0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 
@@ -669,8 +670,6 @@ describe("tui: feeds", () => {
 
 // ------------------------------------------------------------------ end to end, in tmux
 
-const corral = join(import.meta.dirname, "../../bin/corral.js");
-
 function run(
   file: string,
   args: string[],
@@ -760,7 +759,7 @@ describe("corral tui against a real controller, in tmux", {
         ([key]) => !key.startsWith("CORRAL_") && key !== "NO_COLOR" && key !== "FORCE_COLOR",
       ),
     );
-    const command = `${process.execPath} ${corral} --server 127.0.0.1:${bridgePort} tui; echo "tui exited with $?"; sleep 120`;
+    const command = `${process.execPath} ${corralBin} --server 127.0.0.1:${bridgePort} tui; echo "tui exited with $?"; sleep 120`;
     const started = await run(
       "tmux",
       ["-L", socket, "-f", "/dev/null", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command],

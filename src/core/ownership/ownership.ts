@@ -1,37 +1,16 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { formatHostPort } from "../../base/address.ts";
-import type { Clock } from "../../base/clock.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { defaults } from "../../defaults.ts";
-import type { Store } from "../../store/store.ts";
-import type { Compare, Op } from "../../store/types.ts";
-import { decodeClusterEvent, type NodeEvent } from "../events/cluster-event.ts";
-import type { EventFeed } from "../events/event-feed.ts";
 import type { NodeRecord } from "../nodes/node.ts";
-import type { NodeRegistry } from "../nodes/node-registry.ts";
-import {
-  type DirectoryMember,
-  type MemberView,
-  type OwnerAnswer,
-  OwnershipDirectory,
-} from "./ownership-directory.ts";
-import {
-  type DrainReason,
-  decodeKeyEntry,
-  decodeMemberState,
-  encodeKeyEntry,
-  encodeMemberState,
-  keyFromStoreKey,
-  nodeIdFromMemberKey,
-  type OwnershipEvent,
-  ownershipKeyOf,
-  ownershipKeyPrefix,
-  ownershipMemberKeyOf,
-  ownershipMemberPrefix,
-  type StoredKeyEntry,
-  type StoredMemberState,
-} from "./ownership-keys.ts";
+import type { DirectoryMember, MemberView, OwnershipDirectory } from "./ownership-directory.ts";
+import type { DrainReason, StoredKeyEntry, StoredMemberState } from "./ownership-keys.ts";
+
+/**
+ * The rules of the ownership directory, without time or I/O: who is a member, which keys and callers are
+ * acceptable, what a ConfirmOwner writes. The engine that keeps the directory in step with the store
+ * (engines/ownership-follower.ts) applies them.
+ */
 
 export interface OwnershipLimits {
   readonly maxKeyBytes: number;
@@ -41,18 +20,6 @@ export interface OwnershipLimits {
   readonly maxWeight: number;
   readonly maxAliases: number;
   readonly catchUpMs: number;
-}
-
-export interface OwnershipOptions {
-  readonly store: Store;
-  readonly registry: NodeRegistry;
-  readonly feed: EventFeed;
-  readonly clock: Clock;
-  readonly limits?: Partial<OwnershipLimits>;
-  /** Background work that failed (releasing a dead member's claims, following the feed). */
-  readonly onError?: (error: unknown, what: string) => void;
-  /** Compare-and-swap attempts before a write gives up with ABORTED; default 32. */
-  readonly maxAttempts?: number;
 }
 
 /** A claim as watchers see it. */
@@ -90,7 +57,7 @@ const statusesThatAreMembers = new Set(["ready", "suspect", "down"]);
 export function memberOfNode(
   node: NodeRecord,
   state: StoredMemberState | undefined,
-  limits: Pick<OwnershipLimits, "weightLabel" | "maxWeight"> = defaultLimits(),
+  limits: Pick<OwnershipLimits, "weightLabel" | "maxWeight"> = defaultOwnershipLimits(),
 ): DirectoryMember | undefined {
   if (!statusesThatAreMembers.has(node.status) || node.address === "" || node.port === 0) return undefined;
   const label = Number(node.labels[limits.weightLabel]);
@@ -105,7 +72,7 @@ export function memberOfNode(
   };
 }
 
-function defaultLimits(): OwnershipLimits {
+export function defaultOwnershipLimits(): OwnershipLimits {
   const d = defaults.ownership;
   return {
     maxKeyBytes: d.maxKeyBytes,
@@ -118,7 +85,8 @@ function defaultLimits(): OwnershipLimits {
   };
 }
 
-function sameMember(a: DirectoryMember | undefined, b: DirectoryMember | undefined): boolean {
+/** Whether two views of a member differ in anything a watcher is told about. */
+export function sameMember(a: DirectoryMember | undefined, b: DirectoryMember | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return (
     a.host === b.host &&
@@ -129,748 +97,129 @@ function sameMember(a: DirectoryMember | undefined, b: DirectoryMember | undefin
   );
 }
 
-const maxTxnOps = 128;
+// ------------------------------------------------------------------ checks
 
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
+/** Why a key cannot be stored, or undefined when it can. */
+export function keyProblem(key: string, limits: Pick<OwnershipLimits, "maxKeyBytes">): string | undefined {
+  const bytes = Buffer.byteLength(key, "utf8");
+  if (bytes > limits.maxKeyBytes) return `is ${bytes} bytes; the limit is ${limits.maxKeyBytes}`;
+  if (/[\uD800-\uDFFF]/u.test(key) || key.includes("\u0000")) return "holds a lone surrogate or NUL";
+  return undefined;
 }
+
+export function checkKey(key: string, limits: Pick<OwnershipLimits, "maxKeyBytes">, field = "key"): string {
+  if (typeof key !== "string" || key === "") throw CorralError.invalidArgument(field, "is empty");
+  const problem = keyProblem(key, limits);
+  if (problem !== undefined) throw CorralError.invalidArgument(field, problem);
+  return key;
+}
+
+export function checkRoom(
+  directory: OwnershipDirectory,
+  adding: number,
+  limits: Pick<OwnershipLimits, "maxKeys">,
+) {
+  if (adding > 0 && directory.size + adding > limits.maxKeys) {
+    throw new CorralError(
+      ErrorCode.ResourceExhausted,
+      `the directory knows ${directory.size} keys; ${adding} more would pass the limit of ${limits.maxKeys}`,
+    );
+  }
+}
+
+export function checkEligible(member: DirectoryMember, what: string): void {
+  if (member.status !== "ready")
+    throw new CorralError(
+      ErrorCode.FailedPrecondition,
+      `${describe(member)} is ${member.status}; it cannot ${what}`,
+    );
+  if (member.draining !== undefined)
+    throw new CorralError(ErrorCode.FailedPrecondition, `${describe(member)} is draining; it cannot ${what}`);
+}
+
+// ------------------------------------------------------------------ decisions
 
 /**
- * The ownership directory of the cluster, kept in the store and followed from the event feed: members are
- * the nodes (by host:port), keys are placed by weighted rendezvous hashing over ready, non-draining
- * members, claims override the hashing until released, and drains move a member's keys away.
- *
- * Only what cannot be derived is written (keys, claims, drains, weights); every write is a compare-and-swap
- * and an event. The in-memory directory is rebuilt from the feed, so several controllers over one store
- * agree. Housekeeping follows the node events: a member that goes down or leaves has its claims released
- * (its keys go to their next owners, and stay there when it comes back); a member drained by `Closing`
- * is undrained when it comes back after being down.
+ * go-cart-actor's ConfirmOwner, decided: accepted when `target` already owns the key, or is its
+ * rendezvous owner (the key goes back to hashing), or the caller is the key's current owner handing it
+ * over (a claim for `target`). Answers the entry to write, or why not.
  */
-export class Ownership implements AsyncDisposable {
-  readonly #o: OwnershipOptions;
-  readonly #limits: OwnershipLimits;
-  readonly #maxAttempts: number;
-  #directory = new OwnershipDirectory();
-  readonly #nodes = new Map<string, NodeRecord>();
-  /** Nodes removed lately, so that a resumed watch can still describe changes made before the removal. */
-  readonly #removed = new Map<string, { node: NodeRecord; revision: number }>();
-  readonly #states = new Map<string, StoredMemberState>();
-  readonly #aliases = new Map<string, string>();
-  readonly #stop = new AbortController();
-  #applied = 0;
-  #waiters: { revision: number; resolve: () => void }[] = [];
-  #ready: Promise<void> | undefined;
-  #following: Promise<void> | undefined;
-  #housekeeping: Promise<void> = Promise.resolve();
-
-  constructor(options: OwnershipOptions) {
-    this.#o = options;
-    this.#limits = { ...defaultLimits(), ...options.limits };
-    this.#maxAttempts = options.maxAttempts ?? 32;
-  }
-
-  get limits(): OwnershipLimits {
-    return this.#limits;
-  }
-
-  /** Loads the directory and starts following the feed; later calls return the same promise. */
-  start(): Promise<void> {
-    this.#ready ??= (async () => {
-      const from = await this.#load();
-      this.#following = this.#follow(from);
-    })().catch((error: unknown) => {
-      // The next call tries again.
-      this.#ready = undefined;
-      throw error;
-    });
-    return this.#ready;
-  }
-
-  /** The directory as it is now (read-only use). */
-  get directory(): OwnershipDirectory {
-    return this.#directory;
-  }
-
-  /** The store revision the directory reflects. */
-  get revision(): number {
-    return this.#applied;
-  }
-
-  // ------------------------------------------------------------------ reading
-
-  /** A member by host:port (or a host learned by probing), node id or node name. */
-  find(ref: string): DirectoryMember | undefined {
-    const direct = this.#directory.find(ref);
-    if (direct !== undefined) return direct;
-    const aliased = this.#aliases.get(ref);
-    return aliased === undefined ? undefined : this.#directory.member(aliased);
-  }
-
-  /** Like `find`, NOT_FOUND when there is no such member. */
-  member(ref: string, field = "member"): DirectoryMember {
-    if (typeof ref !== "string" || ref.trim() === "")
-      throw CorralError.invalidArgument(field, "is empty; give a member's host:port, node id or node name");
-    const member = this.find(ref.trim());
-    if (member === undefined) {
-      throw new CorralError(
-        ErrorCode.NotFound,
-        `member "${ref}" not found (looked up by host:port, node id and node name; members are nodes with an address that have not left)`,
-        { details: { member: ref } },
-      );
-    }
-    return member;
-  }
-
-  view(member: DirectoryMember): MemberView {
-    return this.#directory.view(this.#directory.member(member.id) ?? member);
-  }
-
-  owner(key: string): OwnerAnswer {
-    return this.#directory.owner(this.#checkKey(key));
-  }
-
-  /** Remembers that `host` reached member `nodeId` (a probe answered from it). */
-  learnAlias(host: string, nodeId: string): void {
-    if (this.#directory.memberByHost(host) !== undefined) return;
-    this.#aliases.delete(host);
-    this.#aliases.set(host, nodeId);
-    while (this.#aliases.size > this.#limits.maxAliases) {
-      const oldest = this.#aliases.keys().next().value;
-      if (oldest === undefined) break;
-      this.#aliases.delete(oldest);
-    }
-  }
-
-  // ------------------------------------------------------------------ writing
-
-  /** Makes keys known (placed by hashing unless claimed). Answers each key's owner and how many were new. */
-  async registerKeys(
-    keys: readonly string[],
-  ): Promise<{ owners: (DirectoryMember | undefined)[]; added: number }> {
-    await this.start();
-    if (keys.length > this.#limits.maxKeysPerCall)
-      throw CorralError.invalidArgument(
-        "keys",
-        `has ${keys.length} keys; the limit is ${this.#limits.maxKeysPerCall} a call`,
-      );
-    for (const [i, key] of keys.entries()) this.#checkKey(key, `keys[${i}]`);
-    const fresh = [...new Set(keys)].filter((key) => !this.#directory.has(key));
-    this.#checkRoom(fresh.length);
-    let added = 0;
-    let revision = 0;
-    for (const batch of chunks(fresh, maxTxnOps)) {
-      const value = encodeKeyEntry({});
-      const result = await this.#o.store.commit({
-        compares: batch.map((key) => ({ key: ownershipKeyOf(key), modRevision: 0 })),
-        ops: batch.map((key) => ({ type: "put", key: ownershipKeyOf(key), value })),
-      });
-      if (result.succeeded) {
-        added += batch.length;
-        revision = result.revision;
-        continue;
-      }
-      // Someone registered one of them meanwhile: one at a time, keeping what is there.
-      for (const key of batch) {
-        const one = await this.#o.store.commit({
-          compares: [{ key: ownershipKeyOf(key), modRevision: 0 }],
-          ops: [{ type: "put", key: ownershipKeyOf(key), value }],
-        });
-        if (one.succeeded) {
-          added++;
-          revision = one.revision;
-        }
-      }
-    }
-    await this.#caughtUp(revision);
-    return { owners: keys.map((key) => this.#directory.owner(key).owner), added };
-  }
-
-  /** Pins a key to an eligible member until released. */
-  async claim(
-    key: string,
-    memberRef: string,
-    caller: Caller = {},
-  ): Promise<{ owner: DirectoryMember; previous: DirectoryMember | undefined }> {
-    await this.start();
-    this.#checkKey(key);
-    const member = this.member(memberRef);
-    if (caller.isNode && caller.nodeId !== member.id)
-      throw new CorralError(
-        ErrorCode.PermissionDenied,
-        `a node may claim keys only for itself, not for ${member.host}`,
-      );
-    this.#checkEligible(member, "claim keys");
-    if (!this.#directory.has(key)) this.#checkRoom(1);
-    const previous = this.#directory.owner(key).owner;
-    const now = this.#o.clock.now();
-    const revision = await this.#writeKey(key, () => ({ claim: member.id, claimedAt: now }));
-    await this.#caughtUp(revision);
-    return { owner: this.#directory.member(member.id) ?? member, previous };
-  }
-
-  /** Drops a key's claim (and with `forget`, the key). */
-  async release(
-    key: string,
-    forget: boolean,
-    caller: Caller = {},
-  ): Promise<{ owner: DirectoryMember | undefined; wasClaimed: boolean }> {
-    await this.start();
-    this.#checkKey(key);
-    const claim = this.#directory.claimOf(key);
-    if (caller.isNode && claim !== undefined && claim !== caller.nodeId) {
-      const holder = this.#directory.member(claim)?.host ?? claim;
-      throw new CorralError(
-        ErrorCode.PermissionDenied,
-        `key "${key}" is claimed by ${holder}; a node may release only its own claims`,
-      );
-    }
-    let revision = 0;
-    if (forget && this.#directory.has(key)) revision = await this.#writeKey(key, () => null);
-    else if (claim !== undefined) revision = await this.#writeKey(key, (current) => withoutClaim(current));
-    await this.#caughtUp(revision);
-    return { owner: forget ? undefined : this.#directory.owner(key).owner, wasClaimed: claim !== undefined };
-  }
-
-  /** Starts or ends a member's drain; answers how many keys changed owner. */
-  async drain(
-    memberRef: string,
-    draining: boolean,
-    reason: DrainReason,
-    caller: Caller = {},
-  ): Promise<{ member: DirectoryMember; moved: number }> {
-    await this.start();
-    const member = this.member(memberRef);
-    if (caller.isNode && caller.nodeId !== member.id)
-      throw new CorralError(ErrorCode.PermissionDenied, `a node may drain only itself, not ${member.host}`);
-    const before = this.#directory.owners();
-    const now = this.#o.clock.now();
-    let revision = await this.#writeMemberState(member.id, (current) => {
-      if (!draining) return current.drain === undefined ? "same" : withoutDrain(current);
-      // An operator's drain is not turned into (or undone like) a closing one.
-      if (current.drain !== undefined && (current.drain.reason === "operator" || reason === "closing"))
-        return "same";
-      return { ...current, drain: { reason, since: now } };
-    });
-    if (draining) revision = Math.max(revision, await this.#releaseClaimsOf(member.id));
-    await this.#caughtUp(revision);
+export function decideConfirm(
+  directory: OwnershipDirectory,
+  key: string,
+  target: DirectoryMember,
+  caller: Caller,
+  now: number,
+): { change: (entry: StoredKeyEntry | undefined) => StoredKeyEntry; message: string } | { refused: string } {
+  const current = directory.owner(key).owner;
+  const hrw = directory.rendezvousOwner(key);
+  const confirmed = { confirmedTo: target.id, confirmedAt: now };
+  if (current?.id === target.id)
     return {
-      member: this.#directory.member(member.id) ?? member,
-      moved: countMoved(before, this.#directory.owners()),
+      change: (entry) => ({ ...(entry ?? {}), ...confirmed }),
+      message: `${key} already belongs to ${describe(target)}`,
     };
-  }
-
-  /** Sets a member's weight (undefined: back to the label or 1); answers how many keys changed owner. */
-  async setWeight(
-    memberRef: string,
-    weight: number | undefined,
-    caller: Caller = {},
-  ): Promise<{ member: DirectoryMember; moved: number }> {
-    await this.start();
-    const member = this.member(memberRef);
-    if (caller.isNode && caller.nodeId !== member.id)
-      throw new CorralError(
-        ErrorCode.PermissionDenied,
-        `a node may set only its own weight, not ${member.host}'s`,
-      );
-    if (weight !== undefined && !(Number.isFinite(weight) && weight > 0 && weight <= this.#limits.maxWeight))
-      throw CorralError.invalidArgument(
-        "weight",
-        `must be above 0 and at most ${this.#limits.maxWeight}, got ${weight}`,
-      );
-    const before = this.#directory.owners();
-    const revision = await this.#writeMemberState(member.id, (current) => {
-      if (current.weight === weight) return "same";
-      const { weight: _old, ...rest } = current;
-      return weight === undefined ? rest : { ...rest, weight };
-    });
-    await this.#caughtUp(revision);
+  if (hrw?.id === target.id)
     return {
-      member: this.#directory.member(member.id) ?? member,
-      moved: countMoved(before, this.#directory.owners()),
+      change: () => confirmed,
+      message: `${key} now belongs to ${describe(target)}, its rendezvous owner${current === undefined ? "" : ` (was ${describe(current)})`}`,
     };
-  }
-
-  /**
-   * go-cart-actor's ConfirmOwner: accepted when `newHost` is an eligible member and the transfer is
-   * consistent with the directory — `newHost` already owns the key, or is its rendezvous owner (the key
-   * goes back to hashing), or the caller is the key's current owner handing it over (a claim for
-   * `newHost`). Every accepted transfer is written, so it is an event.
-   */
-  async confirmOwner(key: string, newHost: string, caller: Caller = {}): Promise<Ack> {
-    await this.start();
-    if (typeof key !== "string" || key === "") return reject("cart_id is empty");
-    const problem = this.#keyProblem(key);
-    if (problem !== undefined) return reject(`cart_id ${problem}`);
-    if (typeof newHost !== "string" || newHost.trim() === "") return reject("new_host is empty");
-    const target = this.find(newHost.trim());
-    if (target === undefined) return reject(`new_host ${newHost} is not a member of this cluster`);
-    if (target.status !== "ready")
-      return reject(`new_host ${describe(target)} is ${target.status}, not ready`);
-    if (target.draining !== undefined) return reject(`new_host ${describe(target)} is draining`);
-    if (!this.#directory.has(key) && this.#directory.size >= this.#limits.maxKeys)
-      return reject(`the directory is full (${this.#limits.maxKeys} keys)`);
-
-    const answer = this.#directory.owner(key);
-    const current = answer.owner;
-    const hrw = this.#directory.rendezvousOwner(key);
-    const now = this.#o.clock.now();
-    const confirmed = { confirmedTo: target.id, confirmedAt: now };
-    let message: string;
-    let revision: number;
-    if (current?.id === target.id) {
-      revision = await this.#writeKey(key, (entry) => ({ ...(entry ?? {}), ...confirmed }));
-      message = `${key} already belongs to ${describe(target)}`;
-    } else if (hrw?.id === target.id) {
-      revision = await this.#writeKey(key, () => confirmed);
-      message = `${key} now belongs to ${describe(target)}, its rendezvous owner${current === undefined ? "" : ` (was ${describe(current)})`}`;
-    } else if (current !== undefined && caller.nodeId === current.id) {
-      revision = await this.#writeKey(key, () => ({ claim: target.id, claimedAt: now, ...confirmed }));
-      message = `${key} handed over by its owner ${describe(current)} to ${describe(target)}`;
-    } else {
-      const owner = current === undefined ? "no member" : describe(current);
-      const rendezvousOwner = hrw === undefined ? "none" : describe(hrw);
-      return reject(
-        `${key} belongs to ${owner}; only its owner may hand it to ${describe(target)} ` +
-          `(its rendezvous owner is ${rendezvousOwner})`,
-      );
-    }
-    await this.#caughtUp(revision);
-    return { accepted: true, message };
-  }
-
-  /** go-cart-actor's Closing: the host drains; its keys move to their next owners before this answers. */
-  async closing(host: string, caller: Caller = {}): Promise<Ack> {
-    await this.start();
-    if (typeof host !== "string" || host.trim() === "") return reject("host is empty");
-    const member = this.find(host.trim());
-    if (member === undefined) return reject(`host ${host} is not a member of this cluster`);
-    const { member: after, moved } = await this.drain(member.id, true, "closing", caller);
-    const left = this.#directory.keyCountOf(after.id);
-    const eligible = this.#directory.eligibleMembers().length;
+  if (current !== undefined && caller.nodeId === current.id)
     return {
-      accepted: true,
-      message:
-        `${describe(after)} is draining: ${moved} key${moved === 1 ? "" : "s"} moved` +
-        (eligible === 0 && this.#directory.size > 0 ? "; no member is left to own keys" : "") +
-        (left > 0 ? `; ${left} still with it` : ""),
+      change: () => ({ claim: target.id, claimedAt: now, ...confirmed }),
+      message: `${key} handed over by its owner ${describe(current)} to ${describe(target)}`,
     };
-  }
-
-  // ------------------------------------------------------------------ watching
-
-  /** The members (and claims) now, then every change, in revision order; resumable by revision. */
-  async *watch(options: {
-    fromRevision?: number;
-    includeClaims?: boolean;
-    signal: AbortSignal;
-  }): AsyncGenerator<DirectoryChange> {
-    await this.start();
-    let from = options.fromRevision ?? 0;
-    if (!Number.isSafeInteger(from) || from < 0)
-      throw CorralError.invalidArgument("from_revision", "must be a non-negative integer");
-    if (from === 0) {
-      const revision = this.#applied;
-      for (const member of this.#directory.views()) yield { type: "snapshot", revision, member };
-      if (options.includeClaims) {
-        for (const [key, nodeId] of this.#directory.claims())
-          yield { type: "snapshot-claim", revision, claim: this.#claimView(key, nodeId) };
-      }
-      yield { type: "synced", revision };
-      from = revision + 1;
-    }
-    for await (const event of this.#o.feed.watch({
-      fromRevision: from,
-      kinds: ["node", "ownership"],
-      signal: options.signal,
-    })) {
-      const change =
-        event.kind === "node"
-          ? this.#nodeChange(event)
-          : this.#ownershipChange(event, options.includeClaims === true);
-      if (change !== undefined) yield change;
-    }
-  }
-
-  #nodeChange(event: NodeEvent): DirectoryChange | undefined {
-    const id = event.node?.id;
-    if (id === undefined) return undefined;
-    const state = this.#states.get(id);
-    const before = event.type === "node.deleted" ? event.node : event.previous;
-    const was = before === undefined ? undefined : memberOfNode(before, state, this.#limits);
-    const is =
-      event.type === "node.put" && event.node !== undefined
-        ? memberOfNode(event.node, state, this.#limits)
-        : undefined;
-    if (is !== undefined) {
-      if (sameMember(was, is)) return undefined;
-      return { type: "put", revision: event.revision, member: this.#directory.view(is) };
-    }
-    if (was === undefined) return undefined;
-    return { type: "deleted", revision: event.revision, member: this.#directory.view(was) };
-  }
-
-  #ownershipChange(event: OwnershipEvent, includeClaims: boolean): DirectoryChange | undefined {
-    if (event.nodeId !== undefined) {
-      const removed = this.#removed.get(event.nodeId);
-      const node =
-        this.#nodes.get(event.nodeId) ??
-        (removed !== undefined && event.revision < removed.revision ? removed.node : undefined);
-      if (node === undefined) return undefined;
-      const was = memberOfNode(node, event.previousState, this.#limits);
-      const is = memberOfNode(node, event.state, this.#limits);
-      if (is === undefined || sameMember(was, is)) return undefined;
-      return { type: "put", revision: event.revision, member: this.#directory.view(is) };
-    }
-    if (!includeClaims || event.ownershipKey === undefined) return undefined;
-    const claim = event.entry?.claim;
-    const previous = event.previousEntry?.claim;
-    if (claim !== undefined && claim !== previous)
-      return { type: "claimed", revision: event.revision, claim: this.#claimView(event.ownershipKey, claim) };
-    if (previous !== undefined && claim === undefined)
-      return {
-        type: "released",
-        revision: event.revision,
-        claim: this.#claimView(event.ownershipKey, previous),
-      };
-    return undefined;
-  }
-
-  #claimView(key: string, nodeId: string): ClaimView {
-    return { key, nodeId, host: this.#directory.member(nodeId)?.host ?? "" };
-  }
-
-  // ------------------------------------------------------------------ following the store
-
-  async #load(): Promise<number> {
-    const directory = new OwnershipDirectory();
-    this.#nodes.clear();
-    this.#states.clear();
-    const { nodes, revision } = await this.#o.registry.list();
-    const members = await this.#listAll(ownershipMemberPrefix);
-    const keys = await this.#listAll(ownershipKeyPrefix);
-    for (const kv of members) this.#states.set(nodeIdFromMemberKey(kv.key), decodeMemberState(kv.value));
-    for (const node of nodes) {
-      this.#nodes.set(node.id, node);
-      const member = memberOfNode(node, this.#states.get(node.id), this.#limits);
-      if (member !== undefined) directory.upsertMember(member);
-    }
-    for (const kv of keys) directory.setKey(keyFromStoreKey(kv.key), decodeKeyEntry(kv.value).claim);
-    this.#directory = directory;
-    this.#applied = revision;
-    // Claims of members that died or left while no controller was watching.
-    for (const id of new Set(directory.claims().values())) {
-      const member = directory.member(id);
-      if (member === undefined || member.status === "down")
-        this.#houseKeep(`release the claims of ${id}`, () => this.#releaseClaimsOf(id));
-    }
-    return revision + 1;
-  }
-
-  async #listAll(prefix: string) {
-    const items = [];
-    let startAfter: string | undefined;
-    for (;;) {
-      const page = await this.#o.store.list(prefix, {
-        limit: 5_000,
-        ...(startAfter === undefined ? {} : { startAfter }),
-      });
-      items.push(...page.items);
-      if (!page.more) return items;
-      startAfter = page.items.at(-1)?.key;
-    }
-  }
-
-  /**
-   * Follows the store in whole transactions (a watch batch never splits one), so that a revision counts
-   * as applied only once all of its events are: a caller waiting for its own write then sees all of it.
-   */
-  async #follow(fromRevision: number): Promise<void> {
-    let from = fromRevision;
-    try {
-      while (!this.#stop.signal.aborted) {
-        try {
-          for await (const batch of this.#o.store.watch(from, { signal: this.#stop.signal })) {
-            for (const stored of batch) {
-              const event = decodeClusterEvent(stored);
-              if (event?.kind === "node") this.#applyNode(event);
-              else if (event?.kind === "ownership") this.#applyOwnership(event);
-            }
-            const last = batch.at(-1);
-            if (last !== undefined) {
-              this.#advance(last.revision);
-              from = last.revision + 1;
-            }
-          }
-          return;
-        } catch (error) {
-          if (this.#stop.signal.aborted) return;
-          const corral = CorralError.from(error);
-          if (corral.code === ErrorCode.Unavailable) return; // the store closed
-          this.#o.onError?.(error, "follow the store");
-          const resume = Number(corral.details.resumeRevision);
-          if (corral.code === ErrorCode.ResourceExhausted && Number.isSafeInteger(resume)) from = resume;
-          else {
-            await sleep(500, undefined, { signal: this.#stop.signal }).catch(() => undefined);
-            if (this.#stop.signal.aborted) return;
-            from = await this.#load().catch((reloadError: unknown) => {
-              this.#o.onError?.(reloadError, "reload the ownership directory");
-              return from;
-            });
-          }
-        }
-      }
-    } finally {
-      // Nobody will move the directory any more: callers waiting for their writes stop waiting.
-      for (const waiter of this.#waiters) waiter.resolve();
-      this.#waiters = [];
-    }
-  }
-
-  #applyNode(event: NodeEvent): void {
-    const node = event.node;
-    if (node === undefined) return;
-    const state = this.#states.get(node.id);
-    if (event.type === "node.deleted") {
-      this.#nodes.delete(node.id);
-      this.#removed.delete(node.id);
-      this.#removed.set(node.id, { node, revision: event.revision });
-      if (this.#removed.size > this.#limits.maxAliases) {
-        const oldest = this.#removed.keys().next().value;
-        if (oldest !== undefined) this.#removed.delete(oldest);
-      }
-      this.#directory.removeMember(node.id);
-      if (this.#directory.claimsOf(node.id).length > 0)
-        this.#houseKeep(`release the claims of removed node ${node.id}`, () =>
-          this.#releaseClaimsOf(node.id),
-        );
-      if (state !== undefined)
-        this.#houseKeep(`forget the ownership state of removed node ${node.id}`, () =>
-          this.#deleteMemberState(node.id),
-        );
-      return;
-    }
-    this.#nodes.set(node.id, node);
-    const member = memberOfNode(node, state, this.#limits);
-    if (member === undefined) this.#directory.removeMember(node.id);
-    else this.#directory.upsertMember(member);
-    const lost = member === undefined || member.status === "down";
-    if (lost && this.#directory.claimsOf(node.id).length > 0)
-      this.#houseKeep(`release the claims of ${node.name}`, () => this.#releaseClaimsOf(node.id));
-    const back =
-      node.status === "ready" &&
-      (event.previous === undefined || ["down", "left", "pending"].includes(event.previous.status));
-    if (back && state?.drain?.reason === "closing")
-      this.#houseKeep(`undrain ${node.name}, back after closing`, async () => {
-        const revision = await this.#writeMemberState(node.id, (current) =>
-          current.drain?.reason === "closing" ? withoutDrain(current) : "same",
-        );
-        return revision;
-      });
-  }
-
-  #applyOwnership(event: OwnershipEvent): void {
-    if (event.nodeId !== undefined) {
-      if (event.state === undefined) this.#states.delete(event.nodeId);
-      else this.#states.set(event.nodeId, event.state);
-      const node = this.#nodes.get(event.nodeId);
-      if (node === undefined) return;
-      const member = memberOfNode(node, event.state, this.#limits);
-      if (member === undefined) this.#directory.removeMember(node.id);
-      else this.#directory.upsertMember(member);
-      return;
-    }
-    if (event.ownershipKey === undefined) return;
-    if (event.type === "ownership.key.deleted") this.#directory.deleteKey(event.ownershipKey);
-    else this.#directory.setKey(event.ownershipKey, event.entry?.claim);
-  }
-
-  #advance(revision: number): void {
-    if (revision <= this.#applied) return;
-    this.#applied = revision;
-    const due = this.#waiters.filter((w) => w.revision <= revision);
-    if (due.length === 0) return;
-    this.#waiters = this.#waiters.filter((w) => w.revision > revision);
-    for (const waiter of due) waiter.resolve();
-  }
-
-  /** Waits (bounded) until the directory shows the store at `revision`: a caller reads its own write. */
-  async #caughtUp(revision: number): Promise<void> {
-    if (revision <= this.#applied || this.#stop.signal.aborted) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.#limits.catchUpMs);
-      const waiter = { revision, resolve: done };
-      this.#waiters.push(waiter);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  }
-
-  /** Background work from events, one at a time; failures are reported, not thrown. */
-  #houseKeep(what: string, work: () => Promise<unknown>): void {
-    this.#housekeeping = this.#housekeeping.then(async () => {
-      if (this.#stop.signal.aborted) return;
-      try {
-        await work();
-      } catch (error) {
-        if (!this.#stop.signal.aborted) this.#o.onError?.(error, what);
-      }
-    });
-  }
-
-  // ------------------------------------------------------------------ store writes
-
-  /** Read-modify-write of one key's entry: `change` answers the new entry, null to delete. */
-  async #writeKey(
-    key: string,
-    change: (current: StoredKeyEntry | undefined) => StoredKeyEntry | null,
-  ): Promise<number> {
-    const storeKey = ownershipKeyOf(key);
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const kv = await this.#o.store.get(storeKey);
-      const next = change(kv === undefined ? undefined : decodeKeyEntry(kv.value));
-      if (next === null && kv === undefined) return 0;
-      const compares: Compare[] = [{ key: storeKey, modRevision: kv?.modRevision ?? 0 }];
-      const ops: Op[] =
-        next === null
-          ? [{ type: "delete", key: storeKey }]
-          : [{ type: "put", key: storeKey, value: encodeKeyEntry(next) }];
-      const result = await this.#o.store.commit({ compares, ops });
-      if (result.succeeded) return result.revision;
-    }
-    throw contention(`key "${key}"`, this.#maxAttempts);
-  }
-
-  async #writeMemberState(
-    nodeId: string,
-    change: (current: StoredMemberState) => StoredMemberState | "same",
-  ): Promise<number> {
-    const storeKey = ownershipMemberKeyOf(nodeId);
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const kv = await this.#o.store.get(storeKey);
-      const next = change(kv === undefined ? {} : decodeMemberState(kv.value));
-      if (next === "same") return 0;
-      const empty = next.drain === undefined && next.weight === undefined;
-      if (empty && kv === undefined) return 0;
-      const result = await this.#o.store.commit({
-        compares: [{ key: storeKey, modRevision: kv?.modRevision ?? 0 }],
-        ops: empty
-          ? [{ type: "delete", key: storeKey }]
-          : [{ type: "put", key: storeKey, value: encodeMemberState(next) }],
-      });
-      if (result.succeeded) return result.revision;
-    }
-    throw contention(`member ${nodeId}`, this.#maxAttempts);
-  }
-
-  async #deleteMemberState(nodeId: string): Promise<number> {
-    const storeKey = ownershipMemberKeyOf(nodeId);
-    const result = await this.#o.store.commit({ ops: [{ type: "delete", key: storeKey }] });
-    return result.revision;
-  }
-
-  /** Drops every claim a member holds, up to 128 per txn; answers the last revision written. */
-  async #releaseClaimsOf(nodeId: string): Promise<number> {
-    let revision = 0;
-    for (const batch of chunks(this.#directory.claimsOf(nodeId), maxTxnOps)) {
-      const kvs = await Promise.all(
-        batch.map(async (key) => ({ key, kv: await this.#o.store.get(ownershipKeyOf(key)) })),
-      );
-      const held = kvs.filter(({ kv }) => kv !== undefined && decodeKeyEntry(kv.value).claim === nodeId);
-      if (held.length === 0) continue;
-      const result = await this.#o.store.commit({
-        compares: held.map(({ key, kv }) => ({
-          key: ownershipKeyOf(key),
-          modRevision: kv?.modRevision ?? 0,
-        })),
-        ops: held.map(({ key, kv }) => ({
-          type: "put",
-          key: ownershipKeyOf(key),
-          value: encodeKeyEntry(withoutClaim(decodeKeyEntry(kv?.value ?? "{}"))),
-        })),
-      });
-      if (result.succeeded) revision = result.revision;
-      else {
-        // Something changed under us: release one key at a time.
-        for (const { key } of held) {
-          revision = Math.max(
-            revision,
-            await this.#writeKey(key, (current) =>
-              current?.claim === nodeId ? withoutClaim(current) : (current ?? null),
-            ),
-          );
-        }
-      }
-    }
-    return revision;
-  }
-
-  // ------------------------------------------------------------------ checks
-
-  #keyProblem(key: string): string | undefined {
-    const bytes = Buffer.byteLength(key, "utf8");
-    if (bytes > this.#limits.maxKeyBytes)
-      return `is ${bytes} bytes; the limit is ${this.#limits.maxKeyBytes}`;
-    if (/[\uD800-\uDFFF]/u.test(key) || key.includes("\u0000")) return "holds a lone surrogate or NUL";
-    return undefined;
-  }
-
-  #checkKey(key: string, field = "key"): string {
-    if (typeof key !== "string" || key === "") throw CorralError.invalidArgument(field, "is empty");
-    const problem = this.#keyProblem(key);
-    if (problem !== undefined) throw CorralError.invalidArgument(field, problem);
-    return key;
-  }
-
-  #checkRoom(adding: number): void {
-    if (adding > 0 && this.#directory.size + adding > this.#limits.maxKeys) {
-      throw new CorralError(
-        ErrorCode.ResourceExhausted,
-        `the directory knows ${this.#directory.size} keys; ${adding} more would pass the limit of ${this.#limits.maxKeys}`,
-      );
-    }
-  }
-
-  #checkEligible(member: DirectoryMember, what: string): void {
-    if (member.status !== "ready")
-      throw new CorralError(
-        ErrorCode.FailedPrecondition,
-        `${describe(member)} is ${member.status}; it cannot ${what}`,
-      );
-    if (member.draining !== undefined)
-      throw new CorralError(
-        ErrorCode.FailedPrecondition,
-        `${describe(member)} is draining; it cannot ${what}`,
-      );
-  }
-
-  async close(): Promise<void> {
-    this.#stop.abort();
-    for (const waiter of this.#waiters) waiter.resolve();
-    this.#waiters = [];
-    await this.#following?.catch(() => undefined);
-    await this.#housekeeping;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
+  const owner = current === undefined ? "no member" : describe(current);
+  const rendezvousOwner = hrw === undefined ? "none" : describe(hrw);
+  return {
+    refused:
+      `${key} belongs to ${owner}; only its owner may hand it to ${describe(target)} ` +
+      `(its rendezvous owner is ${rendezvousOwner})`,
+  };
 }
 
-function withoutClaim(entry: StoredKeyEntry | undefined): StoredKeyEntry {
+/** A member's state after a drain starts or ends; "same" when nothing is to be written. */
+export function drainedState(
+  current: StoredMemberState,
+  draining: boolean,
+  reason: DrainReason,
+  now: number,
+): StoredMemberState | "same" {
+  if (!draining) return current.drain === undefined ? "same" : withoutDrain(current);
+  // An operator's drain is not turned into (or undone like) a closing one.
+  if (current.drain !== undefined && (current.drain.reason === "operator" || reason === "closing"))
+    return "same";
+  return { ...current, drain: { reason, since: now } };
+}
+
+/** The answer to Closing once the host's drain is written. */
+export function closingMessage(
+  member: DirectoryMember,
+  moved: number,
+  directory: OwnershipDirectory,
+): string {
+  const left = directory.keyCountOf(member.id);
+  const eligible = directory.eligibleMembers().length;
+  return (
+    `${describe(member)} is draining: ${moved} key${moved === 1 ? "" : "s"} moved` +
+    (eligible === 0 && directory.size > 0 ? "; no member is left to own keys" : "") +
+    (left > 0 ? `; ${left} still with it` : "")
+  );
+}
+
+// ------------------------------------------------------------------ small helpers
+
+export function withoutClaim(entry: StoredKeyEntry | undefined): StoredKeyEntry {
   const { claim: _claim, claimedAt: _at, ...rest } = entry ?? {};
   return rest;
 }
 
-function withoutDrain(state: StoredMemberState): StoredMemberState {
+export function withoutDrain(state: StoredMemberState): StoredMemberState {
   const { drain: _drain, ...rest } = state;
   return rest;
 }
 
-function reject(message: string): Ack {
+export function reject(message: string): Ack {
   return { accepted: false, message };
 }
 
@@ -878,15 +227,12 @@ export function describe(member: DirectoryMember): string {
   return member.name === "" || member.name === member.host ? member.host : `${member.host} (${member.name})`;
 }
 
-function countMoved(before: Map<string, string | undefined>, after: Map<string, string | undefined>): number {
+/** Keys whose owner differs between two snapshots of the owners. */
+export function countMoved(
+  before: Map<string, string | undefined>,
+  after: Map<string, string | undefined>,
+): number {
   let moved = 0;
   for (const [key, owner] of before) if (after.has(key) && after.get(key) !== owner) moved++;
   return moved;
-}
-
-function contention(what: string, attempts: number): CorralError {
-  return new CorralError(
-    ErrorCode.Aborted,
-    `${what} kept changing during ${attempts} attempts to write it; try again`,
-  );
 }

@@ -69,7 +69,10 @@ export type StepSpec =
 export const stepStatuses = ["pending", "running", "succeeded", "failed", "skipped", "unchanged"] as const;
 export type StepStatus = (typeof stepStatuses)[number];
 
-/** What running a step reports (the agent's runner, relayed to the controller): a step started, produced output, or ended. */
+/**
+ * What a step runner reports: a step started, produced output, or ended. A domain type, because the
+ * controller's dispatcher reads it from runners on nodes and in its own process alike.
+ */
 export interface StepEvent {
   readonly index: number;
   readonly status: StepStatus;

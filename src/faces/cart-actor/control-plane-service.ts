@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { Ownership } from "../../core/ownership/ownership.ts";
+import type { OwnershipFollower as Ownership } from "../../engines/ownership-follower.ts";
 import type { ControlPlane } from "../../gen/control_plane_pb.ts";
 import type { ClusterFacts } from "../face-context.ts";
 import { callerOf } from "./caller.ts";

@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../../base/errors.ts";
-import type { DirectoryChange, Ownership } from "../../core/ownership/ownership.ts";
+import type { DirectoryChange } from "../../core/ownership/ownership.ts";
+import type { OwnershipFollower as Ownership } from "../../engines/ownership-follower.ts";
 import {
   KeyClaimSchema,
   MemberEventType,

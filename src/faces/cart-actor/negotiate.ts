@@ -2,8 +2,8 @@ import { parseHostPort } from "../../base/address.ts";
 import type { Clock } from "../../base/clock.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { emptyResources, type NodeRecord } from "../../core/nodes/node.ts";
-import type { Ownership } from "../../core/ownership/ownership.ts";
 import { defaults } from "../../defaults.ts";
+import type { OwnershipFollower as Ownership } from "../../engines/ownership-follower.ts";
 import { ControlPlane } from "../../gen/control_plane_pb.ts";
 import type { AgentReach } from "../face-context.ts";
 

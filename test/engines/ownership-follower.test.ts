@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { EventFeed } from "../../src/core/events/event-feed.ts";
 import type { NodeRecord } from "../../src/core/nodes/node.ts";
-import { type DirectoryChange, Ownership } from "../../src/core/ownership/ownership.ts";
+import type { DirectoryChange } from "../../src/core/ownership/ownership.ts";
 import { ownershipKeyOf, ownershipMemberKeyOf } from "../../src/core/ownership/ownership-keys.ts";
-import { type CoreFixture, makeCore, rejectsWith } from "./core-fixture.ts";
+import { OwnershipFollower } from "../../src/engines/ownership-follower.ts";
+import { type CoreFixture, makeCore, rejectsWith } from "../core/core-fixture.ts";
 
 interface Fixture extends AsyncDisposable {
   core: CoreFixture;
-  ownership: Ownership;
+  ownership: OwnershipFollower;
   feed: EventFeed;
   nodes: NodeRecord[];
 }
@@ -29,7 +30,12 @@ async function cluster(count: number): Promise<Fixture> {
     );
   }
   const feed = new EventFeed(core.store);
-  const ownership = new Ownership({ store: core.store, registry: core.registry, feed, clock: core.clock });
+  const ownership = new OwnershipFollower({
+    store: core.store,
+    registry: core.registry,
+    feed,
+    clock: core.clock,
+  });
   await ownership.start();
   return {
     core,
@@ -54,7 +60,7 @@ async function until(check: () => boolean, what: string, timeoutMs = 5_000): Pro
   }
 }
 
-describe("Ownership (directory over the store)", () => {
+describe("OwnershipFollower (directory over the store)", () => {
   it("places registered keys over ready members and lists each member's keys", async () => {
     await using f = await cluster(3);
     const keys = Array.from({ length: 300 }, (_, i) => `cart-${i}`);
@@ -262,7 +268,7 @@ describe("Ownership (directory over the store)", () => {
     await f.ownership.registerKeys(Array.from({ length: 100 }, (_, i) => `r${i}`));
     await f.ownership.claim("r1", host(2));
     await f.ownership.drain(host(0), true, "operator");
-    const replica = new Ownership({
+    const replica = new OwnershipFollower({
       store: f.core.store,
       registry: f.core.registry,
       feed: f.feed,
@@ -275,5 +281,35 @@ describe("Ownership (directory over the store)", () => {
     } finally {
       await replica.close();
     }
+  });
+  it("a claim held by a member that died while no follower ran is released when one starts", async () => {
+    await using f = await cluster(2);
+    await f.ownership.claim("orphan", host(1));
+    await f.ownership.close();
+    // Nobody follows the store now: the holder goes down unnoticed.
+    await f.core.registry.setStatus("node-1", "down");
+    const next = new OwnershipFollower({
+      store: f.core.store,
+      registry: f.core.registry,
+      feed: f.feed,
+      clock: f.core.clock,
+    });
+    try {
+      await next.start();
+      await until(() => next.directory.claimOf("orphan") === undefined, "the orphan claim released");
+      assert.equal(next.owner("orphan").owner?.id, "node-0");
+    } finally {
+      await next.close();
+    }
+  });
+
+  it("after close it follows the store no more, and its callers stop waiting", async () => {
+    await using f = await cluster(2);
+    const revision = f.ownership.revision;
+    await f.ownership.close();
+    await f.core.registry.setStatus("node-1", "suspect");
+    assert.equal(f.ownership.revision, revision, "a closed follower applies nothing");
+    assert.equal(f.ownership.directory.member("node-1")?.status, "ready");
+    assert.equal(f.core.store.activeWatchers(), 0, "its store watch is closed");
   });
 });
