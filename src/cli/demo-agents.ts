@@ -1,10 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { corralCommand } from "../base/package-root.ts";
 import { withParentDeathSignal } from "../host/run-as.ts";
 import type { Logger } from "../observability/logger.ts";
-
-const corralBin = fileURLToPath(new URL("../../bin/corral.js", import.meta.url));
 
 export interface DemoAgentSpec {
   readonly name: string;
@@ -38,8 +36,7 @@ export class DemoAgents implements AsyncDisposable {
   }
 
   start(spec: DemoAgentSpec, controller: string, token: string): void {
-    const args = [
-      corralBin,
+    const corral = corralCommand([
       "up",
       "--name",
       spec.name,
@@ -55,9 +52,9 @@ export class DemoAgents implements AsyncDisposable {
       token,
       "--log-level",
       "warn",
-    ];
+    ]);
     // The agents die with the demo, however it ends (kill -9 included): none is left running unseen.
-    const launch = withParentDeathSignal(process.execPath, args);
+    const launch = withParentDeathSignal(corral.file, corral.args);
     const child = spawn(launch.file, launch.args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n").filter(Boolean))

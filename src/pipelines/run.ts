@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { RingLogSource } from "../agent/node-agent/logs/ring-log-source.ts";
+import { packagePath } from "../base/package-root.ts";
 import type { ProcessRecorder } from "../host/process-ledger.ts";
 import { type RunAs, resolveRunAs } from "../host/run-as.ts";
 import type { PipelineGraph } from "./config.ts";
@@ -59,7 +61,14 @@ export interface RunEndpoint {
   readonly port: number;
 }
 
-const workerUrl = new URL("./runtime-worker-entry.mjs", import.meta.url);
+/**
+ * The worker's code. From source (this file is run.ts) the .mjs entry loads runtime-worker.ts through
+ * tsx, since worker threads do not inherit loader hooks; in the built package (this code is bundled into
+ * dist/) the worker is its own bundle, dist/pipelines-worker.js, which needs no tsx.
+ */
+const workerUrl = import.meta.url.endsWith(".ts")
+  ? new URL("./runtime-worker-entry.mjs", import.meta.url)
+  : pathToFileURL(packagePath("dist", "pipelines-worker.js"));
 
 /** Numeric order of log levels, NanoPing's Level enum (STATE 0 … FATAL 5). */
 export const levelNumber = { debug: 1, info: 2, warn: 3, error: 4 } as const;
