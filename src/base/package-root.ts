@@ -56,29 +56,38 @@ export function corralCommand(args: readonly string[]): { file: string; args: st
 }
 
 /**
- * Runs `npm pack` on the package root into `destination` and resolves with the tarball's path.
+ * Runs `npm pack` on the package root (or `root`, a copy of it) into `destination` and resolves with
+ * the tarball's path.
  * In a clone this runs `prepack` (the dashboard and dist/ builds) first, so it takes a while; an
  * installed package (no src/) has no build to run and packs what it holds.
  */
-export function packPackage(destination: string, options: { timeoutMs?: number } = {}): Promise<string> {
-  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+export function packPackage(
+  destination: string,
+  options: { timeoutMs?: number; root?: string } = {},
+): Promise<string> {
+  const root = options.root ?? packageRoot();
+  // An installed package has no sources and no build tools: its prepack (the builds) must not run.
+  const scripts = existsSync(join(root, "src")) ? [] : ["--ignore-scripts"];
   return new Promise((resolvePath, reject) => {
     execFile(
-      npm,
-      ["pack", "--json", "--pack-destination", resolve(destination)],
-      { cwd: packageRoot(), timeout: options.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024 },
+      "npm",
+      ["pack", "--json", ...scripts, "--pack-destination", resolve(destination)],
+      { cwd: root, timeout: options.timeoutMs ?? 600_000, maxBuffer: 64 * 1024 * 1024 },
       (error, stdout, stderr) => {
         if (error !== null) {
           reject(
-            new CorralError(
-              "UNAVAILABLE",
-              `npm pack failed in ${packageRoot()}: ${stderr.trim() || error.message}`,
-            ),
+            new CorralError("UNAVAILABLE", `npm pack failed in ${root}: ${stderr.trim() || error.message}`),
           );
           return;
         }
-        const packed = JSON.parse(stdout) as { filename: string }[];
-        const filename = packed[0]?.filename;
+        // prepack's scripts print to stdout too: the JSON is the last thing, starting on a line of its own.
+        const json = stdout.startsWith("[") ? stdout : stdout.slice(stdout.lastIndexOf("\n[") + 1);
+        let filename: string | undefined;
+        try {
+          filename = (JSON.parse(json) as { filename?: string }[])[0]?.filename;
+        } catch {
+          filename = undefined;
+        }
         if (filename === undefined) {
           reject(new CorralError("INTERNAL", `npm pack printed no tarball name: ${stdout.slice(0, 200)}`));
           return;

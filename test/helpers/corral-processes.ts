@@ -28,9 +28,20 @@ export interface CorralProcess {
  */
 export class CorralProcesses {
   readonly #children = new Set<CorralProcess>();
+  readonly #bin: string;
+  readonly #env: NodeJS.ProcessEnv | undefined;
+
+  /** `bin`: another corral's bin/corral.js (an installed package's); `env`: the children's environment. */
+  constructor(options: { bin?: string; env?: NodeJS.ProcessEnv } = {}) {
+    this.#bin = options.bin ?? corralBin;
+    this.#env = options.env;
+  }
 
   start(args: readonly string[]): CorralProcess {
-    const child = spawn(process.execPath, [corralBin, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [this.#bin, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(this.#env === undefined ? {} : { env: this.#env }),
+    });
     let out = "";
     let err = "";
     let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
