@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import os from "node:os";
-import si from "systeminformation";
+import { fsSize } from "systeminformation/lib/filesystem.js";
 import type { Disk, Resources } from "../core/node.ts";
 import { maxLayersFor } from "../core/node-capacity.ts";
 import { discoverGpus, type GpuDiscoveryOptions } from "./gpu-discovery.ts";
@@ -44,7 +44,7 @@ export function totalMemoryMb(): number {
   return Math.floor(usable / (1024 * 1024));
 }
 
-/** One entry of si.fsSize(), the fields this module reads. */
+/** One entry of fsSize(), the fields this module reads. */
 export interface FsEntry {
   fs: string;
   type: string;
@@ -93,7 +93,7 @@ const pseudoTypes = new Set([
 const pseudoMountPrefixes = ["/proc", "/sys", "/dev"];
 
 /**
- * Keeps the real file systems of a si.fsSize() listing: no pseudo or memory-backed types, nothing under
+ * Keeps the real file systems of a fsSize() listing: no pseudo or memory-backed types, nothing under
  * /proc, /sys or /dev, no zero sizes, one entry per mount, and one per device (a device
  * mounted at several places — bind mounts, btrfs subvolumes — is listed once, at its shortest mount).
  * One exception: an overlay mounted at "/" is kept, since in a container it is the disk the node writes to.
@@ -126,7 +126,7 @@ async function readDisks(timeoutMs: number, warn: (message: string) => void): Pr
     timer = setTimeout(() => resolve("timeout"), timeoutMs);
   });
   try {
-    const listing = await Promise.race([si.fsSize(), timedOut]);
+    const listing = await Promise.race([fsSize(), timedOut]);
     if (listing === "timeout") {
       warn(`disks: listing file systems took longer than ${timeoutMs} ms; reporting no disks`);
       return [];

@@ -49,10 +49,14 @@ export function packagePath(...parts: string[]): string {
 /**
  * How to start the corral CLI as a child process: node on bin/corral.js, which picks the built code
  * in an installed package and the sources in a clone (see the README, "Building and packaging").
- * Children never name tsx themselves, so an installed package never needs it.
+ * Children never name tsx themselves, so an installed package never needs it. `nodeFlags` go to node
+ * (e.g. defaults.agent.nodeFlags).
  */
-export function corralCommand(args: readonly string[]): { file: string; args: string[] } {
-  return { file: process.execPath, args: [packagePath("bin", "corral.js"), ...args] };
+export function corralCommand(
+  args: readonly string[],
+  nodeFlags: readonly string[] = [],
+): { file: string; args: string[] } {
+  return { file: process.execPath, args: [...nodeFlags, packagePath("bin", "corral.js"), ...args] };
 }
 
 /**

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { corralCommand } from "../base/package-root.ts";
+import { defaults } from "../defaults.ts";
 import { withParentDeathSignal } from "../host/run-as.ts";
 import type { Logger } from "../observability/logger.ts";
 
@@ -36,23 +37,26 @@ export class DemoAgents implements AsyncDisposable {
   }
 
   start(spec: DemoAgentSpec, controller: string, token: string): void {
-    const corral = corralCommand([
-      "up",
-      "--name",
-      spec.name,
-      "--grpc",
-      spec.localApi,
-      "--listen",
-      spec.listen,
-      "--data-dir",
-      spec.dataDir,
-      "--join",
-      controller,
-      "--token",
-      token,
-      "--log-level",
-      "warn",
-    ]);
+    const corral = corralCommand(
+      [
+        "up",
+        "--name",
+        spec.name,
+        "--grpc",
+        spec.localApi,
+        "--listen",
+        spec.listen,
+        "--data-dir",
+        spec.dataDir,
+        "--join",
+        controller,
+        "--token",
+        token,
+        "--log-level",
+        "warn",
+      ],
+      defaults.agent.nodeFlags,
+    );
     // The agents die with the demo, however it ends (kill -9 included): none is left running unseen.
     const launch = withParentDeathSignal(corral.file, corral.args);
     const child = spawn(launch.file, launch.args, { stdio: ["ignore", "ignore", "pipe"] });

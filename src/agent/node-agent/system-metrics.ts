@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import si from "systeminformation";
+import { fsSize } from "systeminformation/lib/filesystem.js";
 import { parseDuration } from "../../base/duration.ts";
 import type { GpuPoint } from "../../core/metrics-history.ts";
 import { defaults } from "../../defaults.ts";
@@ -202,7 +202,7 @@ export function parseVcgencmdTemp(text: string): number | undefined {
   return Number.isFinite(celsius) ? celsius : undefined;
 }
 
-/** si.fsSize() entries with usage, the ones `selectDisks` keeps (real file systems, one per device). */
+/** fsSize() entries with usage, the ones `selectDisks` keeps (real file systems, one per device). */
 export interface FsUsageEntry extends FsEntry {
   used: number;
   available?: number;
@@ -239,7 +239,7 @@ export interface SystemMetricsOptions {
    */
   vcgencmd?: string | false;
   vcgencmdTimeoutMs?: number;
-  /** The file system listing (si.fsSize by default), for tests. */
+  /** The file system listing (systeminformation's fsSize by default), for tests. */
   listFileSystems?: () => Promise<FsUsageEntry[]>;
   diskTimeoutMs?: number;
   /** The first sample of CPU use waits this long between its two readings; default 100 ms. */
@@ -404,7 +404,7 @@ export function createSystemMetricsReader(
     ...(options.firstSampleMs === undefined ? {} : { firstSampleMs: options.firstSampleMs }),
   });
   const temperature = createTemperatureReader(options);
-  const listFileSystems = options.listFileSystems ?? (() => si.fsSize() as Promise<FsUsageEntry[]>);
+  const listFileSystems = options.listFileSystems ?? (() => fsSize() as Promise<FsUsageEntry[]>);
   const diskTimeoutMs = options.diskTimeoutMs ?? parseDuration(defaults.agentHardware.diskListTimeout);
   const gpus = createGpuReader(options.nvidiaSmi ?? "nvidia-smi");
 
