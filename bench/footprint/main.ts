@@ -211,10 +211,10 @@ try {
     `\ncorral footprint (node ${process.version}, ${runs} runs for times, RSS after ${values.idle} idle)\n`,
   );
   console.log(
-    `${"".padEnd(30)}${"built (dist/)".padEnd(40)}${"from source (tsx)".padEnd(40)}baseline / target`,
+    `${"".padEnd(34)}${"built (dist/)".padEnd(40)}${"from source (tsx)".padEnd(40)}baseline / target`,
   );
   const row = (label: string, built: string, source: string, tail: string) =>
-    console.log(`${label.padEnd(30)}${built.padEnd(40)}${source.padEnd(40)}${tail}`);
+    console.log(`${label.padEnd(34)}${built.padEnd(40)}${source.padEnd(40)}${tail}`);
   const both = <T>(of: Partial<Record<Mode, T>>, show: (value: T) => string): [string, string] => [
     of.built === undefined ? "—" : show(of.built),
     of.source === undefined ? "—" : show(of.source),
