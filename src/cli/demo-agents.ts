@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { corralCommand } from "../base/package-root.ts";
+import { defaults } from "../defaults.ts";
 import { withParentDeathSignal } from "../host/run-as.ts";
 import type { Logger } from "../observability/logger.ts";
-
-const corralBin = fileURLToPath(new URL("../../bin/corral.js", import.meta.url));
 
 export interface DemoAgentSpec {
   readonly name: string;
@@ -38,26 +37,28 @@ export class DemoAgents implements AsyncDisposable {
   }
 
   start(spec: DemoAgentSpec, controller: string, token: string): void {
-    const args = [
-      corralBin,
-      "up",
-      "--name",
-      spec.name,
-      "--grpc",
-      spec.localApi,
-      "--listen",
-      spec.listen,
-      "--data-dir",
-      spec.dataDir,
-      "--join",
-      controller,
-      "--token",
-      token,
-      "--log-level",
-      "warn",
-    ];
+    const corral = corralCommand(
+      [
+        "up",
+        "--name",
+        spec.name,
+        "--grpc",
+        spec.localApi,
+        "--listen",
+        spec.listen,
+        "--data-dir",
+        spec.dataDir,
+        "--join",
+        controller,
+        "--token",
+        token,
+        "--log-level",
+        "warn",
+      ],
+      defaults.agent.nodeFlags,
+    );
     // The agents die with the demo, however it ends (kill -9 included): none is left running unseen.
-    const launch = withParentDeathSignal(process.execPath, args);
+    const launch = withParentDeathSignal(corral.file, corral.args);
     const child = spawn(launch.file, launch.args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n").filter(Boolean))

@@ -1,25 +1,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { CorralError } from "../base/errors.ts";
 import { corralVersion } from "../version.ts";
-import { registerCertsCommand } from "./commands/certs-command.ts";
-import { registerClusterCommand } from "./commands/cluster-command.ts";
-import { registerControllerCommand } from "./commands/controller-command.ts";
-import { registerDemoCommand } from "./commands/demo-command.ts";
-import { registerDevicesCommand } from "./commands/devices-command.ts";
-import { registerGpioCommands } from "./commands/gpio-command.ts";
-import { registerI2cCommand } from "./commands/i2c-command.ts";
-import { registerMembersCommand } from "./commands/members-command.ts";
-import { registerModelsCommand } from "./commands/models-command.ts";
-import { registerNodeAgentCommands } from "./commands/node-agent-commands.ts";
-import { registerNodesCommand } from "./commands/nodes-command.ts";
-import { registerPipelinesCommand } from "./commands/pipelines-command.ts";
-import { registerProvisionCommand } from "./commands/provision-command.ts";
-import { registerRequestsCommand } from "./commands/requests-command.ts";
-import { registerSpiCommand } from "./commands/spi-command.ts";
-import { registerStatusCommand } from "./commands/status-command.ts";
-import { registerTokenCommand } from "./commands/token-command.ts";
-import { registerTuiCommand } from "./commands/tui-command.ts";
-import { registerUpCommand } from "./commands/up-command.ts";
+import { modulesFor } from "./command-table.ts";
 import { exitCode, exitCodeFor } from "./exit-codes.ts";
 
 const program = new Command("corral")
@@ -52,26 +34,15 @@ const program = new Command("corral")
   .exitOverride()
   .showHelpAfterError();
 
-registerDemoCommand(program);
-registerControllerCommand(program);
-registerUpCommand(program);
-registerStatusCommand(program);
-registerNodesCommand(program);
-registerMembersCommand(program);
-registerModelsCommand(program);
-registerNodeAgentCommands(program);
-// After the node agent's commands: `corral gpio` gains config, watch, pwm and pins.
-registerGpioCommands(program);
-registerSpiCommand(program);
-registerI2cCommand(program);
-registerDevicesCommand(program);
-registerRequestsCommand(program);
-registerTokenCommand(program);
-registerCertsCommand(program);
-registerProvisionCommand(program);
-registerClusterCommand(program);
-registerPipelinesCommand(program);
-registerTuiCommand(program);
+const takesValue = new Set(
+  program.options
+    .filter((o) => o.required || o.optional)
+    .flatMap((o) => [o.long, o.short])
+    .filter((flag): flag is string => flag !== undefined),
+);
+// Only the named command's module is loaded (see command-table.ts); registration order is kept.
+const registrars = await Promise.all(modulesFor(process.argv.slice(2), takesValue).map((m) => m.load()));
+for (const register of registrars) register(program);
 
 /**
  * The subcommand named on the command line, skipping the program's own options and their values.
@@ -80,9 +51,6 @@ registerTuiCommand(program);
  * option of the same name as a global one owns it: for it, global options count only before its name.
  */
 function subcommandIn(argv: readonly string[]): Command | undefined {
-  const takesValue = new Set(
-    program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]),
-  );
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";
     if (arg === "--") return undefined;

@@ -1,7 +1,7 @@
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
 import { CorralError } from "../base/errors.ts";
+import { packagePath } from "../base/package-root.ts";
 import type { PlanCatalog } from "../core/provisioning/provisioning-engine.ts";
 import {
   compareVersions,
@@ -15,7 +15,7 @@ import {
 import { defaults } from "../defaults.ts";
 
 /** The plans that ship with corral (`plans/` at the top of the package). */
-export const shippedPlansDir = fileURLToPath(new URL("../../plans/", import.meta.url));
+export const shippedPlansDir = packagePath("plans");
 
 export interface PlanDirectory {
   readonly path: string;

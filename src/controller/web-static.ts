@@ -3,16 +3,16 @@ import { readFile, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { extname, join, normalize, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
+import { packagePath } from "../base/package-root.ts";
 
 const gzipAsync = promisify(gzip);
 const compressible = /^(text\/|application\/json|image\/svg)/;
 const maxGzipped = 64;
 
 /** Where `npm run build:web` (vite) writes the dashboard. */
-export const defaultWebRoot = fileURLToPath(new URL("../../web-dist/", import.meta.url));
+export const defaultWebRoot = packagePath("web-dist");
 
 const contentTypes: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",

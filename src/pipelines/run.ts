@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { parseDuration } from "../base/duration.ts";
+import { packagePath } from "../base/package-root.ts";
 import { defaults } from "../defaults.ts";
 import { RingLogSource } from "../host/logs/ring-log-source.ts";
 import type { ProcessRecorder } from "../host/process-ledger.ts";
@@ -62,7 +64,14 @@ export interface RunEndpoint {
 }
 
 const logReaderWaitMs = parseDuration(defaults.pipelines.logReaderWait, "pipelines.logReaderWait");
-const workerUrl = new URL("./runtime-worker-entry.mjs", import.meta.url);
+/**
+ * The worker's code. From source (this file is run.ts) the .mjs entry loads runtime-worker.ts through
+ * tsx, since worker threads do not inherit loader hooks; in the built package (this code is bundled into
+ * dist/) the worker is its own bundle, dist/pipelines-worker.js, which needs no tsx.
+ */
+const workerUrl = import.meta.url.endsWith(".ts")
+  ? new URL("./runtime-worker-entry.mjs", import.meta.url)
+  : pathToFileURL(packagePath("dist", "pipelines-worker.js"));
 
 /** Numeric order of log levels, NanoPing's Level enum (STATE 0 … FATAL 5). */
 export const levelNumber = { debug: 1, info: 2, warn: 3, error: 4 } as const;

@@ -91,12 +91,21 @@ export interface CorralProcess {
  */
 export class CorralProcesses {
   readonly #children = new Set<CorralProcess>();
+  readonly #bin: string;
+  readonly #env: NodeJS.ProcessEnv | undefined;
+
+  /** `bin`: another corral's bin/corral.js (an installed package's); `env`: the children's environment. */
+  constructor(options: { bin?: string; env?: NodeJS.ProcessEnv } = {}) {
+    this.#bin = options.bin ?? corralBin;
+    this.#env = options.env;
+  }
 
   /** Starts `corral …args`, with the test's environment unless `env` is given (e.g. `cleanCorralEnv()`). */
   start(args: readonly string[], env?: NodeJS.ProcessEnv): CorralProcess {
-    const child = spawn(process.execPath, [corralBin, ...args], {
+    const childEnv = env ?? this.#env;
+    const child = spawn(process.execPath, [this.#bin, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
-      ...(env === undefined ? {} : { env }),
+      ...(childEnv === undefined ? {} : { env: childEnv }),
     });
     let out = "";
     let err = "";

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import si from "systeminformation";
+import { fsSize } from "systeminformation/lib/filesystem.js";
 import { parseDuration } from "../../base/duration.ts";
 import type { GpuPoint } from "../../core/metrics/metrics-history.ts";
 import { defaults } from "../../defaults.ts";
@@ -34,7 +34,7 @@ export interface MachineSamplerOptions {
   readonly nvidiaSmi?: string | false;
   /** How the GPUs the node has are found (timeout, output cap); the command defaults to `nvidiaSmi`. */
   readonly gpuDiscovery?: GpuDiscoveryOptions;
-  /** The file system listing (si.fsSize by default), for tests. */
+  /** The file system listing (systeminformation's fsSize by default), for tests. */
   readonly listFileSystems?: () => Promise<FsUsageEntry[]>;
   /** The listing is given up after this; default `agentHardware.diskListTimeout`. */
   readonly diskTimeoutMs?: number;
@@ -113,7 +113,7 @@ export class MachineSampler {
     const warn = options.onWarning ?? (() => {});
     const temperature = createTemperatureReader(options);
     const gpus = createGpuReader(options.nvidiaSmi ?? "nvidia-smi");
-    const list = options.listFileSystems ?? (() => si.fsSize() as Promise<FsUsageEntry[]>);
+    const list = options.listFileSystems ?? (() => fsSize() as Promise<FsUsageEntry[]>);
     const diskTimeoutMs = options.diskTimeoutMs ?? parseDuration(defaults.agentHardware.diskListTimeout);
     const proc = (...parts: string[]) => readText(path.join(procDir, ...parts));
     this.#readers = {
