@@ -15,6 +15,7 @@ import { registerNodesCommand } from "./commands/nodes-command.ts";
 import { registerPipelinesCommand } from "./commands/pipelines-command.ts";
 import { registerProvisionCommand } from "./commands/provision-command.ts";
 import { registerRequestsCommand } from "./commands/requests-command.ts";
+import { registerServiceCommand } from "./commands/service-command.ts";
 import { registerSpiCommand } from "./commands/spi-command.ts";
 import { registerStatusCommand } from "./commands/status-command.ts";
 import { registerTokenCommand } from "./commands/token-command.ts";
@@ -55,6 +56,7 @@ const program = new Command("corral")
 registerDemoCommand(program);
 registerControllerCommand(program);
 registerUpCommand(program);
+registerServiceCommand(program);
 registerStatusCommand(program);
 registerNodesCommand(program);
 registerMembersCommand(program);
