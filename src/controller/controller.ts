@@ -59,6 +59,8 @@ import { ClusterManager } from "./cluster-manager.ts";
 import { type ControllerConfig, readEtcdTls } from "./config.ts";
 import { ControllerPresenceSweep } from "./controller-presence-sweep.ts";
 import { ControllerRegistry } from "./controller-registry.ts";
+import { InstallPackageSource } from "./install-package.ts";
+import { installCommand, installRoutes } from "./install-routes.ts";
 import { LastSeenBatcher } from "./last-seen-batcher.ts";
 import { alwaysLeader, EtcdLeaderElection, type LeaderGate } from "./leader-election.ts";
 import { liveControllerAddresses } from "./live-controller-addresses.ts";
@@ -517,8 +519,11 @@ export class Controller implements AsyncDisposable {
       stoppers.push(async () => stopFollowingLeader());
 
       const stopping = new AbortController();
+      // The web listener starts after the context exists; the join line is known from then on.
+      let joinWeb: { url: string; certificatePem?: string } | undefined;
       const context: FaceContext = {
         stopping: stopping.signal,
+        installCommand: () => (joinWeb === undefined ? undefined : installCommand(joinWeb)),
         ...(peers === undefined ? {} : { peers }),
         registry,
         feed,
@@ -611,7 +616,33 @@ export class Controller implements AsyncDisposable {
         metrics,
         isHealthy: () => !draining.value,
         tls: tls.current(),
+        extraRoutes: installRoutes({
+          packages: new InstallPackageSource({
+            ...(config.installPackage === undefined ? {} : { configured: config.installPackage }),
+            dataDir: config.dataDir,
+            version: corralVersion,
+          }),
+          caPem: () => ca.presentingCertificatePem,
+          clusterAddress: advertiseAddress,
+          controllerName: config.nodeName,
+          version: corralVersion,
+          checkNodeToken: async (token) => {
+            await tokens.check(token, "node");
+          },
+          web: () => joinWeb ?? { url: "" },
+          logger,
+        }),
       });
+      {
+        // Nodes reach the web listener where they reach the cluster listener (the advertised host).
+        const webPort = web.address.slice(web.address.lastIndexOf(":") + 1);
+        joinWeb = web.url.startsWith("https:")
+          ? {
+              url: `https://${formatHostPort({ host: advertiseHost, port: Number(webPort) })}`,
+              certificatePem: tls.current().certificatePem,
+            }
+          : { url: web.url };
+      }
       const controller = new Controller({
         addresses: {
           cluster: formatHostPort({ host: clusterListen.host, port: clusterPort }),

@@ -31,6 +31,11 @@ export interface WebListenerOptions {
   readonly tls: { readonly certificatePem: string; readonly privateKeyPem: string };
   /** The built dashboard (`npm run build:web`); a page saying how to build it when absent. */
   readonly webRoot?: string;
+  /** Answers requests before the dashboard's files (the one-line join's routes); false passes them on. */
+  readonly extraRoutes?: (
+    request: IncomingMessage | Http2ServerRequest,
+    response: ServerResponse | Http2ServerResponse,
+  ) => boolean;
 }
 
 /**
@@ -77,6 +82,7 @@ export class WebListener implements AsyncDisposable {
         response.end(healthy ? "ok\n" : "draining\n");
         return;
       }
+      if (options.extraRoutes?.(request, response) === true) return;
       if (files(request, response)) return;
       rpc(request, response);
     };

@@ -38,7 +38,11 @@ export function tokenInfo(record: TokenRecord): TokenInfo {
   });
 }
 
-export function tokensService({ tokens, ca }: FaceContext): Partial<ServiceImpl<typeof TokensService>> {
+export function tokensService({
+  tokens,
+  ca,
+  installCommand,
+}: FaceContext): Partial<ServiceImpl<typeof TokensService>> {
   return {
     async createToken(request, ctx) {
       const role = roleFromEnum[request.role];
@@ -55,6 +59,9 @@ export function tokensService({ tokens, ca }: FaceContext): Partial<ServiceImpl<
         createdBy: describePrincipal(principalOf(ctx)),
         caFingerprint: ca.fingerprint,
       });
+      // The CLI prints the one-line join with the token; a header, so the message stays the published one.
+      const install = role === "node" ? installCommand?.() : undefined;
+      if (install !== undefined) ctx.responseHeader.set("corral-install-command", install);
       return { token, info: tokenInfo(record), caFingerprint: ca.fingerprint };
     },
 
