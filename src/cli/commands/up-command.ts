@@ -1,16 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import {
-  type AgentFlags,
-  type AgentSettings,
-  readAgentFile,
-  resolveAgentSettings,
-} from "../../agent/agent-config.ts";
 import { Backoff } from "../../base/backoff.ts";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
 import { defaults } from "../../defaults.ts";
 import { createLogger } from "../../observability/logger.ts";
+import { type AgentFlags, type AgentSettings, readAgentFile, resolveAgentSettings } from "../agent-config.ts";
 import { closeOnSignals } from "../shutdown.ts";
 
 /** What commander hands over: only flags a person typed are set (defaults come from the file or src/defaults.ts). */
