@@ -45,6 +45,8 @@ usage: sh install.sh --token <join token> [options] [-- <corral up flags>]
                       agent.yaml in /etc/corral)
   --name <name>       the node's name (default: the host name)
   --offline           npm installs from its cache only (air-gapped sites)
+  --no-native         skip native builds (npm --ignore-scripts): no compiler needed; the agent runs without
+                      the optional I2C/SPI bindings (simulated or sysfs devices), a controller needs them
 EOF
 }
 
@@ -59,6 +61,7 @@ prefix=/usr/local
 data_dir=""
 name=""
 offline=""
+scripts=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --token) [ $# -ge 2 ] || die "--token needs a value"; token=$2; shift 2 ;;
@@ -68,6 +71,7 @@ while [ $# -gt 0 ]; do
     --data-dir) [ $# -ge 2 ] || die "--data-dir needs a directory"; data_dir=$2; shift 2 ;;
     --name) [ $# -ge 2 ] || die "--name needs a value"; name=$2; shift 2 ;;
     --offline) offline=--offline; shift ;;
+    --no-native) scripts=--ignore-scripts; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (sh install.sh --help lists them)" ;;
@@ -123,8 +127,9 @@ fetch /corral.tgz "$work/corral-$CORRAL_VERSION.tgz"
 sum=$(sha256_of "$work/corral-$CORRAL_VERSION.tgz")
 [ "$sum" = "$CORRAL_SHA256" ] ||
   die "the package's sha256 is $sum, not $CORRAL_SHA256 as install.sh says: refusing to install it (it changed since install.sh was fetched; fetch install.sh again)"
-echo "corral install: installing corral $CORRAL_VERSION into $prefix (npm install -g $offline)"
-npm install -g --prefix "$prefix" $offline --no-fund --no-audit "$work/corral-$CORRAL_VERSION.tgz" >"$work/npm.log" 2>&1 ||
+echo "corral install: installing corral $CORRAL_VERSION into $prefix (npm install -g $offline $scripts)"
+# shellcheck disable=SC2086 # empty options vanish
+npm install -g --prefix "$prefix" $offline $scripts --no-fund --no-audit "$work/corral-$CORRAL_VERSION.tgz" >"$work/npm.log" 2>&1 ||
   { tail -n 20 "$work/npm.log" >&2; die "npm install failed (above: its last lines)"; }
 corral="$prefix/bin/corral"
 [ -x "$corral" ] || die "npm installed no $corral"

@@ -127,6 +127,8 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
         "--name",
         name,
         "--offline",
+        // No native builds: compiling better-sqlite3 and the I²C/SPI bindings takes minutes on 2 cores.
+        "--no-native",
         "--",
         "--grpc",
         "127.0.0.1:0",
