@@ -217,6 +217,45 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
     assert.deepEqual(processesMentioning(result.dataDir), []);
   });
 
+  it("corral token create prints the line to run on a node", async () => {
+    const created = await runFile(
+      process.execPath,
+      [
+        join(repoRoot, "bin/corral.js"),
+        "--server",
+        `127.0.0.1:${cluster.bridgePort}`,
+        "token",
+        "create",
+        "--ttl",
+        "5m",
+      ],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(created.code, 0, created.stderr);
+    const token = created.stdout.trim();
+    assert.match(token, /^corral1\./);
+    assert.ok(
+      created.stderr.includes(`curl -fsSL ${webUrl}/install.sh | sh -s -- --token ${token}`),
+      created.stderr,
+    );
+  });
+
+  it("without web.installPackage, packs this corral once into <data dir>/package", async () => {
+    const plain = await startTestController();
+    try {
+      const response = await fetch(`http://127.0.0.1:${plain.webPort}/install.sh`);
+      assert.equal(response.status, 200, await response.clone().text());
+      const digest = /CORRAL_SHA256='([0-9a-f]{64})'/.exec(await response.text())?.[1];
+      const packDir = join(plain.dataDir, "package");
+      const made = readdirSync(packDir).filter((name) => name.endsWith(".tgz"));
+      assert.equal(made.length, 1);
+      const sum = (await runFile("sha256sum", [join(packDir, made[0] ?? "")], { timeoutMs: 30_000 })).stdout;
+      assert.equal(sum.split(" ")[0], digest);
+    } finally {
+      await plain.close();
+    }
+  });
+
   it("answers 503 with what to do when there is no package", async () => {
     await rm(served);
     const response = await fetch(`${webUrl}/install.sh`);
