@@ -167,7 +167,8 @@ nohup "$corral" up --config "$conf" "$@" >"$log" 2>&1 </dev/null &
 agent_pid=$!
 echo "$agent_pid" >"$pid_file"
 tries=0
-while ! grep -q '"msg":"connected to the controller"' "$log" 2>/dev/null; do
+# A first start logs "joined the cluster"; a data dir that joined before, "connected to the controller".
+while ! grep -qE '"msg":"(joined the cluster|connected to the controller)"' "$log" 2>/dev/null; do
   if ! kill -0 "$agent_pid" 2>/dev/null; then
     tail -n 20 "$log" >&2
     agent_pid=""

@@ -101,6 +101,8 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
+  // npm takes a minute or more here: a token that outlives the install.
+  const longToken = () => nodeToken(cluster, { ttlMs: 30 * 60_000 });
   const fetchScript = async (name: string) => {
     const response = await fetch(`${webUrl}/install.sh`);
     assert.equal(response.status, 200, await response.clone().text());
@@ -152,7 +154,7 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
   });
 
   it("installs corral from the tarball and starts an agent that joins and becomes ready", async (t) => {
-    const result = await install("node-ok", await nodeToken(cluster));
+    const result = await install("node-ok", await longToken());
     if (result.code !== 0 && /ENOTCACHED/.test(result.stderr)) {
       t.skip(
         "npm's cache lacks corral's dependencies, so an --offline install cannot run here; fill it once " +
@@ -179,7 +181,7 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
   });
 
   it("refuses a wrong token (bad secret) before installing, and leaves nothing running", async () => {
-    const good = await nodeToken(cluster);
+    const good = await longToken();
     const bad = `${good.slice(0, -4)}${good.endsWith("AAAA") ? "BBBB" : "AAAA"}`;
     const result = await install("node-badtoken", bad);
     assert.notEqual(result.code, 0);
@@ -189,7 +191,7 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
   });
 
   it("refuses a token for another CA before downloading the package", async () => {
-    const good = await nodeToken(cluster);
+    const good = await longToken();
     const otherCa = good.replace(
       /^corral1\.([0-9a-f]{64})\./,
       (_, hex: string) => `corral1.${hex.startsWith("0") ? "1" : "0"}${hex.slice(1)}.`,
@@ -207,7 +209,7 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
     const bytes = await readFile(served);
     bytes[bytes.length - 10] = (bytes[bytes.length - 10] ?? 0) ^ 0xff;
     await writeFile(served, bytes);
-    const result = await install("node-tampered", await nodeToken(cluster), script);
+    const result = await install("node-tampered", await longToken(), script);
     assert.notEqual(result.code, 0);
     assert.match(
       result.stderr,
@@ -253,6 +255,37 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
       assert.equal(sum.split(" ")[0], digest);
     } finally {
       await plain.close();
+    }
+  });
+
+  it("off loopback (HTTPS), the line pins the web listener's key: curl accepts that key and no other", async () => {
+    // Bound to every interface so that the listener is HTTPS; the test reaches it on 127.0.0.1 only.
+    const secure = await startTestController({ web: { address: "0.0.0.0:0", installPackage: served } });
+    try {
+      const created = await runFile(
+        process.execPath,
+        [join(repoRoot, "bin/corral.js"), "--server", `127.0.0.1:${secure.bridgePort}`, "token", "create"],
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(created.code, 0, created.stderr);
+      const line =
+        /curl -fsSL -k --pinnedpubkey (sha256\/\/\S+) https:\/\/\S+:(\d+)\/install\.sh \| sh -s -- --token /.exec(
+          created.stderr,
+        );
+      assert.ok(line !== null, created.stderr);
+      const url = `https://127.0.0.1:${line[2]}/ca.pem`;
+      const pinned = await runFile("curl", ["-fsS", "-k", "--pinnedpubkey", line[1] ?? "", url], {
+        timeoutMs: 30_000,
+      });
+      assert.equal(pinned.code, 0, pinned.stderr);
+      assert.equal(pinned.stdout, secure.controller.ca.presentingCertificatePem);
+      const otherKey = `sha256//${Buffer.alloc(32, 7).toString("base64")}`;
+      const refused = await runFile("curl", ["-fsS", "-k", "--pinnedpubkey", otherKey, url], {
+        timeoutMs: 30_000,
+      });
+      assert.notEqual(refused.code, 0, "curl refuses a listener whose key is not the pinned one");
+    } finally {
+      await secure.close();
     }
   });
 
