@@ -145,6 +145,8 @@ export const defaults = {
     maxBackoff: "30s",
     dataDir: ".corral/agent",
     localApiAddress: "127.0.0.1:10432",
+    /** The mTLS listener the controller calls (`--listen`). */
+    listenAddress: "0.0.0.0:7444",
     /**
      * Who pipeline `process` blocks and provisioning `exec` steps run as (`--run-as`): "auto" is
      * `runAsWhenRoot` for an agent running as root and the agent's own user otherwise; "root" only when

@@ -21,6 +21,10 @@ export const commandModules: readonly CommandModule[] = [
   },
   { names: ["up", "agent"], load: async () => (await import("./commands/up-command.ts")).registerUpCommand },
   {
+    names: ["service"],
+    load: async () => (await import("./commands/service-command.ts")).registerServiceCommand,
+  },
+  {
     names: ["status"],
     load: async () => (await import("./commands/status-command.ts")).registerStatusCommand,
   },

@@ -12,6 +12,7 @@ import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
 import { corralVersion } from "../version.ts";
 import type { Core } from "./assemble-core.ts";
 import type { Engines } from "./assemble-engines.ts";
+import type { JoinLine } from "./assemble-install.ts";
 import type { OwnNode } from "./assemble-own-node.ts";
 import type { Security } from "./assemble-security.ts";
 import type { Storage } from "./assemble-store.ts";
@@ -30,6 +31,8 @@ export interface FaceInputs {
   readonly logRing: AgentLogRing;
   /** Aborted once the listeners refuse new calls: long-lived streams end so their clients go elsewhere. */
   readonly stopping: AbortSignal;
+  /** The one-line join `corral token create` prints, once the web listener is up. */
+  readonly joinLine: JoinLine;
 }
 
 /** What the faces are given: the one place the controller's parts are handed to the APIs it serves. */
@@ -42,6 +45,7 @@ export function assembleFaceContext(inputs: FaceInputs): FaceContext {
   const storeConfig = config.store;
   return {
     stopping: inputs.stopping,
+    installCommand: () => inputs.joinLine.command(),
     ...(peers === undefined ? {} : { peers }),
     registry,
     feed: core.feed,

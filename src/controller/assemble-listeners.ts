@@ -13,6 +13,7 @@ import { controllerStreamLimitKeys, StreamLimits } from "../rpc/stream-limits.ts
 import { optionalClientCertificateCredentials } from "../security/tls-credentials.ts";
 import { chooseAdvertiseAddress } from "./advertise-address.ts";
 import type { Core } from "./assemble-core.ts";
+import type { JoinLine } from "./assemble-install.ts";
 import type { Security } from "./assemble-security.ts";
 import type { ControllerConfig } from "./config.ts";
 import { browserServices, grpcServices } from "./service-table.ts";
@@ -111,6 +112,7 @@ export async function serveFaces(
   listeners: GrpcListeners,
   context: FaceContext,
   core: Pick<Core, "metrics">,
+  join: { readonly line: JoinLine; readonly logger: Logger },
 ): Promise<ServedFaces> {
   const health: HealthRegistry[] = [];
   for (const server of [listeners.cluster, listeners.bridge]) {
@@ -131,6 +133,14 @@ export async function serveFaces(
     metrics: core.metrics,
     isHealthy: () => !draining.value,
     tls: listeners.tls.current(),
+    extraRoutes: join.line.routes({
+      config,
+      ca: context.ca,
+      tokens: context.tokens,
+      advertiseAddress: listeners.advertise.address,
+      logger: join.logger,
+    }),
   });
+  join.line.listening(web, listeners.advertise.host, listeners.tls.current().certificatePem);
   return { web, health, draining };
 }

@@ -58,7 +58,11 @@ const fileSchema = z
       .strict()
       .optional(),
     web: z
-      .object({ address: address("web.address").optional() })
+      .object({
+        address: address("web.address").optional(),
+        /** The package `/corral.tgz` serves for the one-line join (default: `npm pack` of this corral). */
+        installPackage: z.string().min(1).optional(),
+      })
       .strict()
       .optional(),
     hubServer: z
@@ -214,6 +218,8 @@ export interface ControllerConfig {
   readonly advertiseAddress?: string;
   readonly bridgeAddress: string;
   readonly webAddress: string;
+  /** Absolute path of the tarball `/corral.tgz` serves; absent: made with `npm pack` on first use. */
+  readonly installPackage?: string;
   readonly authenticationByRequestTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly dataDir: string;
@@ -279,6 +285,7 @@ export interface ConfigOverrides {
   readonly clusterAddress?: string;
   readonly bridgeAddress?: string;
   readonly webAddress?: string;
+  readonly installPackage?: string;
 }
 
 /** Reads and validates a config file; every problem names its key. Relative paths are relative to the file. */
@@ -341,6 +348,10 @@ export function resolveControllerConfig(
     ...(file.http?.advertiseAddress === undefined ? {} : { advertiseAddress: file.http.advertiseAddress }),
     bridgeAddress: overrides.bridgeAddress ?? file.grpcBridge?.address ?? c.bridgeAddress,
     webAddress: overrides.webAddress ?? file.web?.address ?? c.webAddress,
+    ...(() => {
+      const pkg = overrides.installPackage ?? file.web?.installPackage;
+      return pkg === undefined ? {} : { installPackage: absolute(pkg, baseDir) };
+    })(),
     authenticationByRequestTimeoutMs: parseDuration(
       file.hubServer?.authenticationByRequest?.timeout ?? c.authenticationByRequestTimeout,
     ),

@@ -10,6 +10,7 @@ import { securePrivateDir } from "../security/private-dir.ts";
 import { assembleCore } from "./assemble-core.ts";
 import { assembleEngines } from "./assemble-engines.ts";
 import { assembleFaceContext } from "./assemble-faces.ts";
+import { JoinLine } from "./assemble-install.ts";
 import { openGrpcListeners, serveFaces } from "./assemble-listeners.ts";
 import { assembleOwnNode } from "./assemble-own-node.ts";
 import { assembleSecurity } from "./assemble-security.ts";
@@ -100,7 +101,6 @@ export class Controller implements AsyncDisposable {
       const clusterId = await ensureClusterId(storage.store);
       const listeners = await openGrpcListeners(config, core, security, logger);
       stack.adopt(listeners.stack);
-      const advertiseAddress = listeners.advertise.address;
       const own = await assembleOwnNode(
         config,
         storage,
@@ -117,12 +117,12 @@ export class Controller implements AsyncDisposable {
         core,
         own,
         clusterId,
-        advertiseAddress,
+        advertiseAddress: listeners.advertise.address,
         clock,
         logger,
       });
       stack.adopt(engines.stack);
-      const stopping = drainController();
+      const { stopping, joinLine } = sharedLateParts();
       const context = assembleFaceContext({
         config,
         storage,
@@ -131,12 +131,13 @@ export class Controller implements AsyncDisposable {
         own,
         engines,
         clusterId,
-        advertiseAddress,
+        advertiseAddress: listeners.advertise.address,
         clock,
         logRing,
         stopping: stopping.signal,
+        joinLine,
       });
-      const served = await serveFaces(config, listeners, context, core);
+      const served = await serveFaces(config, listeners, context, core, { line: joinLine, logger });
       const controller = new Controller({
         addresses: { ...listeners.addresses, web: served.web.address },
         ca: security.ca,
@@ -192,9 +193,12 @@ export class Controller implements AsyncDisposable {
   }
 }
 
-/** Aborted when the controller starts to drain; every open stream (one per agent) listens: thousands. */
-function drainController(): AbortController {
+/**
+ * What the faces and the listeners share: the signal aborted when the controller starts to drain (every
+ * open stream listens, one per agent: thousands), and the one-line join, known once the web listener is up.
+ */
+function sharedLateParts(): { stopping: AbortController; joinLine: JoinLine } {
   const stopping = new AbortController();
   setMaxListeners(0, stopping.signal);
-  return stopping;
+  return { stopping, joinLine: new JoinLine() };
 }

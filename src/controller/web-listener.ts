@@ -32,6 +32,11 @@ export interface WebListenerOptions {
   readonly tls: { readonly certificatePem: string; readonly privateKeyPem: string };
   /** The built dashboard (`npm run build:web`); a page saying how to build it when absent. */
   readonly webRoot?: string;
+  /** Answers requests before the dashboard's files (the one-line join's routes); false passes them on. */
+  readonly extraRoutes?: (
+    request: IncomingMessage | Http2ServerRequest,
+    response: ServerResponse | Http2ServerResponse,
+  ) => boolean;
 }
 
 /**
@@ -68,25 +73,9 @@ export class WebListener implements AsyncDisposable {
       response: ServerResponse | Http2ServerResponse,
     ) => {
       const path = (request.url ?? "/").split("?")[0];
-      if (request.method === "GET" && path === "/metrics") {
-        options.metrics.registry.metrics().then(
-          (text) => {
-            response.writeHead(200, { "content-type": options.metrics.registry.contentType });
-            response.end(text);
-          },
-          (error: unknown) => {
-            response.writeHead(500, { "content-type": "text/plain" });
-            response.end(`cannot collect metrics: ${(error as Error).message}\n`);
-          },
-        );
-        return;
-      }
-      if (request.method === "GET" && path === "/healthz") {
-        const healthy = options.isHealthy();
-        response.writeHead(healthy ? 200 : 503, { "content-type": "text/plain" });
-        response.end(healthy ? "ok\n" : "draining\n");
-        return;
-      }
+      if (request.method === "GET" && path === "/metrics") return serveMetrics(options.metrics, response);
+      if (request.method === "GET" && path === "/healthz") return serveHealth(options.isHealthy(), response);
+      if (options.extraRoutes?.(request, response) === true) return;
       if (files(request, response)) return;
       rpc(request, response);
     };
@@ -159,4 +148,26 @@ export class WebListener implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/** `/metrics`: the controller's Prometheus registry. */
+function serveMetrics(metrics: ControllerMetrics, response: AnyResponse): void {
+  metrics.registry.metrics().then(
+    (text) => {
+      response.writeHead(200, { "content-type": metrics.registry.contentType });
+      response.end(text);
+    },
+    (error: unknown) => {
+      response.writeHead(500, { "content-type": "text/plain" });
+      response.end(`cannot collect metrics: ${(error as Error).message}\n`);
+    },
+  );
+}
+
+/** `/healthz`: 503 once the controller drains, so a load balancer stops sending. */
+function serveHealth(healthy: boolean, response: AnyResponse): void {
+  response.writeHead(healthy ? 200 : 503, { "content-type": "text/plain" });
+  response.end(healthy ? "ok\n" : "draining\n");
 }

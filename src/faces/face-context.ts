@@ -133,6 +133,8 @@ export interface FaceContext {
   readonly stopping?: AbortSignal;
   /** With several controllers: what this one heard from agents, passed on to the others. */
   readonly peers?: PeerFeed;
+  /** The one-line join up to `| sh -s -- --token …` (`curl … /install.sh`), once the web listener is up. */
+  readonly installCommand?: () => string | undefined;
 }
 
 /** What agents told this controller that the store does not keep, for the other controllers. */

@@ -1,4 +1,5 @@
 import { type LevelWithSilent, type Logger, pino } from "pino";
+import { logDestination } from "./journal-stream.ts";
 
 export type { Logger };
 
@@ -30,7 +31,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
   const tee = options.tee;
   const settings = { level, ...(options.name ? { name: options.name } : {}), base: { pid: process.pid } };
-  if (tee === undefined) return pino(settings, pino.destination(2));
+  if (tee === undefined) return pino(settings, logDestination(2));
   // The tee (the node's own log, served by StreamLogs) keeps info lines even when stderr shows less.
   const rank = (name: string) => pino.levels.values[name] ?? Number.POSITIVE_INFINITY;
   const teeLevel = (rank(level) < rank("info") ? level : "info") as Exclude<LevelWithSilent, "silent">;
@@ -46,6 +47,6 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const streams: { level: Exclude<LevelWithSilent, "silent">; stream: { write(line: string): void } }[] = [
     { level: teeLevel, stream: teeStream },
   ];
-  if (level !== "silent") streams.push({ level, stream: pino.destination(2) });
+  if (level !== "silent") streams.push({ level, stream: logDestination(2) });
   return pino({ ...settings, level: teeLevel }, pino.multistream(streams));
 }

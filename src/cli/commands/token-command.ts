@@ -84,13 +84,17 @@ export function registerTokenCommand(program: Command): void {
           throw CorralError.invalidArgument("--uses", "only join tokens (--role node) have a number of uses");
         }
         const connection = await globals.connect();
+        let install: string | null = null;
         const response = await connection.call(
-          connection.client(TokensService).createToken({
-            role: roles[options.role],
-            ttl: durationFromMs(ttlMs),
-            uses,
-            description: options.description,
-          }),
+          connection.client(TokensService).createToken(
+            {
+              role: roles[options.role],
+              ttl: durationFromMs(ttlMs),
+              uses,
+              description: options.description,
+            },
+            { onHeader: (headers) => (install = headers.get("corral-install-command")) },
+          ),
         );
         if (globals.output === "json") {
           printJson(toJson(CreateTokenResponseSchema, response, jsonOptions));
@@ -106,6 +110,10 @@ export function registerTokenCommand(program: Command): void {
               `cluster CA ${response.caFingerprint}\n` +
               "the token is shown only now: the controller keeps just its hash\n",
           );
+          if (install !== null && info.role === Role.NODE)
+            process.stderr.write(
+              `on a node with Node.js 20, install corral and join with:\n  ${install} | sh -s -- --token ${response.token}\n`,
+            );
         }
       },
     );

@@ -38,13 +38,19 @@ export function tokenInfo(record: TokenRecord): TokenInfo {
   });
 }
 
-/** What the tokens face touches: the join tokens, and the CA fingerprint a join command pins. */
+/** What the tokens face touches: the join tokens, the CA fingerprint a join command pins, the join line. */
 export interface TokensServiceDeps {
   readonly tokens: TokenRegistry;
   readonly ca: CertificateAuthority;
+  /** The one-line join up to `| sh -s -- --token …`, once the web listener is up. */
+  readonly installCommand?: () => string | undefined;
 }
 
-export function tokensService({ tokens, ca }: TokensServiceDeps): Partial<ServiceImpl<typeof TokensService>> {
+export function tokensService({
+  tokens,
+  ca,
+  installCommand,
+}: TokensServiceDeps): Partial<ServiceImpl<typeof TokensService>> {
   return {
     async createToken(request, ctx) {
       const role = roleFromEnum[request.role];
@@ -61,6 +67,9 @@ export function tokensService({ tokens, ca }: TokensServiceDeps): Partial<Servic
         createdBy: describePrincipal(principalOf(ctx)),
         caFingerprint: ca.fingerprint,
       });
+      // The CLI prints the one-line join with the token; a header, so the message stays the published one.
+      const install = role === "node" ? installCommand?.() : undefined;
+      if (install !== undefined) ctx.responseHeader.set("corral-install-command", install);
       return { token, info: tokenInfo(record), caFingerprint: ca.fingerprint };
     },
 
