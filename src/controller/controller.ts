@@ -21,6 +21,7 @@ import { NodeHealthBook } from "../core/nodes/node-health.ts";
 import { nodeKeyPrefix, nodeNameKeyPrefix } from "../core/nodes/node-keys.ts";
 import { NodeLoads } from "../core/nodes/node-load.ts";
 import { NodeRegistry } from "../core/nodes/node-registry.ts";
+import { NodeView } from "../core/nodes/node-view.ts";
 import { defaults } from "../defaults.ts";
 import { ClusterManager } from "../engines/cluster-manager.ts";
 import { LastSeenBatcher } from "../engines/last-seen-batcher.ts";
@@ -196,7 +197,10 @@ export class Controller implements AsyncDisposable {
       stoppers.push(() => ca.close());
       const adminCredentialsDir = await ensureAdminCredentials(ca, config.dataDir);
       const clusterListen = parseHostPort(config.clusterAddress, "http.address");
-      const registry = new NodeRegistry(store, clock);
+      // Reads of nodes come from memory, kept current by the store's watch (see node-view.ts).
+      const nodeView = await NodeView.start(store, { logger });
+      stoppers.push(() => nodeView.close());
+      const registry = new NodeRegistry(store, clock, { view: nodeView });
       const feed = new EventFeed(store);
       const tokens = new TokenRegistry(store, clock);
       const joinRequests = new JoinRequestBook(
@@ -355,7 +359,8 @@ export class Controller implements AsyncDisposable {
         }),
       });
       stoppers.push(() => localPipelines.close());
-      const leaderRegistry = leaderStore === store ? registry : new NodeRegistry(leaderStore, clock);
+      const leaderRegistry =
+        leaderStore === store ? registry : new NodeRegistry(leaderStore, clock, { view: nodeView });
       const membership = new Membership({
         registry,
         feed,
