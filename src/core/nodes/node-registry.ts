@@ -49,6 +49,14 @@ export class NodeRegistry {
     this.#view = options.view;
   }
 
+  /**
+   * Moves whenever a node changes, while reads come from the view (undefined otherwise): lets a caller
+   * share what it derives from a listing among all who ask before the next change.
+   */
+  get version(): number | undefined {
+    return this.#ready()?.version;
+  }
+
   /** The view reads are served from, when it is current. */
   #ready(): NodeView | undefined {
     return this.#view?.ready === true ? this.#view : undefined;
