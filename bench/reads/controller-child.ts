@@ -42,7 +42,7 @@ const nodeIds: string[] = [];
   if (config.store.kind !== "sqlite") throw new Error("the bench controller uses SQLite");
   const store = await SqliteStore.open({ path: config.store.path });
   // Many nodes per txn: one commit (and fsync) each would make setting up 10 000 nodes take minutes.
-  const batch = 250;
+  const batch = 64;
   for (let first = 0; first < count; first += batch) {
     const ops: Op[] = [];
     for (let i = first; i < Math.min(count, first + batch); i++) {

@@ -171,8 +171,8 @@ export function piControlPlane(context: FaceContext): Partial<ServiceImpl<typeof
           return { ...base, revision: BigInt(revision), nodes: [...latest.values()] };
         }
       }
-      const { items, revision } = await store.list(nodeKeyPrefix);
-      const nodes = items.map((kv) => decodeStoredNode(kv.value, kv.key));
+      // From the registry's in-memory view: no store read or decode; its revision covers every node listed.
+      const { nodes, revision } = await registry.list();
       return { ...base, revision: BigInt(revision), nodes: nodes.map(nodeState) };
     },
   };
