@@ -47,20 +47,22 @@ export class NodeIndex {
    * Statuses are a union; services and metadata an intersection, of which the smallest set is returned.
    */
   candidates(filter: NodeFilter): ReadonlySet<string> | readonly string[] | undefined {
-    let best: ReadonlySet<string> | readonly string[] | undefined;
-    const consider = (ids: ReadonlySet<string> | readonly string[]): void => {
-      if (best === undefined || sizeOf(ids) < sizeOf(best)) best = ids;
+    let best: ReadonlySet<string> | undefined;
+    const consider = (ids: ReadonlySet<string>): void => {
+      if (best === undefined || ids.size < best.size) best = ids;
     };
-    if (filter.statuses !== undefined && filter.statuses.length > 0) {
-      const keys: string[] = [];
-      for (const status of new Set(filter.statuses))
-        for (const key of this.#byStatus.get(status) ?? []) keys.push(key);
-      consider(keys);
-    }
     for (const service of filter.services ?? []) consider(this.#byService.get(service) ?? empty);
     for (const [key, value] of Object.entries(filter.metadata ?? {}))
       consider(this.#byMetadata.get(key)?.get(metadataBucket(value)) ?? empty);
-    return best;
+    if (filter.statuses === undefined || filter.statuses.length === 0) return best;
+    // The statuses' union is gathered only when it is the narrowest part: NanoPing asks for every status
+    // but `left`, which is nearly the whole fleet.
+    const statuses = [...new Set(filter.statuses)].map((status) => this.#byStatus.get(status) ?? empty);
+    const union = statuses.reduce((total, ids) => total + ids.size, 0);
+    if (best !== undefined && best.size <= union) return best;
+    const keys: string[] = [];
+    for (const ids of statuses) for (const key of ids) keys.push(key);
+    return keys;
   }
 }
 
@@ -99,10 +101,6 @@ export function pickMatching(
     if (node !== undefined && matchesNodeFilter(node, filter)) out.push(node);
   }
   return out;
-}
-
-function sizeOf(ids: ReadonlySet<string> | readonly string[]): number {
-  return "size" in ids ? ids.size : ids.length;
 }
 
 function addTo(map: Map<string, Set<string>>, key: string, id: string): void {
