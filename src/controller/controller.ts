@@ -198,7 +198,9 @@ export class Controller implements AsyncDisposable {
       const adminCredentialsDir = await ensureAdminCredentials(ca, config.dataDir);
       const clusterListen = parseHostPort(config.clusterAddress, "http.address");
       // Reads of nodes come from memory, kept current by the store's watch (see node-view.ts).
-      const nodeView = await NodeView.start(store, { logger });
+      const nodeView = await NodeView.start(store, {
+        report: (problem, details) => logger.warn(details, problem),
+      });
       stoppers.push(() => nodeView.close());
       const registry = new NodeRegistry(store, clock, { view: nodeView });
       const feed = new EventFeed(store);

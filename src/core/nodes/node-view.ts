@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Logger } from "../../observability/logger.ts";
 import type { Store } from "../../store/store.ts";
 import type { StoreEvent } from "../../store/types.ts";
 import type { NodeRecord } from "./node.ts";
@@ -9,7 +8,8 @@ import { NodeIndex, pickMatching } from "./node-index.ts";
 import { nodeKey, nodeKeyPrefix } from "./node-keys.ts";
 
 export interface NodeViewOptions {
-  logger?: Logger;
+  /** Told when the watch fails or a record cannot be read (the controller logs it). */
+  report?: (problem: string, details: Record<string, unknown>) => void;
   /** Longest wait between attempts to reload after the watch failed; default 2 s. */
   maxRetryMs?: number;
 }
@@ -177,10 +177,9 @@ export class NodeView {
         }
       } catch (error) {
         if (this.#closed) return;
-        this.#options.logger?.warn(
-          { err: (error as Error).message },
-          "the node view lost its watch; reads go to the store until it has reloaded",
-        );
+        this.#options.report?.("the node view lost its watch; reads go to the store until it has reloaded", {
+          err: (error as Error).message,
+        });
       }
       if (this.#closed) return;
       // The watch ended or failed: what it missed is unknown, so readers go to the store until reloaded.
@@ -208,10 +207,10 @@ export class NodeView {
         next = freeze(decodeStoredNode(event.value, event.key));
       } catch (error) {
         // A record the codec refuses is left out, as a plain read would have failed on it.
-        this.#options.logger?.error(
-          { err: (error as Error).message, key: event.key },
-          "unreadable node record",
-        );
+        this.#options.report?.("unreadable node record left out of the node view", {
+          err: (error as Error).message,
+          key: event.key,
+        });
       }
     }
     if (current !== undefined) {
