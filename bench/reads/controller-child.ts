@@ -27,6 +27,8 @@ const config = resolveControllerConfig(
     http: { address: "127.0.0.1:0" },
     grpcBridge: { address: "127.0.0.1:0" },
     web: { address: "127.0.0.1:0" },
+    // One client opens thousands of watches here on purpose (bench:streams).
+    limits: { streamsPerConnection: 100_000, streamsPerPrincipal: 100_000 },
   },
   dataDir,
   { dataDir },
