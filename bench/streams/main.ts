@@ -33,6 +33,7 @@ const nodes = Number(process.env.CORRAL_BENCH_NODES ?? "1000");
 const streams = Number(process.env.CORRAL_BENCH_STREAMS ?? "2000");
 const kinds = (process.env.CORRAL_BENCH_KINDS ?? "health,watch-nodes,stream-nodes,tui-nodes").split(",");
 const openBatch = 100;
+const perChannel = 100;
 const deadlineMs = 120_000;
 
 interface Kind {
@@ -95,9 +96,10 @@ function openStream(client: grpc.Client, kind: Kind): Promise<Open> {
   });
 }
 
-async function openMany(client: grpc.Client, kind: Kind, count: number): Promise<Open[]> {
+async function openMany(channels: readonly grpc.Client[], kind: Kind, count: number): Promise<Open[]> {
   const opened: Open[] = [];
   for (let i = 0; i < count; i += openBatch) {
+    const client = channels[Math.floor(i / perChannel)] as grpc.Client;
     const batch = await Promise.all(
       Array.from({ length: Math.min(openBatch, count - i) }, () => openStream(client, kind)),
     );
@@ -127,16 +129,23 @@ const removeRequest = (node: string) =>
 for (const id of kinds) {
   const kind = kindsById[id];
   if (kind === undefined) throw new Error(`unknown kind ${id}; one of ${Object.keys(kindsById).join(", ")}`);
-  // A channel per kind: what one kind leaves in the client does not weigh on the next.
-  const client = new grpc.Client(controller.address, grpc.credentials.createInsecure(), {
-    "grpc.max_receive_message_length": 64 * 1024 ** 2,
-  });
+  // HTTP/2 allows the controller's 256 streams per connection: 100 streams per channel, each its own
+  // connection (a distinct option keeps grpc-js from sharing one); fresh channels per kind.
+  const channels = Array.from(
+    { length: Math.ceil(streams / perChannel) },
+    (_, i) =>
+      new grpc.Client(controller.address, grpc.credentials.createInsecure(), {
+        "grpc.max_receive_message_length": 64 * 1024 ** 2,
+        "bench.channel": `${id}-${i}`,
+      }),
+  );
+  const client = channels[0] as grpc.Client;
   await unary(client, "/grpc.health.v1.Health/Check", Buffer.alloc(0));
   const idle = await controller.probe("gc");
   const cpu0 = processCpuUs(controller.pid) ?? Number.NaN;
   const t0 = performance.now();
   const open = await Promise.race([
-    openMany(client, kind, streams),
+    openMany(channels, kind, streams),
     sleep(deadlineMs).then(() => {
       throw new Error(`${id}: ${streams} streams not open after ${deadlineMs} ms`);
     }),
@@ -177,7 +186,7 @@ for (const id of kinds) {
   const bareStarted = performance.now();
   await unary(client, "/corral.v1.NodesService/RemoveNode", removeRequest(bare));
   const bareMs = performance.now() - bareStarted;
-  client.close();
+  for (const channel of channels) channel.close();
 
   console.log(`\n${id} (${kind.path})`);
   console.log(
