@@ -38,7 +38,7 @@ export interface Core {
 
 export function assembleCore(config: ControllerConfig, storage: Storage, clock: Clock, logger: Logger): Core {
   const { store, leaderStore } = storage;
-  const registry = new NodeRegistry(store, clock);
+  const registry = new NodeRegistry(store, clock, { view: storage.nodeView });
   const joinRequests = new JoinRequestBook(
     store,
     clock,
@@ -73,7 +73,7 @@ export function assembleCore(config: ControllerConfig, storage: Storage, clock: 
   const fenced = leaderStore !== store;
   return {
     registry,
-    leaderRegistry: fenced ? new NodeRegistry(leaderStore, clock) : registry,
+    leaderRegistry: fenced ? new NodeRegistry(leaderStore, clock, { view: storage.nodeView }) : registry,
     feed: new EventFeed(store),
     tokens: new TokenRegistry(store, clock),
     joinRequests,

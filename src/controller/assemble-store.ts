@@ -1,3 +1,4 @@
+import { NodeView } from "../core/nodes/node-view.ts";
 import type { Logger } from "../observability/logger.ts";
 import { EtcdStore } from "../store/etcd/etcd-store.ts";
 import { SqliteStore } from "../store/sqlite/sqlite-store.ts";
@@ -13,6 +14,8 @@ export interface Storage {
   readonly leader: LeaderGate;
   /** The store for leader-only writes: with etcd they carry the leader's claim and are refused once it is gone. */
   readonly leaderStore: Store;
+  /** The nodes as the store holds them, in memory and kept current by its watch (reads come from here). */
+  readonly nodeView: NodeView;
   readonly stack: Stack;
 }
 
@@ -55,6 +58,10 @@ export function assembleStore(config: ControllerConfig, logger: Logger): Promise
             () => leader.fence?.(),
             (error) => leader.lost?.(error),
           );
-    return { store, etcd, leader, leaderStore };
+    const nodeView = await NodeView.start(store, {
+      report: (problem, details) => logger.warn(details, problem),
+    });
+    stack.defer(() => nodeView.close());
+    return { store, etcd, leader, leaderStore, nodeView };
   });
 }

@@ -10,12 +10,19 @@ import { matchesNodeFilter, type NodeFilter, validateNodeFilter } from "./node-f
 import { nodeKey, nodeKeyPrefix, nodeNameKey } from "./node-keys.ts";
 import { applyNodePatch, buildNodeRecord, type NodePatch, type RegisterNodeInput } from "./node-record.ts";
 import { isPlausibleIdOrName } from "./node-validation.ts";
+import type { NodeView } from "./node-view.ts";
 
 export type { NodePatch, RegisterNodeInput } from "./node-record.ts";
 
 export interface NodeRegistryOptions {
   /** Compare-and-swap attempts before a write gives up with ABORTED; default 32. */
   maxAttempts?: number;
+  /**
+   * Nodes in memory, following the store: reads are served from it while it is ready, and writes through
+   * this registry are applied to it as soon as the store acknowledges them. Without one every read goes
+   * to the store.
+   */
+  view?: NodeView;
 }
 
 /** One node's change as the store recorded it: its record now, or none once removed. */
@@ -25,7 +32,8 @@ export interface NodeChange {
 }
 
 interface Stored {
-  kv: KeyValue;
+  key: string;
+  modRevision: number;
   node: NodeRecord;
 }
 
@@ -38,23 +46,43 @@ export class NodeRegistry {
   readonly #store: Store;
   readonly #clock: Clock;
   readonly #maxAttempts: number;
+  readonly #view: NodeView | undefined;
 
   constructor(store: Store, clock: Clock, options: NodeRegistryOptions = {}) {
     this.#store = store;
     this.#clock = clock;
     this.#maxAttempts = options.maxAttempts ?? 32;
+    this.#view = options.view;
+  }
+
+  /**
+   * Moves whenever a node changes, while reads come from the view (undefined otherwise): lets a caller
+   * share what it derives from a listing among all who ask before the next change.
+   */
+  get version(): number | undefined {
+    return this.#ready()?.version;
+  }
+
+  /** The view reads are served from, when it is current. */
+  #ready(): NodeView | undefined {
+    return this.#view?.ready === true ? this.#view : undefined;
   }
 
   async register(input: RegisterNodeInput): Promise<NodeRecord> {
     const node = buildNodeRecord(input, this.#clock.now());
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
       const compares: Compare[] = [{ key: nodeKey(node.id), modRevision: 0 }];
-      const ops: Op[] = [{ type: "put", key: nodeKey(node.id), value: encodeNode(node) }];
+      const value = encodeNode(node);
+      const ops: Op[] = [{ type: "put", key: nodeKey(node.id), value }];
       if (holdsName(node)) {
         compares.push({ key: nodeNameKey(node.name), modRevision: 0 });
         ops.push({ type: "put", key: nodeNameKey(node.name), value: JSON.stringify({ id: node.id }) });
       }
-      if ((await this.#store.commit({ compares, ops })).succeeded) return node;
+      const result = await this.#store.commit({ compares, ops });
+      if (result.succeeded) {
+        this.#view?.wrote(nodeKey(node.id), value, result.revision);
+        return node;
+      }
       if ((await this.#store.get(nodeKey(node.id))) !== undefined)
         throw new CorralError(ErrorCode.AlreadyExists, `node id "${node.id}" is already registered`, {
           details: { id: node.id },
@@ -86,6 +114,13 @@ export class NodeRegistry {
 
   async list(filter: NodeFilter = {}): Promise<{ nodes: NodeRecord[]; revision: number }> {
     const checked = validateNodeFilter(filter);
+    const view = this.#ready();
+    if (view !== undefined) {
+      const listed = view.list(checked);
+      for (let i = 0; i < listed.nodes.length; i++)
+        listed.nodes[i] = this.#withLastSeen(listed.nodes[i] as NodeRecord);
+      return listed;
+    }
     const { items, revision } = await this.#store.list(nodeKeyPrefix);
     const nodes = items
       .map((kv) => this.#withLastSeen(decodeStoredNode(kv.value, kv.key)))
@@ -121,14 +156,14 @@ export class NodeRegistry {
   async remove(idOrName: string): Promise<NodeRecord> {
     const id = (await this.#resolve(idOrName)).node.id;
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const { kv, node } = await this.#byId(id);
-      const ops: Op[] = [{ type: "delete", key: kv.key }];
+      const { key, modRevision, node } = await this.#current(id, attempt);
+      const ops: Op[] = [{ type: "delete", key }];
       if (holdsName(node)) ops.push({ type: "delete", key: nodeNameKey(node.name) });
-      const result = await this.#store.commit({
-        compares: [{ key: kv.key, modRevision: kv.modRevision }],
-        ops,
-      });
-      if (result.succeeded) return node;
+      const result = await this.#store.commit({ compares: [{ key, modRevision }], ops });
+      if (result.succeeded) {
+        this.#view?.wrote(key, undefined, result.revision);
+        return node;
+      }
     }
     throw this.#contention(id);
   }
@@ -179,17 +214,22 @@ export class NodeRegistry {
   ): Promise<NodeRecord> {
     const id = (await this.#resolve(idOrName)).node.id;
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      const { kv, node: current } = await this.#byId(id);
+      const { key, modRevision, node: current } = await this.#current(id, attempt);
       const next = change(current, this.#clock.now());
-      const compares: Compare[] = [{ key: kv.key, modRevision: kv.modRevision }];
-      const ops: Op[] = [{ type: "put", key: kv.key, value: encodeNode(next) }];
+      const value = encodeNode(next);
+      const compares: Compare[] = [{ key, modRevision }];
+      const ops: Op[] = [{ type: "put", key, value }];
       const nameChanges = current.name !== next.name || holdsName(current) !== holdsName(next);
       if (nameChanges && holdsName(current)) ops.push({ type: "delete", key: nodeNameKey(current.name) });
       if (nameChanges && holdsName(next)) {
         compares.push({ key: nodeNameKey(next.name), modRevision: 0 });
         ops.push({ type: "put", key: nodeNameKey(next.name), value: JSON.stringify({ id: next.id }) });
       }
-      if ((await this.#store.commit({ compares, ops })).succeeded) return next;
+      const result = await this.#store.commit({ compares, ops });
+      if (result.succeeded) {
+        this.#view?.wrote(key, value, result.revision);
+        return next;
+      }
       if (nameChanges && holdsName(next)) await this.#assertNameFree(next);
     }
     throw this.#contention(id);
@@ -199,14 +239,25 @@ export class NodeRegistry {
     if (typeof idOrName !== "string" || idOrName === "")
       throw CorralError.invalidArgument("node", "is empty; give a node id or name");
     if (!isPlausibleIdOrName(idOrName)) throw notFound(idOrName);
+    const view = this.#ready();
+    if (view !== undefined) return resolveInView(view, idOrName);
     const byId = await this.#store.get(nodeKey(idOrName));
-    if (byId !== undefined) return { kv: byId, node: decodeStoredNode(byId.value, byId.key) };
+    if (byId !== undefined) return stored(byId);
     const index = await this.#store.get(nodeNameKey(idOrName));
     if (index !== undefined) {
       const kv = await this.#store.get(nodeKey(indexedId(index)));
-      if (kv !== undefined) return { kv, node: decodeStoredNode(kv.value, kv.key) };
+      if (kv !== undefined) return stored(kv);
     }
     return this.#resolveLeftByName(idOrName);
+  }
+
+  /**
+   * The record a write starts from: the view's on the first attempt (it holds this controller's own
+   * acknowledged writes), the store's on retries, since a failed compare means the view is behind.
+   */
+  async #current(id: string, attempt: number): Promise<Stored> {
+    const viewed = attempt === 1 ? this.#ready()?.byId(id) : undefined;
+    return viewed ?? this.#byId(id);
   }
 
   /**
@@ -216,24 +267,16 @@ export class NodeRegistry {
   async #byId(id: string): Promise<Stored> {
     const kv = await this.#store.get(nodeKey(id));
     if (kv === undefined) throw notFound(id);
-    return { kv, node: decodeStoredNode(kv.value, kv.key) };
+    return stored(kv);
   }
 
   /** Nodes that left give up the name index, but can still be found by name while it is unambiguous. */
   async #resolveLeftByName(name: string): Promise<Stored> {
     const { items } = await this.#store.list(nodeKeyPrefix);
-    const matches = items
-      .map((kv) => ({ kv, node: decodeStoredNode(kv.value, kv.key) }))
-      .filter(({ node }) => node.name === name);
-    const [only, second] = matches;
-    if (only === undefined) throw notFound(name);
-    if (second !== undefined)
-      throw new CorralError(
-        ErrorCode.FailedPrecondition,
-        `node name "${name}" is shared by ${matches.length} nodes that left; address one by id`,
-        { details: { name } },
-      );
-    return only;
+    return onlyLeft(
+      name,
+      items.map(stored).filter(({ node }) => node.name === name),
+    );
   }
 
   async #assertNameFree(node: NodeRecord): Promise<void> {
@@ -253,6 +296,32 @@ export class NodeRegistry {
       { details: { id } },
     );
   }
+}
+
+function stored(kv: KeyValue): Stored {
+  return { key: kv.key, modRevision: kv.modRevision, node: decodeStoredNode(kv.value, kv.key) };
+}
+
+/** The same lookup as the store's: id, then the name a node holds, then a unique name among those that left. */
+function resolveInView(view: NodeView, idOrName: string): Stored {
+  const byId = view.byId(idOrName);
+  if (byId !== undefined) return byId;
+  const named = view.byName(idOrName);
+  const [first] = named;
+  if (first !== undefined && holdsName(first.node)) return first;
+  return onlyLeft(idOrName, named);
+}
+
+function onlyLeft(name: string, matches: readonly Stored[]): Stored {
+  const [only, second] = matches;
+  if (only === undefined) throw notFound(name);
+  if (second !== undefined)
+    throw new CorralError(
+      ErrorCode.FailedPrecondition,
+      `node name "${name}" is shared by ${matches.length} nodes that left; address one by id`,
+      { details: { name } },
+    );
+  return only;
 }
 
 /** Only a node that has not left holds its name in the index. */

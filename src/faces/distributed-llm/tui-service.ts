@@ -51,6 +51,23 @@ export function distributedLlmTuiService(context: TuiServiceDeps): Partial<Servi
         });
   };
 
+  // Every stream woken by the same change gets the same node list, built once (per change and second:
+  // the timestamp and last-seen times are in whole seconds) instead of once per stream.
+  let sharedNodes: { key: string; update: Promise<ClusterUpdate> } | undefined;
+  const nodesUpdate = (): Promise<ClusterUpdate> => {
+    const version = registry.version;
+    if (version === undefined) return update("nodes");
+    const key = `${version}:${unixSeconds(clock.now())}`;
+    if (sharedNodes?.key !== key) {
+      const built = { key, update: update("nodes") };
+      built.update.catch(() => {
+        if (sharedNodes === built) sharedNodes = undefined;
+      });
+      sharedNodes = built;
+    }
+    return sharedNodes.update;
+  };
+
   return {
     async getNodeList(request) {
       const filter = request.filter;
@@ -144,7 +161,7 @@ export function distributedLlmTuiService(context: TuiServiceDeps): Partial<Servi
           if (due) nextTick = Date.now() + intervalMs;
           for (const type of sending) {
             dirty.delete(type);
-            yield await update(type);
+            yield await (type === "nodes" ? nodesUpdate() : update(type));
           }
           await wake.wait(Math.max(0, nextTick - Date.now()), signal);
         }

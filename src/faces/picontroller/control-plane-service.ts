@@ -181,7 +181,8 @@ export function piControlPlane({
           return { ...base, revision: BigInt(changed.revision), nodes };
         }
       }
-      const { nodes, revision } = await registry.stored();
+      // From the registry's in-memory view: no store read or decode; its revision covers every node listed.
+      const { nodes, revision } = await registry.list();
       return { ...base, revision: BigInt(revision), nodes: nodes.map(nodeState) };
     },
   };
