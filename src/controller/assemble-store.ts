@@ -1,3 +1,4 @@
+import { pause } from "../base/pause.ts";
 import { NodeView } from "../core/nodes/node-view.ts";
 import type { Logger } from "../observability/logger.ts";
 import { EtcdStore } from "../store/etcd/etcd-store.ts";
@@ -59,6 +60,7 @@ export function assembleStore(config: ControllerConfig, logger: Logger): Promise
             (error) => leader.lost?.(error),
           );
     const nodeView = await NodeView.start(store, {
+      pause,
       report: (problem, details) => logger.warn(details, problem),
     });
     stack.defer(() => nodeView.close());

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { ManualClock } from "../../src/base/clock.ts";
+import { pause } from "../../src/base/pause.ts";
 import type { MetadataValue, NodeService, NodeStatus } from "../../src/core/nodes/node.ts";
 import type { NodeFilter } from "../../src/core/nodes/node-filter.ts";
 import { NodeRegistry } from "../../src/core/nodes/node-registry.ts";
@@ -91,7 +92,7 @@ const filters: NodeFilter[] = [
  */
 async function check(store: Store, steps: Step[]): Promise<void> {
   const clock = new ManualClock();
-  const view = await NodeView.start(store);
+  const view = await NodeView.start(store, { pause });
   try {
     const viewed = new NodeRegistry(store, clock, { view });
     const plain = new NodeRegistry(store, clock);
@@ -171,7 +172,7 @@ describe("NodeView: reads from memory", () => {
   it("serves get and list without reading the store once loaded", async () => {
     await using sqlite = await SqliteStore.open({ path: ":memory:" });
     const { store, reads } = counting(sqlite);
-    const view = await NodeView.start(store);
+    const view = await NodeView.start(store, { pause });
     try {
       const registry = new NodeRegistry(store, new ManualClock(), { view });
       for (let i = 0; i < 20; i++)
@@ -194,7 +195,7 @@ describe("NodeView: reads from memory", () => {
 
   it("hands out records that cannot be edited by accident", async () => {
     await using store = await SqliteStore.open({ path: ":memory:" });
-    const view = await NodeView.start(store);
+    const view = await NodeView.start(store, { pause });
     try {
       const registry = new NodeRegistry(store, new ManualClock(), { view });
       await registry.register({ name: "n1", labels: { a: "1" } });
@@ -227,8 +228,8 @@ describe("NodeView on etcd: two controllers", { skip: etcdMissing() }, () => {
 
   it("a write is seen at once by its own controller, and by the other once its watch delivers it", async () => {
     const clock = new ManualClock();
-    const hereView = await NodeView.start(here);
-    const elsewhereView = await NodeView.start(elsewhere);
+    const hereView = await NodeView.start(here, { pause });
+    const elsewhereView = await NodeView.start(elsewhere, { pause });
     try {
       const a = new NodeRegistry(here, clock, { view: hereView });
       const b = new NodeRegistry(elsewhere, clock, { view: elsewhereView });

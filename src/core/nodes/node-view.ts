@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
+import type { Pause } from "../../base/pause.ts";
 import type { Store } from "../../store/store.ts";
 import type { StoreEvent } from "../../store/types.ts";
 import type { NodeRecord } from "./node.ts";
@@ -8,6 +8,8 @@ import { NodeIndex, pickMatching } from "./node-index.ts";
 import { nodeKey, nodeKeyPrefix } from "./node-keys.ts";
 
 export interface NodeViewOptions {
+  /** How the view waits between attempts to reload (timers are the caller's: the core sets none). */
+  pause: Pause;
   /** Told when the watch fails or a record cannot be read (the controller logs it). */
   report?: (problem: string, details: Record<string, unknown>) => void;
   /** Longest wait between attempts to reload after the watch failed; default 2 s. */
@@ -55,7 +57,7 @@ export class NodeView {
   }
 
   /** Loads every node and follows the store from there; resolves once the view is ready. */
-  static async start(store: Store, options: NodeViewOptions = {}): Promise<NodeView> {
+  static async start(store: Store, options: NodeViewOptions): Promise<NodeView> {
     const view = new NodeView(store, options);
     const revision = await view.#load();
     view.#loop = view.#follow(revision);
@@ -185,9 +187,10 @@ export class NodeView {
       // The watch ended or failed: what it missed is unknown, so readers go to the store until reloaded.
       this.#ready = false;
       failures++;
-      await sleep(Math.min(this.#options.maxRetryMs ?? 2_000, 50 * 2 ** failures), undefined, {
-        signal: this.#stop.signal,
-      }).catch(() => undefined);
+      await this.#options.pause(
+        Math.min(this.#options.maxRetryMs ?? 2_000, 50 * 2 ** failures),
+        this.#stop.signal,
+      );
     }
   }
 
