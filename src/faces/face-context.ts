@@ -69,6 +69,8 @@ export interface AgentReach {
 export interface Heartbeats {
   heartbeat(nodeId: string): Promise<number>;
   nextInterval(): number;
+  /** A heartbeat stream opened; `end(goodbye)` when it ends (see Membership.openStream). */
+  openStream?(nodeId: string): { end(goodbye: boolean): void };
 }
 
 /** What a face may use: the core and the facts. Faces translate; rules live in the core. */
