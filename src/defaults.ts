@@ -92,6 +92,12 @@ export const defaults = {
      * again (here or at another controller) meanwhile: enough for a live agent to reconnect.
      */
     streamLostDownAfter: "2s",
+    /**
+     * Status changes per store txn when many nodes change at once. Every watcher of the feed decodes a
+     * batch's events before the event loop turns again, so a batch stays small enough for that to take
+     * milliseconds (health probes are answered between batches); 10 000 changes are ~300 txns.
+     */
+    writeBatch: 32,
   },
   /** AgentService/HeartbeatStream: heartbeats as messages on one stream per agent. */
   heartbeatStream: {

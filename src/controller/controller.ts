@@ -282,6 +282,11 @@ export class Controller implements AsyncDisposable {
         interceptors: [observe, authorizeCalls(authorization("cluster"))],
         streamLimits,
         logger,
+        // Agents hold their heartbeat streams here: keepalive is how a frozen one is found.
+        ...pickDefined({
+          keepaliveTime: config.liveness.keepaliveTime,
+          keepaliveTimeout: config.liveness.keepaliveTimeout,
+        }),
       });
       const bridge = new RpcServer({
         interceptors: [observe, authorizeCalls(authorization("bridge"))],
@@ -672,4 +677,9 @@ export class Controller implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The entries that are set: optional settings pass on as absent, not as undefined. */
+function pickDefined<T extends Record<string, unknown>>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -22,6 +22,9 @@ export interface MembershipOptions {
     readonly downAfter?: string;
     /** A node whose heartbeat stream ended without a goodbye is down this long after (default 2s). */
     readonly streamLostDownAfter?: string;
+    /** The cluster listener's keepalive (wired there; accepted here so the whole section passes). */
+    readonly keepaliveTime?: string;
+    readonly keepaliveTimeout?: string;
   };
   /** How often silent nodes are looked for. */
   readonly sweepEveryMs?: number;
@@ -49,6 +52,7 @@ export class Membership implements AsyncDisposable {
   readonly #o: MembershipOptions;
   readonly #tracker: LivenessTracker;
   readonly #streamLostDownAfter: number;
+  readonly #writeBatch: number;
   #sweeping = false;
   /** Heartbeat streams open here per node: a stream lost while another one is open says nothing. */
   readonly #streams = new Map<string, number>();
@@ -78,7 +82,11 @@ export class Membership implements AsyncDisposable {
 
   constructor(options: MembershipOptions) {
     this.#o = options;
-    const { streamLostDownAfter, ...liveness } = { ...defaults.liveness, ...options.liveness };
+    const { streamLostDownAfter, writeBatch, keepaliveTime, keepaliveTimeout, ...liveness } = {
+      ...defaults.liveness,
+      ...options.liveness,
+    };
+    this.#writeBatch = Math.max(1, Math.min(storeLimits.maxTxnOps, writeBatch));
     this.#tracker = new LivenessTracker({ clock: options.clock, ...liveness });
     this.#streamLostDownAfter = parseDuration(streamLostDownAfter, "liveness.streamLostDownAfter");
     // The controller's own node is alive for as long as anyone can ask.
@@ -265,10 +273,10 @@ export class Membership implements AsyncDisposable {
     transitions: readonly Transition[],
     guarded: boolean,
   ): Promise<void> {
-    for (let i = 0; i < transitions.length; i += storeLimits.maxTxnOps) {
+    for (let i = 0; i < transitions.length; i += this.#writeBatch) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       if (!guarded && this.#o.isLeader?.() === false) return;
-      const batch = transitions.slice(i, i + storeLimits.maxTxnOps);
+      const batch = transitions.slice(i, i + this.#writeBatch);
       try {
         const { written, skipped } = await registry.setStatuses(
           batch.map(({ nodeId, to, from }) =>
