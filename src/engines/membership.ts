@@ -201,11 +201,14 @@ export class Membership implements AsyncDisposable {
 
   #streamLost(nodeId: string): void {
     if (this.#stop.signal.aborted || !this.#isAgent(nodeId)) return;
+    const status = this.#tracker.status(nodeId);
+    // A node the sweep already suspects (a frozen agent stops heartbeating before keepalive gives up on
+    // its connection) gets the short grace too, not the rest of downAfter.
+    if (status !== "ready" && status !== "suspect") return;
     const transition = this.#tracker.suspectNow(nodeId);
-    if (transition === undefined) return;
     const now = this.#o.clock.now();
     this.#lost.push({ nodeId, lostAt: now, at: now + this.#streamLostDownAfter });
-    this.#queueLostWrite(transition);
+    if (transition !== undefined) this.#queueLostWrite(transition);
     this.#armLostTimer();
   }
 
