@@ -99,6 +99,22 @@ describe("Membership", () => {
     }
   });
 
+  it("gives a node the sweep already suspects the short grace once its stream is lost (a frozen agent)", async () => {
+    await using core = await fleet(1, { streamLostDownAfter: "20ms" });
+    try {
+      const [node] = core.nodes;
+      assert.ok(node);
+      const stream = core.membership.openStream(node.id);
+      core.clock.advance(2_001);
+      await eventually(async () => ((await core.statuses()).get(node.name) === "suspect" ? true : undefined));
+      stream.end(false);
+      core.clock.advance(25);
+      await eventually(async () => ((await core.statuses()).get(node.name) === "down" ? true : undefined));
+    } finally {
+      await core.membership.close();
+    }
+  });
+
   it("does not mark down a node heard again after its stream was lost", async () => {
     await using core = await fleet(1, { minInterval: "1m", streamLostDownAfter: "20ms" });
     try {
