@@ -1,7 +1,6 @@
 import type { Clock } from "../../base/clock.ts";
 import { CorralError, ErrorCode } from "../../base/errors.ts";
 import { shownValue } from "../../base/safe-text.ts";
-import { storeLimits } from "../../store/limits.ts";
 import type { Store } from "../../store/store.ts";
 import type { Compare, KeyValue, Op } from "../../store/types.ts";
 import { asObject, asOneOf } from "../json-fields.ts";
@@ -124,14 +123,10 @@ export class NodeRegistry {
    * Several status changes in one store txn, so that a mass transition (a rack losing power) costs one
    * write and one batch of events per call, not one per node. Nodes are addressed by id. A change whose
    * node is gone, has left, or (with `from`) no longer has the status `from` is skipped, not an error:
-   * the caller acted on a view that moved on. At most storeLimits.maxTxnOps changes per call.
+   * the caller acted on a view that moved on. At most the store's txn limit (128) changes per call: the
+   * store refuses more with INVALID_ARGUMENT.
    */
   async setStatuses(changes: readonly StatusChange[]): Promise<StatusChanges> {
-    if (changes.length > storeLimits.maxTxnOps)
-      throw CorralError.invalidArgument(
-        "changes",
-        `has ${changes.length} entries; one txn takes at most ${storeLimits.maxTxnOps}, so split them`,
-      );
     for (const change of changes) {
       // Leaving and coming back change who holds the name: that is setStatus's job, one node at a time.
       if (asOneOf(change.status, nodeStatuses, "status") === "left")
