@@ -1,7 +1,7 @@
 /**
  * The real controller in a process of its own, on a data dir the bench seeded with N ready nodes that
  * will never heartbeat: the fleet went silent at once (a rack lost power, a split, agents slow to come
- * back after a restart). Liveness is shortened so the storm comes seconds after start: interval 1s,
+ * back after a restart). Liveness is shortened so the storm comes seconds after start (the prober is up by then): interval 3s,
  * suspect after 2 missed, down 2s later. It follows its own event feed — what every watcher sees — and
  * reports each batch of status changes it announced to the parent over IPC.
  *
@@ -22,7 +22,7 @@ const config = resolveControllerConfig(
     web: { address: "127.0.0.1:0" },
     shutdownGrace: "1s",
     liveness: {
-      minInterval: "1s",
+      minInterval: "3s",
       maxHeartbeatsPerSecond: 1_000_000,
       suspectAfterMissed: 2,
       downAfter: "2s",

@@ -146,8 +146,13 @@ const spreadText = (s: Spread, nodes: number) =>
   s.count < nodes
     ? `only ${s.count}/${nodes} announced in ${timeoutMs / 1000}s`
     : `${nodes} in ${s.last - s.first} ms`;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
-const range = (xs: number[]) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
+const finite = (xs: number[]) => xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+const median = (xs: number[]) => {
+  const s = finite(xs);
+  if (s.length === 0) return Number.NaN;
+  return ((s[Math.floor((s.length - 1) / 2)] ?? 0) + (s[Math.floor(s.length / 2)] ?? 0)) / 2;
+};
+const range = (xs: number[]) => `${f(Math.min(...finite(xs)))}–${f(Math.max(...finite(xs)))}`;
 
 console.log(
   `mass silence: Health/Check every ${probeMs} ms; ${runs} run(s) per size; node ${process.version}`,
