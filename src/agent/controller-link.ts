@@ -55,6 +55,9 @@ const serviceEnum: Record<NodeService, NodeServiceEnum> = {
   PIPELINES: NodeServiceEnum.PIPELINES,
 };
 
+/** How long a stopping agent waits for the controller to end its heartbeat stream cleanly. */
+const goodbyeTimeoutMs = 1_000;
+
 /** Controllers taken from heartbeat answers at most (the list comes from the network). */
 const maxLearnedControllers = 32;
 
@@ -77,6 +80,9 @@ export class ControllerLink implements AsyncDisposable {
   #transport: { for: NodeCredentials; addresses: string; transport: FailoverTransport } | undefined;
   #loop: Promise<void> | undefined;
   #heartbeats: HeartbeatStream | undefined;
+  /** Cuts the wait for the next heartbeat short: the stream dropped, and the controller gives it seconds. */
+  #wake = new AbortController();
+  #leaving = false;
   /**
    * Controllers that answered UNIMPLEMENTED to HeartbeatStream (older versions), and until when they get
    * heartbeats by call (one stream max age: an upgraded controller is found again).
@@ -310,7 +316,12 @@ export class ControllerLink implements AsyncDisposable {
     let reported = false;
     let onStream = false;
     while (!signal.aborted) {
-      if (delay > 0) await sleep(delay, undefined, { signal }).catch(() => undefined);
+      if (delay > 0) {
+        if (this.#wake.signal.aborted) this.#wake = new AbortController();
+        await sleep(delay, undefined, { signal: AbortSignal.any([signal, this.#wake.signal]) }).catch(
+          () => undefined,
+        );
+      }
       if (signal.aborted) return;
       try {
         if (!reported) {
@@ -498,7 +509,7 @@ export class ControllerLink implements AsyncDisposable {
   ): Promise<HeartbeatResponse> {
     const transport = this.#failover();
     const address = transport.current;
-    if (onStream && (this.#callsOnly.get(address) ?? 0) <= Date.now()) {
+    if (onStream && !this.#leaving && (this.#callsOnly.get(address) ?? 0) <= Date.now()) {
       let stream = this.#heartbeats;
       if (
         stream === undefined ||
@@ -511,6 +522,7 @@ export class ControllerLink implements AsyncDisposable {
           createClient(AgentService, transport),
           { address, opener: transport },
           signal,
+          () => this.#wake.abort(),
         );
         this.#heartbeats = stream;
       }
@@ -530,10 +542,17 @@ export class ControllerLink implements AsyncDisposable {
   }
 
   async #halt(): Promise<void> {
+    // Goodbye before the loop is cancelled: a cancelled stream reads to the controller as a dead node.
+    this.#leaving = true;
+    const stream = this.#heartbeats;
+    this.#heartbeats = undefined;
+    await stream?.goodbye(goodbyeTimeoutMs);
     this.#stop.abort();
     await this.#loop;
-    this.#heartbeats?.close();
+    // A beat in flight during the goodbye may have fallen back to a call; nothing else opens a stream.
+    (this.#heartbeats as HeartbeatStream | undefined)?.close();
     this.#heartbeats = undefined;
+    this.#leaving = false;
   }
 
   async close(): Promise<void> {

@@ -24,19 +24,46 @@ export class HeartbeatStream {
   /** How the stream ended, for a `send` that comes after. */
   #ended: { error?: unknown } | undefined;
 
+  readonly #reading: Promise<void>;
+  readonly #onLost: (() => void) | undefined;
+
+  /**
+   * `signal` cancels the stream (the controller takes that as the node gone: use `goodbye` for a clean
+   * stop); `onLost` hears of an end with an error (the connection dropped), so the caller can reconnect
+   * before the controller's grace for a lost stream runs out.
+   */
   constructor(
     client: Client<typeof AgentService>,
     target: { readonly address: string; readonly opener: object },
     signal: AbortSignal,
+    onLost?: () => void,
   ) {
     this.address = target.address;
     this.opener = target.opener;
+    this.#onLost = onLost;
     const answers = client.heartbeatStream(this.#outbox, {
       signal: AbortSignal.any([signal, this.#abort.signal]),
       // The stream lives for minutes; each answer has its own deadline instead.
       timeoutMs: 0,
     });
-    void this.#read(answers);
+    this.#reading = this.#read(answers);
+  }
+
+  /**
+   * A clean end: this side closes, and the controller, seeing the stream end rather than drop, does not
+   * take the node for gone. Waits up to `timeoutMs` for the controller to end its side, then cancels.
+   */
+  async goodbye(timeoutMs: number): Promise<void> {
+    if (this.#ended === undefined) this.#outbox.end();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.#reading,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.#end(undefined);
   }
 
   get closed(): boolean {
@@ -81,7 +108,9 @@ export class HeartbeatStream {
       }
       this.#end(undefined);
     } catch (error) {
+      const open = this.#ended === undefined;
       this.#end(error);
+      if (open) this.#onLost?.();
     }
   }
 

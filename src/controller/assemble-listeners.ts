@@ -61,10 +61,25 @@ export function openGrpcListeners(
     );
     const chainFor = (listener: ListenerChain["listener"]) =>
       listenerChain(listener, { ...security, ...core, logger, streamLimits });
-    const server = (chain: ListenerChain) =>
-      new RpcServer({ interceptors: chain.interceptors, streamLimits: chain.streamLimits, logger });
-    const cluster = server(chainFor("cluster"));
-    const bridge = server(chainFor("bridge"));
+    const server = (
+      chain: ListenerChain,
+      keepalive: Partial<Record<"keepaliveTime" | "keepaliveTimeout", string>>,
+    ) =>
+      new RpcServer({
+        interceptors: chain.interceptors,
+        streamLimits: chain.streamLimits,
+        logger,
+        ...keepalive,
+      });
+    // Agents hold their heartbeat streams on the cluster listener: keepalive is how a frozen one is found.
+    const cluster = server(
+      chainFor("cluster"),
+      pickDefined({
+        keepaliveTime: config.liveness.keepaliveTime,
+        keepaliveTimeout: config.liveness.keepaliveTimeout,
+      }),
+    );
+    const bridge = server(chainFor("bridge"), {});
     stack.defer(() => {
       cluster.forceClose();
       bridge.forceClose();
@@ -143,4 +158,9 @@ export async function serveFaces(
   });
   join.line.listening(web, listeners.advertise.host, listeners.tls.current().certificatePem);
   return { web, health, draining };
+}
+
+/** The entries that are set: optional settings pass on as absent, not as undefined. */
+function pickDefined<T extends Record<string, unknown>>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -80,6 +80,9 @@ const fileSchema = z
         maxHeartbeatsPerSecond: z.number().positive().optional(),
         suspectAfterMissed: z.number().positive().optional(),
         downAfter: duration("liveness.downAfter").optional(),
+        streamLostDownAfter: duration("liveness.streamLostDownAfter").optional(),
+        keepaliveTime: duration("liveness.keepaliveTime").optional(),
+        keepaliveTimeout: duration("liveness.keepaliveTimeout").optional(),
       })
       .strict()
       .optional(),
@@ -276,6 +279,11 @@ export interface ControllerConfig {
     readonly maxHeartbeatsPerSecond?: number;
     readonly suspectAfterMissed?: number;
     readonly downAfter?: string;
+    /** A node whose heartbeat stream ended without a goodbye is down this long after. */
+    readonly streamLostDownAfter?: string;
+    /** HTTP/2 keepalive of the cluster listener: a frozen agent's stream ends within their sum. */
+    readonly keepaliveTime?: string;
+    readonly keepaliveTimeout?: string;
   };
 }
 

@@ -1,11 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Clock } from "../base/clock.ts";
+import { parseDuration } from "../base/duration.ts";
 import { CorralError } from "../base/errors.ts";
 import type { EventFeed } from "../core/events/event-feed.ts";
-import { LivenessTracker } from "../core/nodes/liveness.ts";
+import { LivenessTracker, type Transition } from "../core/nodes/liveness.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import { defaults } from "../defaults.ts";
 import type { Logger } from "../observability/logger.ts";
+import { storeLimits } from "../store/limits.ts";
 
 export interface MembershipOptions {
   readonly registry: NodeRegistry;
@@ -18,6 +20,11 @@ export interface MembershipOptions {
     readonly maxHeartbeatsPerSecond?: number;
     readonly suspectAfterMissed?: number;
     readonly downAfter?: string;
+    /** A node whose heartbeat stream ended without a goodbye is down this long after (default 2s). */
+    readonly streamLostDownAfter?: string;
+    /** The cluster listener's keepalive (wired there; accepted here so the whole section passes). */
+    readonly keepaliveTime?: string;
+    readonly keepaliveTimeout?: string;
   };
   /** How often silent nodes are looked for. */
   readonly sweepEveryMs?: number;
@@ -44,6 +51,17 @@ export interface MembershipOptions {
 export class Membership implements AsyncDisposable {
   readonly #o: MembershipOptions;
   readonly #tracker: LivenessTracker;
+  readonly #streamLostDownAfter: number;
+  readonly #writeBatch: number;
+  #sweeping = false;
+  /** Heartbeat streams open here per node: a stream lost while another one is open says nothing. */
+  readonly #streams = new Map<string, number>();
+  /** Nodes whose stream ended without a goodbye, oldest first: each is down at `at` unless heard since `lostAt`. */
+  #lost: { nodeId: string; lostAt: number; at: number }[] = [];
+  #lostTimer: NodeJS.Timeout | undefined;
+  /** Stream-loss transitions waiting for the next batch write (one txn for a rack lost at once). */
+  #lostWrites: Transition[] = [];
+  #lostFlush: Promise<void> | undefined;
   readonly #stop = new AbortController();
   #sweeper: NodeJS.Timeout | undefined;
   #following: Promise<void> | undefined;
@@ -64,7 +82,13 @@ export class Membership implements AsyncDisposable {
 
   constructor(options: MembershipOptions) {
     this.#o = options;
-    this.#tracker = new LivenessTracker({ clock: options.clock, ...defaults.liveness, ...options.liveness });
+    const { streamLostDownAfter, writeBatch, keepaliveTime, keepaliveTimeout, ...liveness } = {
+      ...defaults.liveness,
+      ...options.liveness,
+    };
+    this.#writeBatch = Math.max(1, Math.min(storeLimits.maxTxnOps, writeBatch));
+    this.#tracker = new LivenessTracker({ clock: options.clock, ...liveness });
+    this.#streamLostDownAfter = parseDuration(streamLostDownAfter, "liveness.streamLostDownAfter");
     // The controller's own node is alive for as long as anyone can ask.
     // Other controllers' nodes keep the time stored with them (their liveness is their lease).
     options.registry.takeLastSeenFrom((id) =>
@@ -153,12 +177,133 @@ export class Membership implements AsyncDisposable {
     return this.#heardAt.get(nodeId);
   }
 
-  async #sweep(): Promise<void> {
-    if (this.#o.isLeader?.() === false) return;
-    for (const transition of this.#tracker.sweep()) {
-      if (this.#o.isLeader?.() === false) return;
-      await this.#apply(this.#sweepRegistry, transition.nodeId, transition.to, transition.from);
+  /**
+   * A heartbeat stream from `nodeId` opened here. The handle's `end` says how it ended: with a goodbye
+   * (the agent closed its side, the stream reached its max age, this controller stops) or not (the
+   * connection dropped: the process was killed, or keepalive found the peer silent). Only the controller
+   * that held a stream learns of its end, so only it acts on it: a controller that starts or takes over
+   * never marks a node down for a stream it did not see end.
+   */
+  openStream(nodeId: string): { end(goodbye: boolean): void } {
+    this.#streams.set(nodeId, (this.#streams.get(nodeId) ?? 0) + 1);
+    let ended = false;
+    return {
+      end: (goodbye) => {
+        if (ended) return;
+        ended = true;
+        const open = (this.#streams.get(nodeId) ?? 1) - 1;
+        if (open > 0) this.#streams.set(nodeId, open);
+        else this.#streams.delete(nodeId);
+        if (!goodbye && open === 0) this.#streamLost(nodeId);
+      },
+    };
+  }
+
+  #streamLost(nodeId: string): void {
+    if (this.#stop.signal.aborted || !this.#isAgent(nodeId)) return;
+    const status = this.#tracker.status(nodeId);
+    // A node the sweep already suspects (a frozen agent stops heartbeating before keepalive gives up on
+    // its connection) gets the short grace too, not the rest of downAfter.
+    if (status !== "ready" && status !== "suspect") return;
+    const transition = this.#tracker.suspectNow(nodeId);
+    const now = this.#o.clock.now();
+    this.#lost.push({ nodeId, lostAt: now, at: now + this.#streamLostDownAfter });
+    if (transition !== undefined) this.#queueLostWrite(transition);
+    this.#armLostTimer();
+  }
+
+  #armLostTimer(): void {
+    const first = this.#lost[0];
+    if (first === undefined || this.#lostTimer !== undefined || this.#stop.signal.aborted) return;
+    this.#lostTimer = setTimeout(
+      () => {
+        this.#lostTimer = undefined;
+        this.#downLost();
+      },
+      Math.max(0, first.at - this.#o.clock.now()),
+    );
+    this.#lostTimer.unref();
+  }
+
+  /** Lost nodes whose grace is over are down, unless heard (here or elsewhere) since their stream ended. */
+  #downLost(): void {
+    const now = this.#o.clock.now();
+    const due = this.#lost.findIndex((entry) => entry.at > now);
+    const expired = due === -1 ? this.#lost : this.#lost.slice(0, due);
+    this.#lost = due === -1 ? [] : this.#lost.slice(due);
+    for (const { nodeId, lostAt } of expired) {
+      if ((this.#heardAt.get(nodeId) ?? 0) > lostAt || this.#streams.has(nodeId)) continue;
+      const transition = this.#tracker.downNow(nodeId);
+      if (transition !== undefined) this.#queueLostWrite(transition);
     }
+    this.#armLostTimer();
+  }
+
+  /** Stream losses of one turn of the event loop are written together, guarded by the status they leave. */
+  #queueLostWrite(transition: Transition): void {
+    this.#lostWrites.push(transition);
+    if (this.#lostFlush !== undefined) return;
+    this.#lostFlush = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      while (this.#lostWrites.length > 0) {
+        const writes = this.#lostWrites;
+        this.#lostWrites = [];
+        await this.#applyAll(this.#o.registry, writes, true);
+      }
+      this.#lostFlush = undefined;
+    });
+  }
+
+  async #sweep(): Promise<void> {
+    // A sweep at 10 000 nodes may outlast the interval: the next one waits for it instead of racing it.
+    if (this.#sweeping || this.#o.isLeader?.() === false) return;
+    this.#sweeping = true;
+    try {
+      await this.#applyAll(this.#sweepRegistry, this.#tracker.sweep(), false);
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  /**
+   * Writes transitions in batches, one store txn (and so one batch of events) each, and gives the event
+   * loop a turn between batches: with SQLite every write is synchronous, and a mass outage written in one
+   * go would keep the controller from answering anything, health probes included, until it is done.
+   * `guarded` writes only over the status the transition leaves (stream losses race with comebacks
+   * heard by other controllers); sweeps write as they always did.
+   */
+  async #applyAll(
+    registry: NodeRegistry,
+    transitions: readonly Transition[],
+    guarded: boolean,
+  ): Promise<void> {
+    for (let i = 0; i < transitions.length; i += this.#writeBatch) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!guarded && this.#o.isLeader?.() === false) return;
+      const batch = transitions.slice(i, i + this.#writeBatch);
+      try {
+        const { written, skipped } = await registry.setStatuses(
+          batch.map(({ nodeId, to, from }) =>
+            guarded ? { id: nodeId, status: to, from } : { id: nodeId, status: to },
+          ),
+        );
+        for (const nodeId of skipped) if (!guarded) this.#tracker.forget(nodeId);
+        this.#logBatch(written.map((node) => ({ nodeId: node.id, name: node.name, to: node.status })));
+      } catch (error) {
+        this.#o.logger.warn({ err: error, nodes: batch.length }, "could not record liveness changes");
+      }
+    }
+  }
+
+  /** One line per node for a few, one per status for a mass transition. */
+  #logBatch(changes: readonly { nodeId: string; name: string; to: string }[]): void {
+    if (changes.length <= 8) {
+      for (const { nodeId, name, to } of changes) this.#o.logger.info({ nodeId, name, to }, `node is ${to}`);
+      return;
+    }
+    const byStatus = new Map<string, string[]>();
+    for (const { name, to } of changes) byStatus.set(to, [...(byStatus.get(to) ?? []), name]);
+    for (const [to, names] of byStatus)
+      this.#o.logger.info({ to, count: names.length, nodes: names }, `${names.length} nodes are ${to}`);
   }
 
   async #apply(
@@ -237,8 +382,10 @@ export class Membership implements AsyncDisposable {
 
   async close(): Promise<void> {
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    if (this.#lostTimer !== undefined) clearTimeout(this.#lostTimer);
     this.#stop.abort();
     await this.#following;
+    await this.#lostFlush;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

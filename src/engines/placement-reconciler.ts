@@ -1,3 +1,4 @@
+import { parseDuration } from "../base/duration.ts";
 import type { ClusterEvent } from "../core/events/cluster-event.ts";
 import type { EventFeed } from "../core/events/event-feed.ts";
 import type { ModelRegistry, PlacementOutcome } from "../core/models/model-registry.ts";
@@ -19,6 +20,8 @@ export interface PlacementReconcilerOptions {
   readonly onPass?: (outcome: PlacementOutcome) => void;
   /** Passes run only while this says so (the leader); schedule() again once it does. Default: always. */
   readonly isLeader?: () => boolean;
+  /** How long a pass asked for by an event waits for more events (a duration; default 50ms). */
+  readonly coalesce?: string;
 }
 
 /**
@@ -40,10 +43,18 @@ export class PlacementReconciler implements AsyncDisposable {
   #retryTimer: NodeJS.Timeout | undefined;
   #retryMs: number;
   #passes = 0;
+  readonly #coalesceMs: number;
+  #coalescing: { timer: NodeJS.Timeout; done: Promise<void>; fire: () => void } | undefined;
+  /**
+   * The models that exist, kept from the feed: with none, no node event can change placement, and a
+   * mass transition costs no pass at all. Undefined until first listed (then nothing is skipped).
+   */
+  #models: Set<string> | undefined;
 
   constructor(options: PlacementReconcilerOptions) {
     this.#o = options;
     this.#retryMs = options.retryMs ?? defaults.placement.retryMs;
+    this.#coalesceMs = parseDuration(options.coalesce ?? defaults.placement.coalesce, "placement.coalesce");
   }
 
   /** Passes run so far (including those that changed nothing). */
@@ -62,7 +73,32 @@ export class PlacementReconciler implements AsyncDisposable {
 
   /** Resolves once no pass is running or asked for (tests; shutdown). */
   async settled(): Promise<void> {
-    while (this.#running !== undefined) await this.#running;
+    while (this.#running !== undefined || this.#coalescing !== undefined) {
+      await this.#coalescing?.done;
+      await this.#running;
+    }
+  }
+
+  /** Whether a node or drain event may matter: not while no model exists. */
+  get #modelsExist(): boolean {
+    return this.#models === undefined || this.#models.size > 0;
+  }
+
+  /** A pass for an event: after `coalesce`, so that the rest of its burst rides on the same pass. */
+  #scheduleSoon(): void {
+    if (this.#coalescing !== undefined || this.#stop.signal.aborted) return;
+    let fire: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => {
+      fire = () => {
+        clearTimeout(timer);
+        this.#coalescing = undefined;
+        this.schedule();
+        resolve();
+      };
+    });
+    const timer = setTimeout(() => fire(), this.#coalesceMs);
+    timer.unref();
+    this.#coalescing = { timer, done, fire };
   }
 
   /** Asks for a pass soon (coalesced with one already asked for). */
@@ -129,19 +165,32 @@ export class PlacementReconciler implements AsyncDisposable {
   }
 
   async #follow(): Promise<void> {
+    // Listed first, then followed from just after that listing: no model can slip between the two.
+    const listed = await this.#o.models.list();
+    this.#models = new Set(listed.models.map((model) => model.id));
     for await (const event of this.#o.feed.watch({
+      fromRevision: listed.revision + 1,
       kinds: ["node", "model", "node-drain"],
       signal: this.#stop.signal,
     })) {
       if (event.kind === "node" && event.type === "node.deleted" && event.node !== undefined)
         this.#o.loads?.forget(event.node.id);
+      if (event.kind === "model" && event.model !== undefined) {
+        if (event.type === "model.deleted") this.#models.delete(event.model.id);
+        else this.#models.add(event.model.id);
+      }
       if (this.#o.models.wrote(event.revision)) continue;
-      if (matters(event)) this.schedule();
+      if (event.kind !== "model" && !this.#modelsExist) continue;
+      if (matters(event)) this.#scheduleSoon();
     }
   }
 
   async close(): Promise<void> {
     this.#stop.abort();
+    if (this.#coalescing !== undefined) {
+      clearTimeout(this.#coalescing.timer);
+      this.#coalescing.fire();
+    }
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     await this.#following;

@@ -72,6 +72,8 @@ export interface AgentReach {
 export interface Heartbeats {
   heartbeat(nodeId: string): Promise<number>;
   nextInterval(): number;
+  /** A heartbeat stream opened; `end(goodbye)` when it ends (see Membership.openStream). */
+  openStream?(nodeId: string): { end(goodbye: boolean): void };
 }
 
 /**

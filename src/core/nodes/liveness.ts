@@ -161,6 +161,27 @@ export class LivenessTracker {
   }
 
   /**
+   * The node's heartbeat stream ended without a goodbye: a ready node is suspect now, without waiting
+   * for missed heartbeats. Gives the transition to write, or undefined when the node is not ready.
+   */
+  suspectNow(nodeId: string): Transition | undefined {
+    return this.#move(nodeId, "ready", "suspect");
+  }
+
+  /** A suspect node is down now (its stream ended and it did not come back in time). */
+  downNow(nodeId: string): Transition | undefined {
+    return this.#move(nodeId, "suspect", "down");
+  }
+
+  #move(nodeId: string, from: TrackedStatus, to: TrackedStatus): Transition | undefined {
+    const entry = this.#nodes.get(nodeId);
+    if (entry?.status !== from) return undefined;
+    entry.status = to;
+    entry.statusSince = this.#clock.now();
+    return { nodeId, from, to, lastSeen: entry.lastSeen };
+  }
+
+  /**
    * Moves silent nodes along, one step per sweep: a ready node silent for more than
    * `suspectAfterMissed × interval` becomes suspect; a node suspect for more than `downAfter` becomes down.
    * The interval is that of the current fleet size, or the one in force at the node's last heartbeat if

@@ -31,6 +31,22 @@ export interface NodeChange {
   readonly node?: NodeRecord;
 }
 
+/** One node's new status in a `setStatuses` batch; `from`: only if the node has this status now. */
+export interface StatusChange {
+  readonly id: string;
+  readonly status: NodeStatus;
+  readonly from?: NodeStatus;
+}
+
+export interface StatusChanges {
+  /** The records as written (nodes already in the status asked for are in neither list). */
+  readonly written: NodeRecord[];
+  /** Ids of nodes not found, left, or not in `from`. */
+  readonly skipped: string[];
+  /** The revision of the write, or the current one when nothing was written. */
+  readonly revision: number;
+}
+
 interface Stored {
   key: string;
   modRevision: number;
@@ -142,6 +158,53 @@ export class NodeRegistry {
   async setStatus(idOrName: string, status: NodeStatus): Promise<NodeRecord> {
     const checked = asOneOf(status, nodeStatuses, "status");
     return this.#mutate(idOrName, (current, now) => ({ ...current, status: checked, updatedAt: now }));
+  }
+
+  /**
+   * Several status changes in one store txn, so that a mass transition (a rack losing power) costs one
+   * write and one batch of events per call, not one per node. Nodes are addressed by id. A change whose
+   * node is gone, has left, or (with `from`) no longer has the status `from` is skipped, not an error:
+   * the caller acted on a view that moved on. At most the store's txn limit (128) changes per call: the
+   * store refuses more with INVALID_ARGUMENT.
+   */
+  async setStatuses(changes: readonly StatusChange[]): Promise<StatusChanges> {
+    for (const change of changes) {
+      // Leaving and coming back change who holds the name: that is setStatus's job, one node at a time.
+      if (asOneOf(change.status, nodeStatuses, "status") === "left")
+        throw CorralError.invalidArgument("status", 'cannot be "left" in a batch; use setStatus');
+    }
+    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
+      const now = this.#clock.now();
+      const written: NodeRecord[] = [];
+      const skipped: string[] = [];
+      const compares: Compare[] = [];
+      const ops: Op[] = [];
+      for (const change of changes) {
+        const kv = await this.#store.get(nodeKey(change.id));
+        const current = kv === undefined ? undefined : decodeStoredNode(kv.value, kv.key);
+        if (
+          kv === undefined ||
+          current === undefined ||
+          current.status === "left" ||
+          (change.from !== undefined && current.status !== change.from)
+        ) {
+          skipped.push(change.id);
+          continue;
+        }
+        if (current.status === change.status) continue;
+        const next: NodeRecord = { ...current, status: change.status, updatedAt: now };
+        compares.push({ key: kv.key, modRevision: kv.modRevision });
+        ops.push({ type: "put", key: kv.key, value: encodeNode(next) });
+        written.push(next);
+      }
+      if (ops.length === 0) return { written, skipped, revision: await this.#store.revision() };
+      const result = await this.#store.commit({ compares, ops });
+      if (result.succeeded) return { written, skipped, revision: result.revision };
+    }
+    throw new CorralError(
+      ErrorCode.Aborted,
+      `${changes.length} nodes kept changing during ${this.#maxAttempts} attempts to write their statuses; try again`,
+    );
   }
 
   /**

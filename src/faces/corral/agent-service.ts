@@ -79,14 +79,22 @@ export function agentService(context: AgentServiceDeps): Partial<ServiceImpl<typ
     async *heartbeatStream(requests, ctx) {
       const nodeId = callingNode(ctx);
       const endsAt = clock.now() + maxAgeMs;
-      for await (const request of untilAborted(requests, stopping)) {
-        // The stream outlives the check made when it opened: a heartbeat is refused exactly when the
-        // same heartbeat as a call would be.
-        const principal = await recheckPrincipal(ctx);
-        if (principal.kind !== "node" || principal.nodeId !== nodeId)
-          throw new CorralError("UNAUTHENTICATED", "the stream's credentials no longer name this node");
-        yield await beat(nodeId, request);
-        if (clock.now() >= endsAt) return;
+      const held = heartbeats.openStream?.(nodeId);
+      try {
+        // Ends with the client's side, when this controller stops, or when the connection drops.
+        for await (const request of untilAborted(requests, AbortSignal.any([stopping, ctx.signal]))) {
+          // The stream outlives the check made when it opened: a heartbeat is refused exactly when the
+          // same heartbeat as a call would be.
+          const principal = await recheckPrincipal(ctx);
+          if (principal.kind !== "node" || principal.nodeId !== nodeId)
+            throw new CorralError("UNAUTHENTICATED", "the stream's credentials no longer name this node");
+          yield await beat(nodeId, request);
+          if (clock.now() >= endsAt) return;
+        }
+      } finally {
+        // The end of the stream is a signal: without a goodbye (the call cancelled under us — the agent's
+        // process or connection is gone) the node is suspect now, not after missed heartbeats.
+        held?.end(!ctx.signal.aborted || stopping.aborted);
       }
     },
 
