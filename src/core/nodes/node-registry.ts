@@ -180,10 +180,14 @@ export class NodeRegistry {
       const compares: Compare[] = [];
       const ops: Op[] = [];
       for (const change of changes) {
-        const kv = await this.#store.get(nodeKey(change.id));
-        const current = kv === undefined ? undefined : decodeStoredNode(kv.value, kv.key);
+        // From the view on the first attempt (no read, no decode per node in a storm); the store's after.
+        const found = await this.#current(change.id, attempt).catch((error: unknown) => {
+          if (error instanceof CorralError && error.code === ErrorCode.NotFound) return undefined;
+          throw error;
+        });
+        const current = found?.node;
         if (
-          kv === undefined ||
+          found === undefined ||
           current === undefined ||
           current.status === "left" ||
           (change.from !== undefined && current.status !== change.from)
@@ -193,13 +197,17 @@ export class NodeRegistry {
         }
         if (current.status === change.status) continue;
         const next: NodeRecord = { ...current, status: change.status, updatedAt: now };
-        compares.push({ key: kv.key, modRevision: kv.modRevision });
-        ops.push({ type: "put", key: kv.key, value: encodeNode(next) });
+        compares.push({ key: found.key, modRevision: found.modRevision });
+        ops.push({ type: "put", key: found.key, value: encodeNode(next) });
         written.push(next);
       }
       if (ops.length === 0) return { written, skipped, revision: await this.#store.revision() };
       const result = await this.#store.commit({ compares, ops });
-      if (result.succeeded) return { written, skipped, revision: result.revision };
+      if (result.succeeded) {
+        // Read-your-writes: the view has them before the watch echoes them.
+        for (const op of ops) if (op.type === "put") this.#view?.wrote(op.key, op.value, result.revision);
+        return { written, skipped, revision: result.revision };
+      }
     }
     throw new CorralError(
       ErrorCode.Aborted,
