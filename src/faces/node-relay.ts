@@ -3,10 +3,8 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { CorralError } from "../base/errors.ts";
 import type { NodeRegistry } from "../core/nodes/node-registry.ts";
 import { fromConnectError } from "../rpc/connect-errors.ts";
+import { targetNodeHeader } from "../wire/target-node.ts";
 import type { AgentReach, ClusterFacts } from "./face-context.ts";
-
-/** The request header that names the node a per-node call is for (id or name); absent: the controller's own. */
-export const targetNodeHeader = "corral-node";
 
 /** What relaying needs: which node is the controller's own, resolving a target, and dialing its agent. */
 export interface RelayDeps {

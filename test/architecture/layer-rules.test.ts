@@ -58,6 +58,7 @@ describe("layer rules on src/ imports", () => {
       { from: "faces/corral/nodes-service.ts", to: "agent/agent.ts" },
       { from: "agent/agent.ts", to: "controller/controller.ts" },
       { from: "tui/app.ts", to: "cli/main.ts" },
+      { from: "cli/commands/nodes-command.ts", to: "faces/node-relay.ts" },
       { from: "cli/main.ts", to: "agent/controller-link.ts" },
       { from: "base/errors.ts", to: "core/nodes/node.ts" },
       { from: "pipelines/run.ts", to: "agent/agent.ts" },

@@ -89,6 +89,10 @@ export const layerRules: readonly {
       (from === "cli" || from === "tui") && to === "agent" && edge.to !== "agent/agent.ts",
   },
   {
+    name: "tools (cli, tui) do not import the faces: they are clients of the API, not part of the server",
+    forbids: (_edge, from, to) => (from === "cli" || from === "tui") && to === "faces",
+  },
+  {
     name: "the tui does not import the cli (shared client code lives below both)",
     forbids: (_edge, from, to) => from === "tui" && to === "cli",
   },

@@ -6,7 +6,6 @@ import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { fetchControllerCa } from "../../src/agent/ca-pin.ts";
-import { targetNodeHeader } from "../../src/faces/node-relay.ts";
 import {
   CertificateKind,
   CertificateStatus,
@@ -14,6 +13,7 @@ import {
 } from "../../src/gen/corral/v1/certificates_pb.ts";
 import { NodesService } from "../../src/gen/corral/v1/nodes_pb.ts";
 import { NodeAgent } from "../../src/gen/picontroller_pb.ts";
+import { targetNodeHeader } from "../../src/wire/target-node.ts";
 import { eventually, joinWithToken, startTestAgent, type TestAgent } from "../helpers/agent.ts";
 import { plaintextClient } from "../helpers/clients.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";

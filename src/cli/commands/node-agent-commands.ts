@@ -3,7 +3,6 @@ import type { Client } from "@connectrpc/connect";
 import type { Command } from "commander";
 import { parseDuration } from "../../base/duration.ts";
 import { CorralError } from "../../base/errors.ts";
-import { targetNodeHeader } from "../../faces/node-relay.ts";
 import {
   CommandResponseSchema,
   GPIOAction,
@@ -14,6 +13,7 @@ import {
   NodeAgent,
   SystemMetricsSchema,
 } from "../../gen/picontroller_pb.ts";
+import { targetNodeHeader } from "../../wire/target-node.ts";
 import { globalsOf } from "../global-options.ts";
 import { printJson, renderFields } from "../output.ts";
 
