@@ -1,9 +1,6 @@
-import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { parseHostPort } from "../base/address.ts";
-import { CorralError } from "../base/errors.ts";
+import { addressField, parseConfigFile, readYamlFile } from "../base/config-file.ts";
 import { defaults } from "../defaults.ts";
 
 /**
@@ -12,14 +9,7 @@ import { defaults } from "../defaults.ts";
  * rules as the controller's file: an unknown key is refused by name, relative paths are relative to the
  * file, and a flag given on the command line wins over the file.
  */
-const address = (field: string) =>
-  z.string().superRefine((value, ctx) => {
-    try {
-      parseHostPort(value, field);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-    }
-  });
+const address = addressField;
 
 const fileSchema = z
   .object({
@@ -72,36 +62,11 @@ export type AgentFlags = Partial<Omit<AgentSettings, "labels">> & {
 };
 
 export async function readAgentFile(path: string): Promise<{ file: AgentFile; baseDir: string }> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    throw new CorralError("NOT_FOUND", `cannot read config file ${path}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text) ?? {};
-  } catch (error) {
-    throw new CorralError("INVALID_ARGUMENT", `${path} is not valid YAML: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  return { file: parseAgentFile(raw, path), baseDir: resolve(path, "..") };
+  return { file: parseAgentFile(await readYamlFile(path), path), baseDir: resolve(path, "..") };
 }
 
 export function parseAgentFile(raw: unknown, source = "config"): AgentFile {
-  const parsed = fileSchema.safeParse(raw);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => {
-    const key = [...issue.path, ...(issue.code === "unrecognized_keys" ? [issue.keys.join(", ")] : [])].join(
-      ".",
-    );
-    const what = issue.code === "unrecognized_keys" ? "is not a known key" : issue.message;
-    return `${key || "(top level)"}: ${what}`;
-  });
-  throw new CorralError("INVALID_ARGUMENT", `${source}: ${problems.join("; ")}`);
+  return parseConfigFile(fileSchema, raw, source);
 }
 
 /** Flags over file over defaults; labels merge key by key (a flag's value wins). */

@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, join, resolve } from "node:path";
 import { createSecureContext, type SecureContextOptions } from "node:tls";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { isLoopbackHost, parseHostPort } from "../base/address.ts";
+import { addressField, durationField, parseConfigFile, readYamlFile } from "../base/config-file.ts";
 import { parseDuration } from "../base/duration.ts";
 import { CorralError } from "../base/errors.ts";
 import { defaults } from "../defaults.ts";
@@ -14,22 +14,8 @@ import type { EtcdTls } from "../store/etcd/etcd-client.ts";
  * The controller's YAML follows NanoPing's controller file (node.name, http.address,
  * hubServer.authenticationByRequest.timeout, grpcBridge.address) and adds web, dataDir and store.
  */
-const address = (field: string) =>
-  z.string().superRefine((value, ctx) => {
-    try {
-      parseHostPort(value, field);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-    }
-  });
-const duration = (field: string) =>
-  z.string().superRefine((value, ctx) => {
-    try {
-      parseDuration(value, field);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-    }
-  });
+const address = addressField;
+const duration = durationField;
 
 const fileSchema = z
   .object({
@@ -301,26 +287,8 @@ export async function loadControllerConfig(
   path: string | undefined,
   overrides: ConfigOverrides = {},
 ): Promise<ControllerConfig> {
-  let raw: unknown = {};
-  let baseDir = process.cwd();
-  if (path !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (error) {
-      throw new CorralError("NOT_FOUND", `cannot read config file ${path}: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    try {
-      raw = parseYaml(text) ?? {};
-    } catch (error) {
-      throw new CorralError("INVALID_ARGUMENT", `${path} is not valid YAML: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    baseDir = resolve(path, "..");
-  }
+  const raw = path === undefined ? {} : await readYamlFile(path);
+  const baseDir = path === undefined ? process.cwd() : resolve(path, "..");
   return resolveControllerConfig(raw, baseDir, overrides, path ?? "config");
 }
 
@@ -330,19 +298,7 @@ export function resolveControllerConfig(
   overrides: ConfigOverrides = {},
   source = "config",
 ): ControllerConfig {
-  const parsed = fileSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const key = [
-        ...issue.path,
-        ...(issue.code === "unrecognized_keys" ? [issue.keys.join(", ")] : []),
-      ].join(".");
-      const what = issue.code === "unrecognized_keys" ? "is not a known key" : issue.message;
-      return `${key || "(top level)"}: ${what}`;
-    });
-    throw new CorralError("INVALID_ARGUMENT", `${source}: ${problems.join("; ")}`);
-  }
-  const file = parsed.data;
+  const file = parseConfigFile(fileSchema, raw, source);
   const c = defaults.controller;
   const dataDir = absolute(overrides.dataDir ?? file.dataDir ?? c.dataDir, baseDir);
   const config: ControllerConfig = {
