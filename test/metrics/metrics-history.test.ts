@@ -157,6 +157,13 @@ describe("metrics history (controller and agents)", () => {
 
   it("WatchNodeMetrics sends the history, then live samples", async () => {
     const client = plaintextClient(MetricsService, cluster.bridgePort);
+    // The watch opens once metrics-b has pushed: then its history cannot be empty.
+    await eventually(
+      async () =>
+        (await client.getNodeMetricsHistory({ nodeId: "metrics-b" })).samples.length > 0 ? true : undefined,
+      20_000,
+      "a sample from metrics-b",
+    );
     const stop = new AbortController();
     const stream = client.watchNodeMetrics(
       { nodeId: "metrics-b" },

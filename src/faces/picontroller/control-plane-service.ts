@@ -181,8 +181,8 @@ export function piControlPlane({
           return { ...base, revision: BigInt(changed.revision), nodes };
         }
       }
-      // From the registry's in-memory view: no store read or decode; its revision covers every node listed.
-      const { nodes, revision } = await registry.list();
+      // As stored (last-seen as written, not as heard here): every controller answers the same for a revision.
+      const { nodes, revision } = await registry.stored();
       return { ...base, revision: BigInt(revision), nodes: nodes.map(nodeState) };
     },
   };
