@@ -1,22 +1,14 @@
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import {
-  copyFileSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { packPackage } from "../../src/base/package-root.ts";
 import { eventually } from "../helpers/agent.ts";
 import { CorralProcesses, startAgentProcess, startControllerProcess } from "../helpers/corral-processes.ts";
+import { packBuiltPackage } from "../helpers/package.ts";
 
 /**
  * Issue #20, items 1 and 2: the tarball `npm pack` makes, installed with `npm install -g` into a
@@ -29,7 +21,7 @@ import { CorralProcesses, startAgentProcess, startControllerProcess } from "../h
  * be downloaded). The package is packed from a copy of the working tree, so the builds prepack runs do
  * not rewrite this checkout's web-dist/ under tests running beside this one.
  */
-const repo = fileURLToPath(new URL("../../", import.meta.url));
+const _repo = fileURLToPath(new URL("../../", import.meta.url));
 
 function hasNpm(): boolean {
   try {
@@ -64,28 +56,6 @@ function run(
         }),
     );
   });
-}
-
-/** The working tree's files as git sees them (tracked, and new files not ignored), copied to `to`. */
-function copyWorkingTree(to: string): void {
-  const files = execFileSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], {
-    cwd: repo,
-    encoding: "utf8",
-  })
-    .split("\0")
-    .filter((f) => f !== "" && f !== "node_modules");
-  for (const file of files) {
-    const from = join(repo, file);
-    try {
-      if (!statSync(from).isFile()) continue;
-    } catch {
-      continue; // deleted in the working tree, not yet in the index
-    }
-    mkdirSync(dirname(join(to, file)), { recursive: true });
-    copyFileSync(from, join(to, file));
-  }
-  // The build tools (vite, esbuild) come from the checkout's installed dependencies.
-  symlinkSync(join(repo, "node_modules"), join(to, "node_modules"));
 }
 
 /** Every file under `dir`, relative to it, not descending into node_modules. */
@@ -148,9 +118,7 @@ describe("the npm package, installed from its tarball into a temporary prefix", 
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), "corral-package-"));
-    const tree = join(root, "tree");
-    copyWorkingTree(tree);
-    const tarball = await packPackage(root, { root: tree, timeoutMs: 600_000 });
+    const tarball = await packBuiltPackage(root);
     prefix = join(root, "prefix");
     // Offline: every dependency comes from the npm cache (a miss fails with ENOTCACHED, named below).
     // Without the optional GPIO/SPI/I²C bindings: the agent must run without them (and they need no

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { eventually, nodeToken } from "../helpers/agent.ts";
 import { startTestController, type TestController } from "../helpers/controller.ts";
+import { packBuiltPackage } from "../helpers/package.ts";
 
 const repoRoot = join(import.meta.dirname, "../..");
 
@@ -66,16 +67,10 @@ describe("the install script (/install.sh, /corral.tgz)", { timeout: 900_000 }, 
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "corral-install-"));
-    // Packed once for the file; --ignore-scripts: the dashboard in web-dist/ is already built.
-    const packed = await runFile("npm", ["pack", "--ignore-scripts", "--pack-destination", dir], {
-      cwd: repoRoot,
-      timeoutMs: 300_000,
-    });
-    assert.equal(packed.code, 0, packed.stderr);
-    const tarball = readdirSync(dir).find((name) => name.endsWith(".tgz"));
-    assert.ok(tarball !== undefined, "npm pack wrote no tarball");
+    // Packed once for the file, built as a release is (prepack: the dashboard and dist/).
+    const tarball = await packBuiltPackage(dir);
     served = join(dir, "served.tgz");
-    await copyFile(join(dir, tarball), served);
+    await copyFile(tarball, served);
     cluster = await startTestController({ web: { address: "127.0.0.1:0", installPackage: served } });
     webUrl = `http://127.0.0.1:${cluster.webPort}`;
   });
