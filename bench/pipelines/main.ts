@@ -1,27 +1,3 @@
-/**
- * Pipelines, three figures, each with a baseline measured in the same run:
- *
- *   (1) packets/s from a uniform_traffic_source to a traffic_sink in one run at `interval` 0 (the real
- *       runtime: a worker thread, the block graph, a bounded link), against a bare loop in this thread
- *       moving the same buffers (64 bytes, sequence + timestamp written) through the same Channel class
- *       with the same capacity. Rounds alternate; ratios are medians.
- *   (2) log lines/s reaching an openLogStream client through the controller (gRPC on loopback) from a
- *       `process` block that cats a file, against `cat` of the same file read by this process: a burst
- *       that fits the run's log ring (9 000 lines, the ring keeps 10 000), then one 20× larger (the
- *       reader is ended with RESOURCE_EXHAUSTED once a whole ring behind; lines it got are counted).
- *   (3) a slow openLogStream reader (one message per 5 ms) while a process writes far more lines than
- *       the run's log ring holds: the process's RSS before, at peak and after (bounded: the ring holds
- *       10 000 lines and a reader a whole ring behind is ended with RESOURCE_EXHAUSTED).
- *   (4) performance_mode on against off, same run, rounds alternating: a timed source (one 64-byte
- *       packet per ms) into a sink; how far from its due time each packet went out (p50/p99 of
- *       |sent − due|), the sink's latency, and the CPU time the run cost (busy-wait is not free).
- *       Both unpinned here (the manager pins every run either way), so only the mode differs.
- *
- *   npm run bench:pipelines [-- --quick]
- *
- * Bounded: fixed counts, and a timer ends the whole run.
- */
-import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +9,7 @@ import { parsePipelineConfig } from "../../src/pipelines/config.ts";
 import { PipelineRun } from "../../src/pipelines/run.ts";
 import { plaintextClient } from "../../test/helpers/clients.ts";
 import { startTestController } from "../../test/helpers/controller.ts";
+import { catRate, catRuns } from "../common/log-rounds.ts";
 
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
 const quick = values.quick === true;
@@ -222,58 +199,11 @@ const lineText = (i: number) => `line-${String(i).padStart(7, "0")} the quick br
 writeFileSync(file, `${Array.from({ length: logLines }, (_, i) => lineText(i)).join("\n")}\n`);
 writeFileSync(burstFile, `${Array.from({ length: burstLines }, (_, i) => lineText(i)).join("\n")}\n`);
 
-async function catRate(path: string, expected: number): Promise<number> {
-  const started = performance.now();
-  const child = spawn("cat", [path], { stdio: ["ignore", "pipe", "ignore"] });
-  let lines = 0;
-  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-  }
-  if (lines !== expected) throw new Error(`cat gave ${lines} lines`);
-  return (lines / (performance.now() - started)) * 1000;
-}
-
 // Figures (2) and (3) run `/bin/sh -c "… cat …"` as process blocks: the node must allow it.
 const controller = await startTestController({ pipelines: { processAllow: ["/bin/sh"] } });
 const nodeId = controller.controller.context.facts.controllerNodeId;
 const client = plaintextClient(PipelinesService, controller.bridgePort);
-let created = 0;
-
-async function startCat(argv: string[]): Promise<string> {
-  const name = `bench-${created++}`;
-  await client.createPipeline({
-    nodeId,
-    name,
-    jsonConfig: JSON.stringify({ version: 13, plumr_config: { pipeline: { cat: { process: { argv } } } } }),
-  });
-  return (await client.startPipeline({ nodeId, pipelineIdentifier: { case: "name", value: name } })).runId;
-}
-
-/** Lines/s from the first line to the last one the client got (the process starts after 0.5 s). */
-async function logRound(path: string): Promise<{ rate: number; received: number; outcome: string }> {
-  const runId = await startCat(["/bin/sh", "-c", `sleep 0.5; exec cat ${path}`]);
-  let received = 0;
-  let first = 0;
-  let last = 0;
-  let outcome = "ended with the run";
-  try {
-    for await (const batch of client.openLogStream({
-      nodeId,
-      runId,
-      options: { optionalLines: { case: "lines", value: 0n } },
-    })) {
-      for (const m of batch.messages) {
-        if (!m.message.startsWith("cat: line-")) continue;
-        if (received === 0) first = performance.now();
-        received++;
-        last = performance.now();
-      }
-    }
-  } catch (error) {
-    outcome = error instanceof ConnectError ? `ended: ${error.rawMessage}` : String(error);
-  }
-  return { rate: (received / Math.max(1, last - first)) * 1000, received, outcome };
-}
+const { start: startCat, logRound } = catRuns(client, nodeId);
 
 for (const [path, lines] of [
   [burstFile, burstLines],
