@@ -4,6 +4,9 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Level, type Message, MessageSchema } from "../../gen/logging_pb.ts";
 import { type PreEncoded, preEncodedBytes } from "../../rpc/pre-encoded.ts";
 
+/** Lines per log message: a burst goes out as a few large messages, not one per line. */
+export const logBatchLines = 2000;
+
 /** One NanoPing log `Message` before it is a message. */
 export interface LogLine {
   readonly timestamp: number;

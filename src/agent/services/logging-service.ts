@@ -14,8 +14,7 @@ import {
 import type { EntryLevel, LogEntry, LogSource } from "../../host/logs/log-source.ts";
 import { streamLogBatches } from "../../host/logs/log-stream.ts";
 import type { PipelineManager } from "../../pipelines/manager.ts";
-import { type LogLine, logBatch } from "./log-batch.ts";
-import { logBatchLines } from "./pipelines-service.ts";
+import { type LogLine, logBatch, logBatchLines } from "./log-batch.ts";
 
 export interface LocalLoggingDeps {
   /** The node's own log (the agent's, or the controller's on its own node): the logger's ring. */

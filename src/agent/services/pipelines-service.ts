@@ -25,7 +25,7 @@ import {
   type PipelineView,
 } from "../../pipelines/manager.ts";
 import type { RestartPolicy } from "../../pipelines/run.ts";
-import { logBatch } from "./log-batch.ts";
+import { logBatch, logBatchLines } from "./log-batch.ts";
 
 export function toPbPipeline(view: PipelineView): Pipeline {
   return create(PipelineSchema, {
@@ -101,8 +101,6 @@ function settingsOf(input: SettingsInput): PipelineSettings {
 const oneof = <T>(o: { case: string | undefined; value?: unknown }): T | undefined =>
   o.case === undefined ? undefined : (o.value as T);
 
-/** Lines per log message: a burst goes out as a few large messages, not one per line. */
-export const logBatchLines = 2000;
 const levelOf = { trace: 1, debug: 1, info: 2, warn: 3, error: 4, fatal: 5 } as const;
 
 /**
